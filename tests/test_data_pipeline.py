@@ -311,3 +311,31 @@ def test_load_dataset_errors():
         load_dataset("mnist-5k", seed=-3)
     with pytest.raises(ValueError, match=r"val_size must be in 0..4999"):
         load_dataset("mnist-5k", val_size=5000)
+
+
+def test_augment_on_batch_sharded_input_matches_single_device():
+    """Data-parallel use: with the batch sharded over 2 (virtual) devices the result is
+    identical and stays sharded (run in a subprocess: the device count is fixed at start)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from codesign.data import augment_cifar, normalize
+assert len(jax.devices()) == 2
+mesh = Mesh(np.array(jax.devices()), ('data',))
+x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+f = jax.jit(lambda k, x: augment_cifar(k, normalize(x, (0.5,) * 3, (0.25,) * 3)))
+a = f(jax.random.key(0), jax.device_put(x, NamedSharding(mesh, P('data'))))
+b = f(jax.random.key(0), jnp.asarray(x))
+assert a.sharding.spec == P('data'), a.sharding
+assert np.array_equal(np.asarray(a), np.asarray(b))
+print('ok')
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
