@@ -303,9 +303,11 @@ def test_synthetic_errors(kwargs, match):
 
 def test_load_dataset_errors():
     assert DATASETS == ("mnist", "mnist-5k", "cifar10", "synthetic")
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid: mnist, mnist-5k, cifar10, synthetic"):
+    valid = "valid: mnist, mnist-5k, cifar10, synthetic"
+    with pytest.raises(ValueError, match=f"unknown dataset 'imagenet'; {valid}"):
         load_dataset("imagenet")
-    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) \['shape'\]; they apply only to 'synthetic'"):
+    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) \['shape'\]; "
+                                         r"they apply only to 'synthetic'"):
         load_dataset("mnist-5k", shape=(28, 28, 1))
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         load_dataset("mnist-5k", seed=-3)
