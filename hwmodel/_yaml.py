@@ -131,15 +131,21 @@ class _Ctx:
     def __init__(self, file: str):
         self.file = file
         self.nodes: dict[tuple, yaml.Node] = {}
+        self.key_of: dict[int, yaml.Node] = {}  # id(value node) -> its key node
 
     def err(self, node, msg: str, valid: str) -> ArchitectureError:
         line = node.start_mark.line + 1 if node is not None else "?"
         return ArchitectureError(f"{self.file}:{line}: {msg}; valid: {valid}", file=self.file)
 
     def node_for(self, path: tuple):
+        """The node to blame for a problem at ``path``: the longest recorded prefix;
+        for a block mapping / list value, its key (the line a reader looks at)."""
         for k in range(len(path), 0, -1):
             if path[:k] in self.nodes:
-                return self.nodes[path[:k]]
+                node = self.nodes[path[:k]]
+                if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style:
+                    return self.key_of.get(id(node), node)
+                return node
         return self.nodes.get(())
 
 
@@ -176,6 +182,7 @@ def _mapping(ctx: _Ctx, node, where: str, keys, required=()) -> dict[str, yaml.N
             raise ctx.err(knode, f"{where}: unknown key {k!r}", f"one of {list(keys)}")
         out[k] = vnode
         first_line[k] = knode.start_mark.line + 1
+        ctx.key_of[id(vnode)] = knode
     missing = [k for k in required if k not in out]
     if missing:
         raise ctx.err(node, f"{where}: missing required key{'s' if len(missing) > 1 else ''} {missing}",
