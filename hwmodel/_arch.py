@@ -428,6 +428,8 @@ def _is_tracer(x) -> bool:
 def _fmt_bits(b: float) -> str:
     if not math.isfinite(b):
         return str(b)
+    if b >= 8 * 1024**2 and b % (8 * 1024**2) == 0:
+        return f"{b / (8 * 1024**2):g} MB"
     if b >= 8192 and b % 8192 == 0:
         return f"{b / 8192:g} KB"
     if b >= 8 and b % 8 == 0:
@@ -690,8 +692,11 @@ def describe(arch: Architecture) -> str:
             parts = [f"{x}:{_fmt_bits(cap[OPERANDS.index(x)])}" for x in lvl.holds
                      if math.isfinite(cap[OPERANDS.index(x)])]
             size = ", ".join(parts)
-            if math.isfinite(sh) or not parts:
-                size = (size + "; " if parts else "") + (f"{_fmt_bits(sh)} shared" if math.isfinite(sh) else "unbounded")
+            if parts and math.isfinite(sh):
+                size += f"; total {_fmt_bits(sh)}"
+            elif not parts:
+                size = (_fmt_bits(sh) + (" shared" if len(lvl.holds) > 1 else "")
+                        if math.isfinite(sh) else "unbounded")
         inst = f"{_num(level_instances(a, lvl)):g}"
         rd = np.asarray(lvl.read_energy_pj, dtype=np.float64)
         wr = np.asarray(lvl.write_energy_pj, dtype=np.float64)
@@ -705,7 +710,7 @@ def describe(arch: Architecture) -> str:
         lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     lines += [
         "",
-        f"  on-chip storage  {_num(onchip_bytes(a)) / 1024:.4g} KB",
+        f"  on-chip storage  {_num(onchip_bytes(a)) / 1024:.6g} KB",
         f"  area             {_num(area_mm2(a)):.4g} mm^2 (PEs {br['PE']:.4g}, "
         + ", ".join(f"{l.name} {br[l.name]:.4g}" for l in a.levels if br[l.name] != 0)
         + f", fixed {br['fixed']:.4g})",

@@ -26,7 +26,7 @@ The file format (every key is listed; nothing else is accepted)::
         holds: [W, I, O]          # required except for noc: operands stored here
         per_pe: false             # optional (default false): one instance per PE
         size: 108 KB              # sram/rf: required; dram: optional (default
-                                  #   unbounded); noc: not allowed.  Either one size
+                                  #   'unlimited'); noc: not allowed.  Either one size
                                   #   (a pool shared by the held operands) or
                                   #   {W: .., I: .., O: .., total: ..} (per-operand
                                   #   partitions, optional shared total)
@@ -468,6 +468,8 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                     if miss:
                         raise ctx.err(sn, f"{W}.size has no partition for {miss} and no total",
                                       f"a size for each held operand {list(holds)}, or a 'total' shared by the rest")
+            elif kind == "dram" and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
+                shared = INF
             else:
                 shared = _size_bits(ctx, sn, f"{W}.size")
 

@@ -332,7 +332,7 @@ def test_describe_table():
     text = a.describe()
     assert "12 x 14 = 168 PEs @ 200 MHz" in text
     assert re.search(r"GLB\s+sram\s+I,O\s+108 KB", text)
-    assert "12.25 mm^2" in text and "193.3 KB" in text
+    assert "12.25 mm^2" in text and "193.312 KB" in text
     assert "200/200/200" in text  # DRAM relative to a MAC
     batch = hwmodel.stack_archs([a, a])
     assert hwmodel.describe(batch).splitlines()[1] == text.splitlines()[1]
@@ -346,3 +346,26 @@ def test_load_arch_bad_names(tmp_path):
     with pytest.raises(ValueError, match="unknown architecture preset"):
         hwmodel.preset_path("tpu")
     assert math.isinf(float(hwmodel.load_arch("eyeriss").level("NoC").bandwidth_words))
+
+
+f32 = st.floats(0, 1e6, width=32, allow_subnormal=False)
+
+
+@given(e=st.tuples(f32, f32, f32), w=st.tuples(f32, f32, f32), glb=st.floats(32, 1e7, width=32),
+       rf=st.tuples(*[st.floats(16, 1e5, width=32)] * 3), bw=st.one_of(st.just(math.inf), st.floats(0.0625, 1e4, width=32)),
+       clock=st.floats(1024, 4e9, width=32), coef=st.floats(0, 10, width=32, allow_subnormal=False),
+       rows=st.integers(1, 512))
+def test_round_trip_random_values(e, w, glb, rf, bw, clock, coef, rows):
+    as_leaf = hwmodel._arch.as_leaf
+    a = hwmodel.load_arch("eyeriss_45nm")
+    a = hwmodel.replace_level(a, "NoC", read_energy_pj=list(e), write_energy_pj=list(w), bandwidth_words=bw)
+    a = hwmodel.replace_level(a, "GLB", shared_bits=glb)
+    a = hwmodel.replace_level(a, "RF", capacity_bits=list(rf))
+    a = a.replace(clock_hz=as_leaf(clock), pe_rows=as_leaf(rows),
+                  area=a.area.__class__(pe_mm2=as_leaf(coef), sram_mm2_per_kb=a.area.sram_mm2_per_kb,
+                                        fixed_mm2=as_leaf(coef)))
+    hwmodel.validate_architecture(a)
+    text = hwmodel.arch_to_yaml(a)
+    b = hwmodel.parse_arch_yaml(text, "random.yaml")
+    assert leaves_equal(a, b), text
+    assert hwmodel.arch_to_yaml(b) == text
