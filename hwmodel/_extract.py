@@ -80,13 +80,18 @@ A layer's name is the first of these that applies:
    arguments at ``param_argnums``, e.g. an ``nnx.State`` or nested dict): that path
    without its last component (``blocks.3.attn.q.kernel`` -> ``blocks.3.attn.q``;
    a one-component path is kept whole);
-2. a dynamic layer (both operands data): the longest common module prefix of the
-   layers that produced its two operands (``Q`` from ``blocks.3.attn.q``, ``K`` from
-   ``blocks.3.attn.k`` -> ``blocks.3.attn``), followed by the innermost
-   ``jax.named_scope`` active at the primitive (``blocks.3.attn.qk``), or by
-   ``matmul`` / ``conv`` when there is none;
-3. the ``jax.named_scope`` stack at the primitive (``eqn.source_info.name_stack``;
-   transformation wrappers such as ``vmap`` are left out), joined with ``.``;
+2. a dynamic layer (both operands data): the innermost ``jax.named_scope`` if it is
+   a dotted path itself (``jax.named_scope("blocks.3.attn.qk")``); else the longest
+   common module prefix of the layers that produced its two operands (``Q`` from
+   ``blocks.3.attn.q``, ``K`` from ``blocks.3.attn.k`` -> ``blocks.3.attn``),
+   followed by the innermost ``jax.named_scope`` active at the primitive
+   (``blocks.3.attn.qk``), or, without one, by ``<lhs>@<rhs>`` built from the last
+   components of the layers that produced the two operands (``q@k``, then ``q@k@v``
+   for ``softmax(Q K^T) V``; ``matmul`` / ``conv`` if one operand has no producer);
+3. the innermost ``jax.named_scope`` if it is a dotted path, else the whole scope
+   stack at the primitive (``eqn.source_info.name_stack``; transformation wrappers
+   such as ``vmap`` and ``jnp.einsum``'s automatic scope are left out), joined with
+   ``.``;
 4. ``<primitive>_<index>`` (``dot_general_7``, ``conv_general_dilated_0``), with the
    layer's position in the workload.
 
@@ -526,7 +531,11 @@ class _Walker:
         if not w_info.data and w_info.params:
             path = w_info.params[0]
             return _parent(path), path
+        # an innermost scope that is itself a dotted path ("blocks.3.attn.qk") is a name
+        dotted = tuple(scope[-1].split(".")) if scope and "." in scope[-1] else None
         if w_info.data and i_info.data:
+            if dotted:
+                return dotted, None
             parents = [_parent(p) for p in i_info.producers + w_info.producers]
             prefix = _common_prefix(parents)
             if prefix:
@@ -536,6 +545,8 @@ class _Walker:
                     # Q from .q, K from .k -> "q@k"; then softmax(q@k) V -> "q@k@v"
                     leaf = f"{_leaf(i_info.producers[0])}@{_leaf(w_info.producers[0])}"
                 return prefix + (leaf,), None
+        if dotted:
+            return dotted, None
         if scope:
             return tuple(scope), None
         return None, None
