@@ -60,6 +60,7 @@ from models._gates import (
     set_gates,
 )
 from models._registry import ModelInfo, create, get_info, list_models
+from models._workload import list_countable_models, model_workload
 
 __all__ = [
     "GATE_KINDS",
@@ -73,6 +74,8 @@ __all__ = [
     "create",
     "gate_sites",
     "get_info",
+    "list_countable_models",
     "list_models",
+    "model_workload",
     "set_gates",
 ]

@@ -78,7 +78,7 @@ def test_table_lists_layers_and_category_totals(capsys):
         (["bert_base", "--input-shape", "4096"], "4096 tokens exceed its context of 512; valid: 1..512"),
         (["alexnet", "--batch", "0"], "--batch '0' must be a positive int"),
         (["alexnet", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-        ([], "required: model; valid models: alexnet"),
+        ([], "required: model; valid models: lenet5"),
         (["vgg16", "--input-shape", "100,100,3"], "model 'vgg16' does not accept input shape 100,100,3 (batch 1)"),
     ],
 )
@@ -88,7 +88,15 @@ def test_errors_are_one_line_with_status_2(capsys, argv, match):
     assert err.count("\n") == 1 and err.startswith("codesign count: ")
     assert match in err
     if "unknown model" in match or "valid models" in match:
-        assert "gpt3_175b" in err and "mobilenet_v1" in err
+        for name in ("gpt3_175b", "mobilenet_v1", "resnet20", "vit_tiny"):  # reference + zoo
+            assert name in err
+
+
+def test_zoo_models_are_countable(capsys):
+    rc, out, _ = run(capsys, "vit_tiny", "--json")
+    d = json.loads(out)
+    assert rc == 0 and d["input_shape"] == [28, 28, 1] and d["attention_macs"] > 0
+    assert d["conv_layers"] == 1  # the patch embedding
 
 
 def test_module_entry_point_prints_pure_json():
