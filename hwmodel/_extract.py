@@ -443,7 +443,7 @@ class _Walker:
         return ""
 
     # -- generic -----------------------------------------------------------------------
-    def run(self, jaxpr, ins: Sequence[_Info], scope: tuple, unrec: list, consts=None):
+    def run(self, jaxpr, ins: Sequence[_Info], scope: tuple, unrec: list):
         """Walk ``jaxpr`` with input infos ``ins``; return (out infos, events)."""
         env: dict = {}
         for v in jaxpr.constvars:
@@ -775,28 +775,44 @@ class _Walker:
     def _while(self, eqn, infos, scope, events, unrec):
         p = eqn.params
         cn, bn = int(p["cond_nconsts"]), int(p["body_nconsts"])
-        body_consts = infos[cn : cn + bn]
+        cond_consts, body_consts = infos[:cn], infos[cn : cn + bn]
         carry = infos[cn + bn :]
         ncar = len(carry)
         local: list = []
         outs, evs = self._body_fixpoint(p["body_jaxpr"], body_consts, carry, [], scope, local, ncar)
+        outs = [_join([c, o]) for c, o in zip(carry, outs)]  # zero trips: the init carry
+        # the condition runs once more than the body; it may hold work too
+        cond_local: list = []
+        _, cond_evs = self._closed(p["cond_jaxpr"], [*cond_consts, *outs], scope, cond_local)
         trips = _while_trip_count(eqn)
         if trips is None:
-            macs = _layer_macs(evs)
+            macs = _layer_macs(evs) + _layer_macs(cond_evs)
             self._unrec(
                 unrec,
                 eqn,
                 scope,
                 infos,
-                "while loop with a trip count unknown at trace time: its body "
-                f"({sum(isinstance(e, _Layer) for e in evs)} MAC layers, {macs:,} MACs and "
-                f"{_nonmac(evs):,} other ops per iteration) is not counted",
+                "while loop with a trip count unknown at trace time: its body and condition "
+                f"({sum(isinstance(e, _Layer) for e in evs + cond_evs)} MAC layers, {macs:,} MACs "
+                f"and {_nonmac(evs) + _nonmac(cond_evs):,} other ops per iteration) are not counted",
             )
-            unrec.extend(local)
+            unrec.extend(local + cond_local)
             return outs
-        for u in local:
+        for u in local + cond_local:
             unrec.append(dataclasses.replace(u, reason=f"{u.reason} [inside while, x{trips}]"))
+        if any(isinstance(e, _Layer) for e in cond_evs):
+            self._unrec(
+                unrec,
+                eqn,
+                scope,
+                infos,
+                f"while-loop condition computes {_layer_macs(cond_evs):,} MACs per test; "
+                "only its non-MAC ops are counted",
+            )
         events.extend(_repeat(evs, None, range(trips)))
+        cond_ops = _nonmac(cond_evs) * (trips + 1)
+        if cond_ops:
+            events.append(cond_ops)
         return outs
 
 

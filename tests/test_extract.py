@@ -163,6 +163,18 @@ def test_scan_over_stacked_nnx_blocks_names_blocks_by_index():
     ]
 
 
+def test_nested_scans_index_both_levels():
+    def f(p, x):
+        def outer(h, w2):
+            return lax.scan(lambda g, w: (g @ w, None), h, w2)[0], None
+
+        return lax.scan(outer, x, p["stages"]["kernel"])[0]
+
+    wl = extract_workload(f, {"stages": {"kernel": S(2, 3, 4, 4)}}, S(1, 4), param_argnums=0)
+    assert [layer.name for layer in wl.layers] == [f"stages.{i}.{j}" for i in range(2) for j in range(3)]
+    assert wl.layers[-1].weight_param == "stages.1.2.kernel"
+
+
 def test_reverse_scan_indexes_by_slice():
     def f(p, x):
         return lax.scan(lambda h, w: (h @ w, None), x, p["w"], reverse=True)[0]
@@ -210,6 +222,8 @@ def test_fori_loop_with_literal_bounds_is_unrolled():
     wl = extract_workload(f, {"w": S(4, 4)}, S(2, 4), param_argnums=0)
     assert len(wl.layers) == 3 and wl.unrecognized == ()
     assert [layer.name for layer in wl.layers] == ["w.0", "w.1", "w.2"]
+    # counter increment once per trip, the `i < 3` test once more than that
+    assert wl.total_nonmac_ops == 3 * 1 + 4 * 1
 
 
 def test_while_with_unknown_trip_count_is_reported_not_counted():
