@@ -408,3 +408,19 @@ def test_workload_summary_and_dict_are_consistent():
     d = wl.to_dict()
     assert d["model"] == "t" and [x["name"] for x in d["layers"]] == ["c", "f", "a"]
     assert "CONV" in wl.table() and "ATTN" in wl.table()
+
+
+def test_layerspec_added_fields_are_validated_and_gemm_view():
+    spec = LayerSpec(name="c", kind="conv", G=2, N=3, M=4, C=5, P=6, Q=7, R=2, S=3)
+    assert (spec.gemm_m, spec.gemm_k, spec.gemm_n) == (3 * 6 * 7, 5 * 2 * 3, 4)
+    assert spec.macs == spec.G * spec.gemm_m * spec.gemm_k * spec.gemm_n
+    for bad in (
+        {"padding": ((1, 1),)},
+        {"lhs_dilation": (0, 1)},
+        {"heads": 0},
+        {"w_bits": 0},
+        {"nonmac_ops": -1},
+    ):
+        field = next(iter(bad))
+        with pytest.raises(ValueError, match=field):
+            LayerSpec(name="x", kind="conv", **bad)
