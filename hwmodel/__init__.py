@@ -2,7 +2,9 @@
 
 Public API (re-exported explicitly):
 
-* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`.
+* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`,
+  ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
+  :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
   ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
   :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
@@ -35,13 +37,16 @@ from hwmodel._arch import (
 )
 from hwmodel._ert import ERT, load_ert
 from hwmodel._presets import list_presets, load_arch, preset_path
-from hwmodel._workload import DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 
 __all__ = [
+    "CATEGORIES",
     "COMPRESSION_MODES",
     "DIMS",
     "ERT",
+    "ExtractionError",
     "LEVEL_KINDS",
     "OPERANDS",
     "SPARSITY_MODES",
@@ -58,6 +63,7 @@ __all__ = [
     "area_breakdown_mm2",
     "area_mm2",
     "describe",
+    "extract_workload",
     "level_instances",
     "level_storage_bits",
     "list_presets",
