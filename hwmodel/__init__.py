@@ -2,7 +2,9 @@
 
 Public API (re-exported explicitly):
 
-* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`.
+* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`,
+  ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
+  :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
   ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
   :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
@@ -35,7 +37,8 @@ from hwmodel._arch import (
 )
 from hwmodel._ert import ERT, load_ert
 from hwmodel._presets import list_presets, load_arch, preset_path
-from hwmodel._workload import DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 
 __all__ = [
@@ -43,6 +46,8 @@ __all__ = [
     "DIMS",
     "ERT",
     "LEVEL_KINDS",
+    "CATEGORIES",
+    "ExtractionError",
     "OPERANDS",
     "SPARSITY_MODES",
     "Architecture",
@@ -70,4 +75,5 @@ __all__ = [
     "save_arch",
     "stack_archs",
     "validate_architecture",
+    "extract_workload",
 ]
