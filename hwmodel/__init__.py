@@ -12,6 +12,13 @@ Public API (re-exported explicitly):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
   :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
   :func:`stack_archs`, :func:`describe`.
+* Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
+  :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
+  :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
+  :func:`candidate_mappings`, :class:`NoLegalMapping`; the differentiable model
+  :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
+  :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
+  brute-force reference :func:`simulate`.
 """
 
 from hwmodel._arch import (
@@ -35,8 +42,26 @@ from hwmodel._arch import (
     stack_archs,
     validate_architecture,
 )
+from hwmodel._cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
 from hwmodel._ert import ERT, load_ert
+from hwmodel._mapper import (
+    OBJECTIVES,
+    NoLegalMapping,
+    candidate_mappings,
+    map_layer,
+    map_workload,
+)
+from hwmodel._mapping import (
+    DATAFLOW_SPECS,
+    DATAFLOWS,
+    DataflowSpec,
+    Mapping,
+    MappingStack,
+    stack_mappings,
+    validate_mapping,
+)
 from hwmodel._presets import list_presets, load_arch, preset_path
+from hwmodel._simulate import simulate
 from hwmodel._extract import ExtractionError, extract_workload
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
@@ -76,4 +101,24 @@ __all__ = [
     "stack_archs",
     "validate_architecture",
     "extract_workload",
+    # cost model (branch cost)
+    "DATAFLOWS",
+    "DATAFLOW_SPECS",
+    "OBJECTIVES",
+    "CandidateSet",
+    "Cost",
+    "DataflowSpec",
+    "Knobs",
+    "LayerCost",
+    "Mapping",
+    "MappingStack",
+    "NoLegalMapping",
+    "candidate_mappings",
+    "cost",
+    "map_layer",
+    "map_workload",
+    "mapping_candidates",
+    "simulate",
+    "stack_mappings",
+    "validate_mapping",
 ]

@@ -128,9 +128,10 @@ class Structure:
 
     Attributes:
       order: ``[B, n_s, 8]`` dim index at each nest position.
-      mask_out: ``[3, n_s, B, 8 n_s]`` loops strictly outside ``k*`` (fill count).
-      mask_star: ``[3, n_s, B, 8 n_s]`` the loop ``k*`` itself.
-      dmask: ``[n_s, B, 8 n_s]`` O-relevant loops above the child (distinct tiles).
+      kstar: ``[3, n_s, B]`` int: nest position of the innermost relevant loop above
+        the child (factor > 1); -1 if none; ``8 n_s`` for the MAC units (every loop
+        counts: they refill every cycle).  Fills = product of the factors at positions
+        ``< kstar`` (``F_out``) times the factor at ``kstar`` (``f*``).
       slide: ``[n_s, B]`` int: sliding direction of I fills (0 none, 1 P, 2 R, 3 Q, 4 S).
       parent: ``[3, n_s, B]`` int: parent storage level of the boundary, -1 if the
         child does not keep the operand (no boundary).
@@ -146,9 +147,7 @@ class Structure:
     """
 
     order: np.ndarray
-    mask_out: np.ndarray
-    mask_star: np.ndarray
-    dmask: np.ndarray
+    kstar: np.ndarray
     slide: np.ndarray
     parent: np.ndarray
     first_pe: int
@@ -210,9 +209,7 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
     rows_spatial = sp_gt1[:, PI] | sp_gt1[:, RI]
     cols_spatial = sp_gt1[:, QI] | sp_gt1[:, SI]
 
-    mask_out = np.zeros((3, n_s, B, npos), dtype=bool)
-    mask_star = np.zeros((3, n_s, B, npos), dtype=bool)
-    dmask = np.zeros((n_s, B, npos), dtype=bool)
+    kstar_all = np.full((3, n_s, B), -1, dtype=np.int64)
     slide = np.zeros((n_s, B), dtype=np.int64)
     parent = np.full((3, n_s, B), -1, dtype=np.int64)
     keep = ms.keep  # [B, n_s, 3]
@@ -222,12 +219,11 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
             rel = RELEVANT[x][flat_dim]  # [B, npos]
             if c == n_s:
                 # MAC units: refilled every cycle -> F = product of every loop.
-                mask_out[x, c - 1] = True
+                kstar_all[x, c - 1] = npos
             else:
                 active = gt1 & rel & above[None, :]
                 kstar = np.where(active, pos[None, :], -1).max(axis=-1)  # [B]
-                mask_out[x, c - 1] = pos[None, :] < kstar[:, None]
-                mask_star[x, c - 1] = pos[None, :] == kstar[:, None]
+                kstar_all[x, c - 1] = kstar
                 if x == 1:
                     kdim = np.take_along_axis(flat_dim, np.maximum(kstar, 0)[:, None], 1)[:, 0]
                     has = kstar >= 0
@@ -240,8 +236,6 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
                     s = np.where(ok_cols & (kdim == QI), SLIDE_Q, s)
                     s = np.where(ok_cols & (kdim == SI), SLIDE_S, s)
                     slide[c - 1] = s
-                if x == 2:
-                    dmask[c - 1] = rel & above[None, :]
             # parent: nearest keeping level above c (level 0 keeps everything)
             kept_above = keep[:, :c, x]  # [B, c]
             idx = np.arange(c)
@@ -255,13 +249,14 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
     muh, mdh = _reduced(pe_ext[:, PI] * U, pe_ext[:, RI] * Dh)
     muw, mdw = _reduced(pe_ext[:, QI] * V, pe_ext[:, SI] * Dw)
     mac_geom = {"uh": muh, "dh": mdh, "uw": muw, "dw": mdw}
-    return Structure(order, mask_out, mask_star, dmask, slide, parent, st.first_pe, n_s,
+    return Structure(order, kstar_all, slide, parent, st.first_pe, n_s,
                      st.noc_below, mac_geom)
 
 
 def _tiles(xp, ext, geom):
-    """W, I, O tile words for extents ``ext`` ``[B, 8]`` -> three ``[B]`` arrays."""
-    G, N, M, P, Q, C, R, S = (ext[:, k] for k in range(8))
+    """W, I, O tile words for extents ``ext`` ``[..., 8]`` -> three ``[...]`` arrays
+    (``geom`` values broadcastable to ``ext[..., 0]``)."""
+    G, N, M, P, Q, C, R, S = (ext[..., k] for k in range(8))
     rows = window_count(P, R, geom["uh"], geom["dh"], xp)
     cols = window_count(Q, S, geom["uw"], geom["dw"], xp)
     return G * M * C * R * S, G * N * C * rows * cols, G * N * M * P * Q
@@ -273,7 +268,7 @@ def _slide_delta(xp, ext, geom, slide, full):
     ``slide`` (numpy ``[B]``) picks the direction; where it is 0 the result is ``full``
     (the whole tile: no sliding).
     """
-    G, N, M, P, Q, C, R, S = (ext[:, k] for k in range(8))
+    G, N, M, P, Q, C, R, S = (ext[..., k] for k in range(8))
     uh, dh, uw, dw = geom["uh"], geom["dh"], geom["uw"], geom["dw"]
     rows = window_count(P, R, uh, dh, xp)
     cols = window_count(Q, S, uw, dw, xp)
@@ -289,7 +284,7 @@ def _slide_delta(xp, ext, geom, slide, full):
 
 
 def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
-    """Access counts for stacked mappings.
+    """Access counts for stacked mappings (vectorized over boundaries).
 
     Args:
       xp: ``numpy`` (exact, int64 inputs) or ``jax.numpy`` (float inputs).
@@ -308,137 +303,153 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
         ``noc_reads_t, noc_writes_t, noc_reads_m, noc_writes_m`` ``[B, n_noc, 3]``;
         ``tiles`` ``[B, n_s, 3]`` tile words per instance; ``cycles`` ``[B]``
         (product of temporal factors); ``used_pes`` ``[B]``; ``macs`` ``[B]``.
+
+    Boundaries are indexed ``[x, c - 1]`` (operand ``x``, child ``c = 1 .. n_s``, where
+    ``c = n_s`` is the MAC units); all of them are computed at once.
     """
     n_s = s.n_storage
     B = T.shape[0]
     npos = 8 * n_s
     A = s.first_pe
+    dt_ = T.dtype
+    f = lambda a: xp.asarray(a).astype(dt_)  # noqa: E731  numpy structure -> xp values
     flat_f = xp.take_along_axis(T, xp.asarray(s.order), axis=-1).reshape(B, npos)
     Sp = SX * SY
-    one = xp.ones_like(Sp)
-    # suffix extents E[j] = prod_{levels >= j} T
-    E = [None] * (n_s + 1)
-    E[n_s] = one
-    for j in range(n_s - 1, -1, -1):
-        E[j] = E[j + 1] * T[:, j, :]
-    used = xp.prod(Sp, axis=-1)
-    cycles = xp.prod(flat_f, axis=-1)
+    used = Sp[:, 0]
+    for k in range(1, 8):
+        used = used * Sp[:, k]
+    ones_b = xp.ones_like(flat_f[:, 0])
+    cols = [ones_b]
+    for k in range(npos):
+        cols.append(cols[-1] * flat_f[:, k])
+    cpx = xp.stack(cols, axis=-1)  # [B, npos + 1]: cpx[:, k] = prod of positions < k
+    cycles = cols[-1]
     macs = cycles * used
+    fx = xp.concatenate([flat_f, ones_b[:, None]], axis=-1)  # [B, npos + 1]
 
-    tiles_pi = []  # per-instance tile per storage level
+    # suffix extents E[:, j] = prod of levels >= j (j = 0 .. n_s; E[:, n_s] = 1)
+    Es = [xp.ones_like(Sp)]
+    for j in range(n_s - 1, -1, -1):
+        Es.append(Es[-1] * T[:, j, :])
+    E = xp.stack(Es[::-1], axis=1)  # [B, n_s + 1, 8]
+    above = (np.arange(n_s + 1) < A).astype(np.int64)[None, :, None]  # shared levels
+    spf = Sp[:, None, :]
+    ext_t = E * (1 + (spf - 1) * f(above))  # per instance (spatial only above the array)
+    ext_u = E * spf  # union over the PEs
+    g2 = {k: v[:, None] for k, v in geom.items()}
+    t_lv = xp.stack(_tiles(xp, ext_t, g2), axis=-1)  # [B, n_s + 1, 3]
+    u_lv = xp.stack(_tiles(xp, ext_u, g2), axis=-1)
+    mg = {k: f(v) for k, v in s.mac_geom.items()}
+    u_mac = xp.stack(_tiles(xp, Sp, mg), axis=-1)  # [B, 3]
+    # children c = 1 .. n_s (index c - 1); the MAC's own tile is one word
+    t_c = xp.concatenate([t_lv[:, 1:n_s, :], xp.ones_like(u_mac)[:, None, :]], axis=1)
+    u_c = xp.concatenate([u_lv[:, 1:n_s, :], u_mac[:, None, :]], axis=1)
+    t_c = xp.transpose(t_c, (0, 2, 1))  # [B, 3, n_s]
+    u_c = xp.transpose(u_c, (0, 2, 1))
+    # sliding deltas (I only, real children)
+    slide = s.slide.T  # [B, n_s]
+    dt_i = _slide_delta(xp, ext_t[:, 1:, :], g2, slide, t_c[:, 1, :])
+    du_i = _slide_delta(xp, ext_u[:, 1:, :], g2, slide, u_c[:, 1, :])
+    is_i = np.zeros((1, 3, 1), dtype=np.int64)
+    is_i[0, 1, 0] = 1
+    d_t = t_c + (dt_i[:, None, :] - t_c) * f(is_i)
+    d_u = u_c + (du_i[:, None, :] - u_c) * f(is_i)
+
+    ks = np.transpose(s.kstar, (2, 0, 1)).reshape(B, 3 * n_s)
+    fo = xp.take_along_axis(cpx, xp.asarray(np.maximum(ks, 0)), axis=-1).reshape(B, 3, n_s)
+    fs = xp.take_along_axis(fx, xp.asarray(np.where(ks < 0, npos, ks)), axis=-1)
+    fs = fs.reshape(B, 3, n_s)
+    words_t = fo * (t_c + (fs - 1) * d_t)
+    words_u = fo * (u_c + (fs - 1) * d_u)
+    F = fo * fs
+    o_rel = T[:, :, 0] * T[:, :, 1] * T[:, :, 2] * T[:, :, 3] * T[:, :, 4]  # G N M P Q
+    d_pre = [ones_b]
     for j in range(n_s):
-        ext = E[j] * Sp if j < A else E[j]
-        tiles_pi.append(_tiles(xp, ext, geom))
+        d_pre.append(d_pre[-1] * o_rel[:, j])
+    D = xp.stack(d_pre[1:], axis=-1)[:, None, :]  # [B, 1, n_s]: distinct O tiles above c
 
-    zeros_s = xp.zeros((B, n_s), dtype=flat_f.dtype)
-    n_noc = len(s.noc_below)
-    acc = {
-        k: [zeros_s, zeros_s, zeros_s]
-        for k in ("reads_t", "writes_t", "reads_m", "writes_m", "fills", "drains")
+    par = np.transpose(s.parent, (2, 0, 1))  # [B, 3, n_s]
+    pres = f((par >= 0).astype(np.int64))
+    ps = xp.asarray(par < A)  # parent above the array
+    inst = xp.where(xp.asarray(np.arange(1, n_s + 1) >= A)[None, :],
+                    used[:, None] * xp.ones_like(D[:, 0, :]), xp.ones_like(D[:, 0, :]))
+    inst = inst[:, None, :]  # [B, 1, n_s]
+    mac = np.zeros((1, 1, n_s), dtype=np.int64)
+    mac[0, 0, n_s - 1] = 1
+    real = f(1 - mac)
+    macf = f(mac)
+    wi = np.zeros((1, 3, 1), dtype=np.int64)
+    wi[0, :2, 0] = 1
+    wif, of = f(wi), f(1 - wi)
+
+    child = inst * words_t * pres  # W/I: words written into each child instance
+    par_wi = xp.where(ps, words_u, inst * words_t) * pres
+    drain = inst * F * t_c * pres
+    par_w = xp.where(ps, F * u_c, inst * F * t_c) * pres
+    refill = xp.where(ps, (F - D) * u_c, inst * (F - D) * t_c) * pres
+    rmw = xp.where(ps, cycles[:, None, None] * u_c, macs[:, None, None]
+                   * xp.ones_like(u_c)) * pres
+
+    # values per (x, c): at the parent, at the child, on the NoC
+    p_reads_t = real * (wif * par_wi + of * refill)
+    p_reads_m = macf * (wif * par_wi + of * rmw)
+    p_writes_t = real * of * par_w
+    p_writes_m = macf * of * rmw
+    c_writes = real * (wif * child + of * refill)  # = fills
+    c_reads = real * of * drain  # = drains
+    n_reads_t = c_writes
+    n_writes_t = c_reads
+    n_reads_m = macf * (wif * child + of * rmw)
+    n_writes_m = macf * of * (macs[:, None, None] * pres)
+
+    lvl = np.arange(n_s)
+    P1h = f((par[..., None] == lvl[None, None, None, :]).astype(np.int64))  # [B, 3, n_s, n_s]
+    Sh = np.zeros((n_s, n_s), dtype=np.int64)  # child index c - 1 -> level c
+    for ci in range(n_s - 1):
+        Sh[ci, ci + 1] = 1
+    Shf = f(Sh)
+
+    def at_parent(v):
+        return xp.transpose(xp.einsum("bxc,bxcl->bxl", v, P1h), (0, 2, 1))
+
+    def at_child(v):
+        return xp.transpose(xp.einsum("bxc,cl->bxl", v, Shf), (0, 2, 1))
+
+    out = {
+        "reads_t": at_parent(p_reads_t) + at_child(c_reads),
+        "reads_m": at_parent(p_reads_m),
+        "writes_t": at_parent(p_writes_t) + at_child(c_writes),
+        "writes_m": at_parent(p_writes_m),
+        "fills": at_child(c_writes),
+        "drains": at_child(c_reads),
     }
-    zeros_n = xp.zeros((B, max(n_noc, 1)), dtype=flat_f.dtype)
-    nacc = {k: [zeros_n, zeros_n, zeros_n] for k in ("noc_reads_t", "noc_writes_t",
-                                                     "noc_reads_m", "noc_writes_m")}
-    lvl_ids = np.arange(n_s)
-    noc_ids = np.arange(max(n_noc, 1))
-
-    def at_parent(p):  # [B] int -> [B, n_s] one-hot (numpy -> xp)
-        return xp.asarray((p[:, None] == lvl_ids[None, :]).astype(np.int64)).astype(flat_f.dtype)
-
-    def at_level(c):
-        return xp.asarray((lvl_ids == c).astype(np.int64)).astype(flat_f.dtype)[None, :]
-
-    def at_noc(mask_k):  # mask_k: [B, n_noc] numpy bool
-        return xp.asarray(mask_k.astype(np.int64)).astype(flat_f.dtype)
-
-    def add(store, key, x, val_bs):
-        store[key][x] = store[key][x] + val_bs
-
-    def prodm(mask):
-        return xp.prod(xp.where(xp.asarray(mask), flat_f, xp.ones_like(flat_f)), axis=-1)
-
-    for c in range(1, n_s + 1):
-        is_mac = c == n_s
-        inst = used if c >= A else xp.ones_like(used)
-        if is_mac:
-            t3 = (xp.ones_like(used),) * 3
-        else:
-            t3 = tiles_pi[c]
-        ext_u = (E[c] if not is_mac else one) * Sp
-        if is_mac:
-            mg = {k: xp.asarray(v).astype(flat_f.dtype) for k, v in s.mac_geom.items()}
-            u3 = _tiles(xp, ext_u, mg)
-        else:
-            u3 = _tiles(xp, ext_u, geom)
-        ext_t = E[c] * Sp if (not is_mac and c < A) else (E[c] if not is_mac else one)
-        for x in range(3):
-            p = s.parent[x, c - 1]  # [B]
-            present = p >= 0
-            if not present.any():
-                continue
-            pres = xp.asarray(present.astype(np.int64)).astype(flat_f.dtype)
-            par_shared = p < A  # [B] numpy bool (parent above the array)
-            par_shared_x = xp.asarray(par_shared)
-            fo = prodm(s.mask_out[x, c - 1])
-            fs = prodm(s.mask_star[x, c - 1])
-            t, u = t3[x], u3[x]
-            onehot_p = at_parent(p)
-            # NoC crossings: p < noc_below <= c
-            nb = np.array(s.noc_below, dtype=np.int64).reshape(-1)
-            if n_noc:
-                cross = (p[:, None] < nb[None, :]) & (nb[None, :] <= c) & present[:, None]
-            else:
-                cross = np.zeros((B, 1), dtype=bool)
-            cross_x = at_noc(cross)
-            if x in (0, 1):
-                if x == 1 and not is_mac:
-                    dt = _slide_delta(xp, ext_t, geom, s.slide[c - 1], t)
-                    du = _slide_delta(xp, ext_u, geom, s.slide[c - 1], u)
-                else:
-                    dt, du = t, u
-                words_t = fo * (t + (fs - 1) * dt)
-                words_u = fo * (u + (fs - 1) * du)
-                child = inst * words_t * pres
-                par = xp.where(par_shared_x, words_u, inst * words_t) * pres
-                if is_mac:
-                    add(acc, "reads_m", x, onehot_p * par[:, None])
-                    add(nacc, "noc_reads_m", x, cross_x * child[:, None])
-                else:
-                    add(acc, "writes_t", x, at_level(c) * child[:, None])
-                    add(acc, "fills", x, at_level(c) * child[:, None])
-                    add(acc, "reads_t", x, onehot_p * par[:, None])
-                    add(nacc, "noc_reads_t", x, cross_x * child[:, None])
-            else:
-                if is_mac:
-                    rmw = xp.where(par_shared_x, cycles * u, macs) * pres
-                    add(acc, "reads_m", x, onehot_p * rmw[:, None])
-                    add(acc, "writes_m", x, onehot_p * rmw[:, None])
-                    add(nacc, "noc_reads_m", x, cross_x * rmw[:, None])
-                    add(nacc, "noc_writes_m", x, cross_x * (macs * pres)[:, None])
-                else:
-                    F = fo * fs
-                    D = prodm(s.dmask[c - 1])
-                    drain = inst * F * t * pres
-                    par_w = xp.where(par_shared_x, F * u, inst * F * t) * pres
-                    refill = xp.where(par_shared_x, (F - D) * u, inst * (F - D) * t) * pres
-                    add(acc, "reads_t", x, at_level(c) * drain[:, None])
-                    add(acc, "drains", x, at_level(c) * drain[:, None])
-                    add(acc, "writes_t", x, onehot_p * par_w[:, None])
-                    add(acc, "reads_t", x, onehot_p * refill[:, None])
-                    add(acc, "writes_t", x, at_level(c) * refill[:, None])
-                    add(acc, "fills", x, at_level(c) * refill[:, None])
-                    add(nacc, "noc_reads_t", x, cross_x * refill[:, None])
-                    add(nacc, "noc_writes_t", x, cross_x * drain[:, None])
-
-    out = {k: xp.stack(v, axis=-1) for k, v in acc.items()}
-    for k, v in nacc.items():
-        arr = xp.stack(v, axis=-1)
-        out[k] = arr[:, :n_noc, :]
-    out["tiles"] = xp.stack([xp.stack(tp, axis=-1) for tp in tiles_pi], axis=1)
+    n_noc = len(s.noc_below)
+    nb = np.array(s.noc_below, dtype=np.int64).reshape(-1)
+    cidx = np.arange(1, n_s + 1)
+    cross = ((par[..., None] < nb[None, None, None, :])
+             & (nb[None, None, None, :] <= cidx[None, None, :, None])
+             & (par[..., None] >= 0))  # [B, 3, n_s, n_noc]
+    crf = f(cross.astype(np.int64))
+    for k, v in (("noc_reads_t", n_reads_t), ("noc_writes_t", n_writes_t),
+                 ("noc_reads_m", n_reads_m), ("noc_writes_m", n_writes_m)):
+        out[k] = xp.transpose(xp.einsum("bxc,bxcn->bxn", v, crf), (0, 2, 1))
+    out["tiles"] = t_lv[:, :n_s, :]
     out["cycles"] = cycles
     out["used_pes"] = used
     out["macs"] = macs
     return out
+
+
+def tiles_only(xp, T, SX, SY, first_pe: int, geom: dict):
+    """Per-instance tile words ``[B, n_s, 3]`` of every storage level (for legality)."""
+    n_s = T.shape[1]
+    Sp = SX * SY
+    E = xp.ones_like(Sp)
+    out = [None] * n_s
+    for j in range(n_s - 1, -1, -1):
+        E = E * T[:, j, :]
+        out[j] = xp.stack(_tiles(xp, E * Sp if j < first_pe else E, geom), axis=-1)
+    return xp.stack(out, axis=1)
 
 
 def geom_dict(g: Geometry, xp=np, dtype=None) -> dict:

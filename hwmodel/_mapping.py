@@ -482,7 +482,8 @@ def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
     Checks: level names, perfect factorization of every dim, spatial factors within
     the array, keep within what each level may hold (outermost keeps everything), and
     (``check_capacity``) every kept tile fits its level at the architecture's word
-    widths.  Needs concrete architecture values.
+    widths.  The array-size and capacity checks are skipped when the architecture's
+    leaves are traced (under jit/vmap): :attr:`hwmodel.Cost` then reports ``legal``.
 
     Raises:
       ValueError: saying what is wrong, for which layer, level and dim.
@@ -504,8 +505,13 @@ def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
                 f"the layer's bound is {getattr(layer, d)} (factors must multiply to the "
                 "bound exactly)"
             )
-    cols = float(np.asarray(arch.pe_cols))
-    rows = float(np.asarray(arch.pe_rows))
+    import jax
+
+    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(arch))
+    if traced:
+        check_capacity = False
+    cols = float("inf") if traced else float(np.asarray(arch.pe_cols))
+    rows = float("inf") if traced else float(np.asarray(arch.pe_rows))
     if math.prod(mapping.spatial_x) > cols:
         raise ValueError(
             f"{where}: spatial_x uses {math.prod(mapping.spatial_x)} PE columns "

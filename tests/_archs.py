@@ -7,8 +7,11 @@ NoC 2, RF 1, MAC 1; 12 x 14 PEs; RF 224 / 12 / 24 words of 16 b; 108 KB GLB).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+
+import jax.numpy as jnp
 
 import numpy as np
 
@@ -170,3 +173,18 @@ def _random_mapping(layer, arch, rng, keep_prob, spatial_prob, st):
     return Mapping(levels=st.storage_names, temporal=tuple(map(tuple, temporal)),
                    order=tuple(order), spatial_x=tuple(sx), spatial_y=tuple(sy),
                    keep=tuple(keep))
+
+
+def sized(arch, glb_kb, rf_scale, rows, cols):
+    """A copy of an Eyeriss-like arch with GLB KB, RF capacity scale and array size changed."""
+    lv = []
+    for l in arch.levels:
+        if l.name == "GLB":
+            l = dataclasses.replace(l, shared_bits=jnp.asarray(glb_kb * 8192.0, jnp.float32))
+        if l.name == "RF":
+            l = dataclasses.replace(l, capacity_bits=l.capacity_bits * rf_scale)
+        lv.append(l)
+    return arch.replace(levels=tuple(lv), pe_rows=jnp.asarray(rows, jnp.float32),
+                        pe_cols=jnp.asarray(cols, jnp.float32))
+
+
