@@ -476,7 +476,7 @@ def _word_bits(arch: Architecture) -> np.ndarray:
 
 
 def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
-                     *, check_capacity: bool = True) -> None:
+                     *, check_capacity: bool = True, check_model: bool = True) -> None:
     """Check that ``mapping`` is a legal loop nest for ``layer`` on ``arch``.
 
     Checks: level names, perfect factorization of every dim, spatial factors within
@@ -484,6 +484,8 @@ def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
     (``check_capacity``) every kept tile fits its level at the architecture's word
     widths.  The array-size and capacity checks are skipped when the architecture's
     leaves are traced (under jit/vmap): :attr:`hwmodel.Cost` then reports ``legal``.
+    ``check_model`` also rejects the rare mappings outside the closed form's domain
+    (:func:`hwmodel._counts.uncovered`; the simulator handles them).
 
     Raises:
       ValueError: saying what is wrong, for which layer, level and dim.
@@ -536,7 +538,7 @@ def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
         )
     from hwmodel._counts import uncovered
 
-    if uncovered(stack_mappings([mapping]), st)[0]:
+    if check_model and uncovered(stack_mappings([mapping]), st)[0]:
         raise ValueError(
             f"{where}: unsupported mapping: I bypasses a per-PE level that has P/R/Q/S "
             "loops while the same dims are spread spatially (the PEs' input windows "
