@@ -218,7 +218,8 @@ class Cost:
       layers: the :class:`LayerCost`.
 
     Static attributes: ``model``, ``arch_name``, ``dataflow``, ``objective``, ``batch``,
-    ``layer_names``, ``level_names``, ``bound_names`` (``("compute", *level_names)``),
+    ``layer_names``, ``layer_macs`` (exact integer MACs of each layer as specified,
+    before knobs), ``level_names``, ``bound_names`` (``("compute", *level_names)``),
     ``relaxed``.
     """
 
@@ -244,6 +245,7 @@ class Cost:
     objective: str = "energy"
     batch: int = 1
     layer_names: tuple[str, ...] = ()
+    layer_macs: tuple[int, ...] = ()
     level_names: tuple[str, ...] = ()
     relaxed: bool = False
 
@@ -253,14 +255,20 @@ class Cost:
 
     # ---- rendering --------------------------------------------------------------
     def to_dict(self) -> dict:
-        """A JSON-ready dict (concrete values only)."""
+        """A JSON-ready dict (concrete values only).
+
+        ``macs`` (network and per layer) is the exact integer count of the layers as
+        specified; ``macs_kept`` is after keep fractions (float32), ``macs_effective``
+        after sparsity too.
+        """
         f = lambda v: float(np.asarray(v))  # noqa: E731
         L = self.layers
         layers = []
         for i, name in enumerate(self.layer_names):
             layers.append({
                 "name": name,
-                "macs": f(L.macs_dense[i]),
+                "macs": int(self.layer_macs[i]),
+                "macs_kept": f(L.macs_dense[i]),
                 "macs_effective": f(L.macs_effective[i]),
                 "energy_pj": f(L.energy_pj[i]),
                 "cycles": f(L.cycles[i]),
@@ -279,7 +287,8 @@ class Cost:
             "dataflow": self.dataflow,
             "objective": self.objective,
             "batch": self.batch,
-            "macs": f(self.macs_dense),
+            "macs": int(sum(self.layer_macs)),
+            "macs_kept": f(self.macs_dense),
             "macs_effective": f(self.macs_effective),
             "energy_pj": f(self.energy_pj),
             "energy_per_inference_pj": f(self.energy_per_inference_pj),
@@ -309,7 +318,7 @@ _register(
           "area_mm2", "utilization", "macs_dense", "macs_effective", "pes", "clock_hz",
           "layers"],
     meta=["model", "arch_name", "dataflow", "objective", "batch", "layer_names",
-          "level_names", "relaxed"],
+          "layer_macs", "level_names", "relaxed"],
 )
 
 
@@ -649,6 +658,7 @@ def _assemble(layers, per: dict, aa: dict, arch: Architecture, *, model: str, da
         objective=objective,
         batch=batch,
         layer_names=names,
+        layer_macs=tuple(int(l.macs) for l in layers),
         level_names=st.level_names,
         relaxed=relaxed,
     )
