@@ -117,3 +117,21 @@ def test_window_formula_equals_set_count(a, b, U, D):
 def test_strided_1x1_touches_a_rows():
     # a 1x1 stride-2 conv touches a rows, not 2a - 1
     assert int(window_count(np.int64(5), np.int64(1), 2, 1)) == 5
+
+
+@pytest.mark.parametrize("dataflow", ("ws", "os", "is", "rs", "nlr"))
+@given(layer=tiny_layers(), seed=st.integers(0, 2**31 - 1))
+def test_every_dataflow_family_matches_simulator(dataflow, layer, seed):
+    """The mapper's choice and random members of each family's candidate set."""
+    import hwmodel
+    from hwmodel._mapper import candidate_mappings
+    from hwmodel._mapping import arch_structure as _st
+
+    arch = eyeriss(rows=4, cols=4)
+    m = hwmodel.map_layer(layer, arch, dataflow=dataflow)
+    _compare(layer, arch, m)
+    ms = candidate_mappings(layer, arch, dataflow)
+    rng = random.Random(seed)
+    names = _st(arch).storage_names
+    for i in rng.sample(range(len(ms)), min(2, len(ms))):
+        _compare(layer, arch, ms.mapping(i, names, dataflow))
