@@ -53,6 +53,14 @@ Knobs (:class:`Knobs`, per-layer arrays, all differentiable; None = dense defaul
 At hard points (densities 1, keeps 1, bits = word bits, sparsity "none" or no
 compression) the knob path equals the exact integer model (float32 rounding only).
 
+Batch: MACs, compute cycles and every I and O access grow exactly linearly with the
+batch when the batch is an outermost loop; W accesses grow at most linearly (a
+weight tile that no W-relevant loop above a level changes stays resident across the
+whole batch), and the mapper may also reuse weights across the batch or spread it over
+PEs, so energy and latency per inference usually *fall* with the batch (sublinear
+totals).  Dynamic matmuls carry the batch in G (each example has its own K / V), so
+their W side is not shared across the batch.
+
 Dynamic-operand matmuls (``LayerSpec.dynamic``): nothing is ever resident across
 inferences in this model -- every layer reads its W side and inputs from the
 outermost level and writes its outputs there -- so the dynamic W side is fetched like
