@@ -73,18 +73,16 @@ cycles: assumed overlapped on a separate vector unit).
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwmodel._arch import OPERANDS, Architecture, area_mm2, onchip_bytes
+from hwmodel._arch import Architecture, area_mm2, onchip_bytes
 from hwmodel._counts import CI, GI, MI, counts, geom_dict, geometry, structure, tiles_only
 from hwmodel._evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
 from hwmodel._mapper import (
-    OBJECTIVES,
     _check_args,
     _concrete,
     _layer_key,
@@ -93,7 +91,6 @@ from hwmodel._mapper import (
     map_workload,
 )
 from hwmodel._mapping import (
-    Mapping,
     MappingStack,
     arch_structure,
     stack_mappings,

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import jax
 import numpy as np
@@ -52,7 +51,6 @@ from hwmodel._mapping import (
     DIM_INDEX,
     ORDER_TEMPLATES,
     RELEVANT,
-    ArchStructure,
     Mapping,
     MappingStack,
     arch_structure,
@@ -212,12 +210,9 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
         tot = assigned[kk] * f
         ok = np.all(bounds[None, :] % tot == 0, axis=1)
         kk, cc, f, tot = kk[ok], cc[ok], f[ok], tot[ok]
-        base = pe_ext[kk] if j >= A else (tot // f) * 1  # extents inside this level
-        if j >= A:
-            ext = base * f
-        else:
-            # shared: everything assigned so far (spatial, per-PE, inner shared) x f
-            ext = tot
+        # the tile's extents: per-PE levels span the per-PE factors (no spatial);
+        # shared levels span everything assigned so far (spatial, per-PE, inner shared)
+        ext = pe_ext[kk] * f if j >= A else tot
         cap = np.asarray(aa["cap"][st.storage[j]], dtype=np.float64)
         shared = float(aa["shared"][st.storage[j]])
         fit = _fits(ext, geom, kept, cap, shared, wb)

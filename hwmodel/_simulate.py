@@ -29,7 +29,6 @@ exactly; the tests check that on randomly drawn tiny layers and mappings.
 from __future__ import annotations
 
 import itertools
-import math
 
 from hwmodel._arch import OPERANDS, Architecture
 from hwmodel._mapping import RELEVANT, Mapping, arch_structure, validate_mapping
@@ -313,6 +312,3 @@ def simulate(layer: LayerSpec, arch: Architecture, mapping: Mapping, *,
         "macs": cycles * used, "cycles": cycles, "used_pes": used,
     }
 
-
-def _check_int(v):  # pragma: no cover - helper for debugging
-    return int(v) == v and math.isfinite(v)

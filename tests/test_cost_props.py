@@ -267,3 +267,17 @@ def test_relaxed_grads_wrt_sizes_finite(arch):
     assert float(g[1]) != 0.0 and float(g[2]) != 0.0  # rows / cols reach latency and area
 
 
+
+
+def test_vmap_over_knobs_equals_loop(arch, maps):
+    a = eyeriss(sparsity="skip")
+    maps = hwmodel.map_workload(WL, a)
+    D = jnp.linspace(0.1, 1.0, 4 * L).reshape(4, L)
+    f = lambda d: hwmodel.cost(WL, a, mappings=maps, knobs=Knobs(  # noqa: E731
+        weight_density=d, act_density=d[::-1], keep_out=0.5 + 0.5 * d))
+    batched = jax.vmap(f)(D)
+    for i in range(4):
+        one = f(D[i])
+        np.testing.assert_allclose(float(one.energy_pj), float(batched.energy_pj[i]), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(one.layers.cycles),
+                                   np.asarray(batched.layers.cycles[i]), rtol=1e-6)
