@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 import numpy as np
 
-from hwmodel import DIMS, OPERANDS, Architecture, AreaModel, LayerSpec, MemoryLevel
+from hwmodel import DIMS, OPERANDS, Architecture, AreaModel, LayerSpec, MemoryLevel, Workload
 from hwmodel._arch import as_leaf
 from hwmodel._mapping import Mapping, arch_structure
 
@@ -188,3 +188,16 @@ def sized(arch, glb_kb, rf_scale, rows, cols):
                         pe_cols=jnp.asarray(cols, jnp.float32))
 
 
+
+
+# A tiny mixed workload for the cost tests: conv, strided conv with non-MAC ops,
+# depthwise, dense, attention Q K^T.
+TINY_LAYERS = (
+    LayerSpec(name="conv", kind="conv", M=16, C=8, P=6, Q=6, R=3, S=3, H=8, W=8),
+    LayerSpec(name="strided", kind="conv", M=8, C=4, P=5, Q=5, R=3, S=3, stride=(2, 2),
+              H=11, W=11, nonmac_ops=200),
+    LayerSpec(name="dw", kind="conv", G=8, M=1, C=1, P=6, Q=6, R=3, S=3, H=8, W=8),
+    LayerSpec(name="fc", kind="matmul", N=2, M=24, C=32),
+    LayerSpec(name="qk", kind="matmul", G=4, N=8, M=8, C=4, dynamic=True, nonmac_ops=256),
+)
+TINY = Workload(layers=TINY_LAYERS, name="tiny", batch=1)

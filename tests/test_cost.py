@@ -4,31 +4,21 @@ Properties (monotonicity, batch, vmap, relaxed mode, gradients) are in test_cost
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-from jax.test_util import check_grads
 
 import hwmodel
-from hwmodel import Knobs, LayerSpec, Workload
+from hwmodel import Knobs
 from hwmodel._mapper import evaluate_stack
 from hwmodel._mapping import stack_mappings
-from tests._archs import eyeriss, sized as _sized
+from tests._archs import TINY, TINY_LAYERS, eyeriss, sized as _sized
 
-LAYERS = (
-    LayerSpec(name="conv", kind="conv", M=16, C=8, P=6, Q=6, R=3, S=3, H=8, W=8),
-    LayerSpec(name="strided", kind="conv", M=8, C=4, P=5, Q=5, R=3, S=3, stride=(2, 2),
-              H=11, W=11, nonmac_ops=200),
-    LayerSpec(name="dw", kind="conv", G=8, M=1, C=1, P=6, Q=6, R=3, S=3, H=8, W=8),
-    LayerSpec(name="fc", kind="matmul", N=2, M=24, C=32),
-    LayerSpec(name="qk", kind="matmul", G=4, N=8, M=8, C=4, dynamic=True, nonmac_ops=256),
-)
-WL = Workload(layers=LAYERS, name="tiny", batch=1)
+LAYERS = TINY_LAYERS
+WL = TINY
 L = len(LAYERS)
 
 
