@@ -125,8 +125,14 @@ def main(argv: list[str]) -> int:
     if args.json:
         d = wl.to_dict()
         d["input_shape"] = list(shape)
-        sys.stdout.write(json.dumps(d) + "\n")
-        return 0
-    print(f"input shape {','.join(map(str, shape))}")
-    print(wl.table(per_layer=not args.summary))
+        text = json.dumps(d) + "\n"
+    else:
+        text = f"input shape {','.join(map(str, shape))}\n{wl.table(per_layer=not args.summary)}\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
