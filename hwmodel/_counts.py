@@ -21,7 +21,12 @@ spans the loops of ``c`` and of every level inside it, plus the spatial loops wh
 I = ``G N C * h(P, R, U, Dh) * h(Q, S, V, Dw)`` with the window count
 ``h(a, b, U, D) = |{p*U + r*D : p < a, r < b}| = a*min(b, u) + max(0, b-u)*min(a, d)``
 (``g = gcd(U, D), u = U/g, d = D/g``).  The parent of a per-PE level sees the union of
-the PE tiles, itself a tile of the combined extents (multicast).
+the PE tiles, itself a tile of the combined extents (multicast).  One case is outside
+this closed form and rejected by :func:`hwmodel.validate_mapping` (it needs two per-PE
+levels): I bypassing a per-PE level whose P/R (Q/S) loops sit between the spatial
+loops of the same direction and I's child, which makes the PEs' windows strided.  For
+the MAC units the PEs of one cycle read rows ``i*Bp*U + j*Br*Dh`` (``Bp, Br``: the P
+and R factors of all per-PE levels), i.e. ``h(SP, SR, Bp*U, Br*Dh)`` rows.
 
 **Fills.**  Walking the temporal loops above ``c`` (outer to inner, factor-1 loops
 ignored), the tile changes whenever the index of a loop relevant to ``X`` changes.
@@ -36,7 +41,10 @@ that direction (P/R for rows, Q/S for columns) with factor > 1 sits between ``k*
 ``c`` (then every PE's window moves by exactly its own extent).  So per sweep of ``k*``
 (``F_out`` sweeps, ``f*`` steps each) the words are ``t + (f* - 1) * delta``.
 
-**Boundaries.**  For each operand, consecutive keeping levels ``(p, c)`` form a
+**Boundaries.**  A level *keeps* an operand if the mapping says so (``Mapping.keep``,
+a subset of what the architecture lets it hold; bypass otherwise; the outermost level
+keeps everything and is never filled).  For each operand, consecutive keeping levels
+``(p, c)`` form a
 boundary, and the innermost keeping level feeds the MAC units (a virtual per-PE child
 with a 1-word tile per operand that is refilled every cycle: no operand latch).
 
