@@ -12,6 +12,13 @@ Public API (re-exported explicitly):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
   :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
   :func:`stack_archs`, :func:`describe`.
+* Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
+  :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
+  :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
+  :func:`candidate_mappings`, :class:`NoLegalMapping`; the differentiable model
+  :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
+  :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
+  brute-force reference :func:`simulate`.
 """
 
 from hwmodel._arch import (
@@ -35,8 +42,26 @@ from hwmodel._arch import (
     stack_archs,
     validate_architecture,
 )
+from hwmodel._cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
 from hwmodel._ert import ERT, load_ert
+from hwmodel._mapper import (
+    OBJECTIVES,
+    NoLegalMapping,
+    candidate_mappings,
+    map_layer,
+    map_workload,
+)
+from hwmodel._mapping import (
+    DATAFLOW_SPECS,
+    DATAFLOWS,
+    DataflowSpec,
+    Mapping,
+    MappingStack,
+    stack_mappings,
+    validate_mapping,
+)
 from hwmodel._presets import list_presets, load_arch, preset_path
+from hwmodel._simulate import simulate
 from hwmodel._extract import ExtractionError, extract_workload
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
@@ -44,17 +69,28 @@ from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 __all__ = [
     "CATEGORIES",
     "COMPRESSION_MODES",
+    "DATAFLOWS",
+    "DATAFLOW_SPECS",
     "DIMS",
     "ERT",
-    "ExtractionError",
     "LEVEL_KINDS",
+    "OBJECTIVES",
     "OPERANDS",
     "SPARSITY_MODES",
     "Architecture",
     "ArchitectureError",
     "AreaModel",
+    "CandidateSet",
+    "Cost",
+    "DataflowSpec",
+    "ExtractionError",
+    "Knobs",
+    "LayerCost",
     "LayerSpec",
+    "Mapping",
+    "MappingStack",
     "MemoryLevel",
+    "NoLegalMapping",
     "Problem",
     "Unrecognized",
     "Workload",
@@ -62,6 +98,8 @@ __all__ = [
     "architecture_problems",
     "area_breakdown_mm2",
     "area_mm2",
+    "candidate_mappings",
+    "cost",
     "describe",
     "extract_workload",
     "level_instances",
@@ -69,11 +107,17 @@ __all__ = [
     "list_presets",
     "load_arch",
     "load_ert",
+    "map_layer",
+    "map_workload",
+    "mapping_candidates",
     "onchip_bytes",
     "parse_arch_yaml",
     "preset_path",
     "replace_level",
     "save_arch",
+    "simulate",
     "stack_archs",
+    "stack_mappings",
     "validate_architecture",
+    "validate_mapping",
 ]
