@@ -59,7 +59,7 @@ def depthwise_conv_taps(x, kernel, stride, padding):
                 (xp.shape[0], r + (p - 1) * stride + 1, s + (q - 1) * stride + 1, xp.shape[3]),
                 (1, stride, stride, 1),
             )
-            term = tap * w[r, s, 0]
+            term = tap * w[r, s, 0].reshape(1, 1, 1, -1)
             y = term if y is None else y + term
     return y
 

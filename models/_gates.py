@@ -121,7 +121,8 @@ class Gate(nnx.Module):
                 f"size {self.size}) got an activation of shape {x.shape}; expected "
                 f"size {self.size} on axis {axis}"
             )
-        shape = (self.size,) if axis == -1 else (self.size, 1)
+        # full-rank broadcast shape (explicit: rank promotion may be disabled)
+        shape = (1,) * (x.ndim + axis) + (self.size,) + (1,) * (-axis - 1)
         return x * jnp.reshape(values.astype(x.dtype), shape)
 
 
