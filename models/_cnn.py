@@ -83,6 +83,9 @@ class LeNet5(ZooModel):
 class MnistCNN(ZooModel):
     """The small CNN of the Flax MNIST example (``examples/mnist``, NNX tutorial).
 
+    Exactly the example's layers (a variant in Flax's tracing benchmarks adds BatchNorm
+    and Dropout(0.025); that variant is not this model).
+
     Layers (default input 28x28x1; convs use SAME padding)::
 
       conv1  3x3, 1 -> 32,  ReLU, avg-pool 2   -> 14x14x32

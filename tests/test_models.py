@@ -364,3 +364,23 @@ def test_vit_attention_has_two_dynamic_matmuls_per_block():
         assert sorted(eq.outvars[0].aval.shape) == sorted(want)
     # the static-weight matmuls: q, k, v, o, fc1, fc2 per block + head
     assert len(dots) - len(expected) == 3 * 6 + 1
+
+
+def test_initializers_have_the_stated_distributions():
+    from models._base import he_normal, lecun_normal, xavier_uniform
+
+    key = jax.random.key(3)
+    shape = (3, 3, 64, 128)  # fan_in 576, fan_out 1152
+    w = np.asarray(he_normal(key, shape))
+    assert w.shape == shape and w.dtype == np.float32
+    assert abs(w.mean()) < 0.01 * w.std()
+    assert w.std() == pytest.approx(np.sqrt(2 / 576), rel=0.02)
+    assert np.asarray(lecun_normal(key, shape)).std() == pytest.approx(np.sqrt(1 / 576), rel=0.02)
+    u = np.asarray(xavier_uniform(key, (300, 500)))
+    limit = np.sqrt(6 / 800)
+    assert u.min() >= -limit and u.max() <= limit and u.max() > 0.99 * limit
+    assert u.std() == pytest.approx(limit / np.sqrt(3), rel=0.02)
+    # deterministic in the key, different across keys, same values under jit
+    np.testing.assert_array_equal(w, he_normal(key, shape))
+    assert not np.array_equal(w, he_normal(jax.random.key(4), shape))
+    np.testing.assert_allclose(w, jax.jit(lambda k: he_normal(k, shape))(key), rtol=1e-6)
