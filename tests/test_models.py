@@ -384,3 +384,16 @@ def test_initializers_have_the_stated_distributions():
     np.testing.assert_array_equal(w, he_normal(key, shape))
     assert not np.array_equal(w, he_normal(jax.random.key(4), shape))
     np.testing.assert_allclose(w, jax.jit(lambda k: he_normal(k, shape))(key), rtol=1e-6)
+
+
+def test_package_docstring_table_matches_the_models():
+    rows = re.findall(
+        r"^(\w+)\s+(\d+)x(\d+)x(\d+)\s+([\d,]+)\s+([\d,]+)\s", models.__doc__, re.M
+    )
+    assert {r[0] for r in rows} == set(NAMES) and len(rows) == len(NAMES) + 1
+    for name, h, w, c, params, macs in rows:
+        shape = (int(h), int(w), int(c))
+        m = _abstract(name, input_shape=shape)
+        assert models.count_params(m) == int(params.replace(",", "")), name
+        closed, _ = _trace(m, (1,) + shape)
+        assert sum(_jaxpr_macs(closed.jaxpr)) == int(macs.replace(",", "")), name
