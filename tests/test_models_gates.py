@@ -243,7 +243,7 @@ def test_set_gates_validates_and_keeps_metadata():
         models.set_gates(m, lambda s: models.ScaleGate(s.size, "head"))
     with pytest.raises(TypeError, match="must return a models.Gate"):
         models.set_gates(m, lambda s: nnx.Linear(1, 1, rngs=nnx.Rngs(0)))
-    assert models.gate_sites(m) == before  # nothing replaced by the failed calls
+    assert models.gate_sites(m) == before  # same metadata after the failed calls
     after = models.set_gates(
         m, lambda s: models.ScaleGate(s.size, s.kind) if s.path == "conv2_gate" else None
     )
@@ -255,6 +255,14 @@ def test_set_gates_validates_and_keeps_metadata():
         "linear1_gate": models.Gate,
     }
     assert models.count_params(m) == 824_458 + 64  # the gate values are GateParams
+
+
+def test_set_gates_is_all_or_nothing():
+    m = _abstract("vgg_small")  # features.0 and features.1 both have 32 channels
+    shared = models.ScaleGate(32)
+    with pytest.raises(ValueError, match="same Gate object"):
+        models.set_gates(m, lambda s: shared if s.size == 32 else models.ScaleGate(s.size))
+    assert all(type(s.gate) is models.Gate for s in models.gate_sites(m))
 
 
 def test_gate_values_are_learnable_and_separable():
