@@ -85,7 +85,10 @@ def test_info(name):
 
 
 def test_unknown_name_lists_valid_names():
-    for fn in (lambda: models.create("alexnet", rngs=nnx.Rngs(0)), lambda: models.get_info("alexnet")):
+    for fn in (
+        lambda: models.create("alexnet", rngs=nnx.Rngs(0)),
+        lambda: models.get_info("alexnet"),
+    ):
         with pytest.raises(ValueError, match="unknown model 'alexnet'") as e:
             fn()
         for n in NAMES:
@@ -319,7 +322,9 @@ def test_docstring_sizes_match_the_model(name, kwargs, which):
 def test_count_params_is_param_leaves_only():
     m = _abstract("resnet20")
     by_hand = sum(
-        int(np.prod(v.shape)) for p, v in nnx.to_flat_state(nnx.state(m)) if isinstance(v, nnx.Param)
+        int(np.prod(v.shape))
+        for _, v in nnx.to_flat_state(nnx.state(m))
+        if isinstance(v, nnx.Param)
     )
     assert models.count_params(m) == by_hand
     assert by_hand < sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(nnx.state(m)))

@@ -49,7 +49,8 @@ def test_taps_equal_the_grouped_conv_and_a_loop(h, w, c, k, stride, seed):
     slow = _loop_reference(x, kern, stride, pads)
     taps = np.asarray(depthwise_conv_taps(jnp.asarray(x), jnp.asarray(kern), stride, pads))
     ref = np.asarray(depthwise_conv_reference(jnp.asarray(x), jnp.asarray(kern), stride, pads))
-    assert taps.shape == ref.shape == slow.shape == (2, math.ceil(h / stride), math.ceil(w / stride), c)
+    want = (2, math.ceil(h / stride), math.ceil(w / stride), c)
+    assert taps.shape == ref.shape == slow.shape == want
     np.testing.assert_allclose(taps, slow, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ref, slow, rtol=1e-5, atol=1e-5)
 
@@ -67,7 +68,8 @@ def test_custom_vjp_gradients_match_the_grouped_conv():
 
         got = jax.jit(jax.value_and_grad(loss(depthwise_conv), (0, 1)))(x, kern)
         want = jax.value_and_grad(loss(depthwise_conv_reference), (0, 1))(x, kern)
-        for g, w_ in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        leaves = zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True)
+        for g, w_ in leaves:
             np.testing.assert_allclose(g, w_, rtol=1e-4, atol=1e-4)
 
 
