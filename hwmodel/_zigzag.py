@@ -157,7 +157,8 @@ def _vec3(x, what: str) -> list[float]:
         vals = [float(v) for v in list(x)]
     except Exception as e:
         raise TypeError(
-            f"{what}: needs three concrete numbers (W, I, O) to export to ZigZag, got {x!r}"
+            f"{what}: needs three concrete numbers (W, I, O) to export to ZigZag, got {x!r} "
+            "(call the exporter outside jit/grad/vmap)"
         ) from e
     if len(vals) != 3:
         raise ValueError(f"{what}: expected 3 values (W, I, O), got {len(vals)}")
@@ -437,7 +438,9 @@ def zigzag_accelerator(
     word_bits = _vec3(arch.word_bits, f"architecture {arch.name!r} word_bits")
     rows = _as_int(_concrete(arch.pe_rows, "pe_rows"), f"architecture {arch.name!r} pe_rows")
     cols = _as_int(_concrete(arch.pe_cols, "pe_cols"), f"architecture {arch.name!r} pe_cols")
-    area_per_kb = _vec3_any(arch.area.sram_mm2_per_kb, len(arch.levels))
+    area_per_kb = _vec_n(
+        arch.area.sram_mm2_per_kb, len(arch.levels), f"architecture {arch.name!r} area.sram_mm2_per_kb"
+    )
     memories: list[tuple[str, dict]] = []
     for li, lvl in enumerate(arch.levels):
         if lvl.kind == "noc":
@@ -473,12 +476,17 @@ def zigzag_accelerator(
     }
 
 
-def _vec3_any(x, n: int) -> list[float]:
+def _vec_n(x, n: int, what: str) -> list[float]:
     try:
         vals = [float(v) for v in list(x)]
-    except Exception:
-        return [0.0] * n
-    return vals if len(vals) == n else [0.0] * n
+    except Exception as e:
+        raise TypeError(
+            f"{what}: needs {n} concrete numbers to export to ZigZag, got {x!r} "
+            "(call the exporter outside jit/grad/vmap)"
+        ) from e
+    if len(vals) != n:
+        raise ValueError(f"{what}: expected {n} values (one per level), got {len(vals)}")
+    return vals
 
 
 # ----------------------------------------------------------------------------------
