@@ -1,0 +1,359 @@
+"""Peer check: ``hwmodel.cost`` against ZigZag on LeNet-5 and AlexNet conv layers.
+
+Both tools see the same hardware: ZigZag runs on its own ``eyeriss_like.yaml``
+(shipped inside the ``zigzag-dse`` package: 14 x 12 PEs, 0.5 pJ MAC, per-PE register
+files, three SRAMs, DRAM, energies in pJ per port access); our model runs on the
+:class:`hwmodel.Architecture` that :func:`hwmodel.architecture_from_zigzag` reads from
+that same file (energies converted per word, see ``benchmarks/ZIGZAG.md``).  The
+layers are exported with :func:`hwmodel.export_zigzag` (workload + mapping YAML), so
+ZigZag evaluates exactly our loop bounds.
+
+Printed per layer: MACs from both (must be equal), energy and latency (cycles) from
+both with ratios, the energy per memory level, and network totals; then the wall time
+of each tool on the same network and the speed ratio.
+
+Run (needs a Python with both ``zigzag-dse`` and this project's deps, e.g. a venv
+made with ``pip install zigzag-dse jax flax``)::
+
+    /tmp/venv-zz/bin/python benchmarks/zigzag_compare.py            # both networks
+    /tmp/venv-zz/bin/python benchmarks/zigzag_compare.py --nets lenet5 --json out.json
+
+Options: ``--dataflow rs|ws|os|is``, ``--zigzag-hw original|exported`` (ZigZag on
+its YAML, or on our export of the mirrored architecture: the round trip),
+``--lpf-limit N`` (ZigZag's LOMA search size), ``--source auto|models|builtin``
+(layer shapes from ``models.model_workload`` or the built-in tables below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import hwmodel  # noqa: E402
+from hwmodel import LayerSpec, Workload  # noqa: E402
+
+L = LayerSpec
+
+
+def builtin_workloads() -> dict[str, Workload]:
+    """Conv layers of LeNet-5 and AlexNet (batch 1), written out by hand.
+
+    LeNet-5 (LeCun et al. 1998; 28 x 28 MNIST input padded to 32 x 32): conv1 1->6
+    5x5, conv2 6->16 5x5 on 14 x 14.  AlexNet (Krizhevsky et al. 2012, the two-tower
+    network of the Eyeriss paper: conv2/4/5 grouped in 2): 666 M MACs.
+    """
+    lenet = Workload(
+        (
+            L("conv1", "conv", C=1, M=6, R=5, S=5, P=28, Q=28, H=28, W=28),
+            L("conv2", "conv", C=6, M=16, R=5, S=5, P=10, Q=10, H=14, W=14),
+        ),
+        name="lenet5",
+        batch=1,
+    )
+    alexnet = Workload(
+        (
+            L("conv1", "conv", C=3, M=96, R=11, S=11, P=55, Q=55, stride=(4, 4), H=227, W=227),
+            L("conv2", "conv", G=2, C=48, M=128, R=5, S=5, P=27, Q=27, H=27, W=27),
+            L("conv3", "conv", C=256, M=384, R=3, S=3, P=13, Q=13, H=13, W=13),
+            L("conv4", "conv", G=2, C=192, M=192, R=3, S=3, P=13, Q=13, H=13, W=13),
+            L("conv5", "conv", G=2, C=192, M=128, R=3, S=3, P=13, Q=13, H=13, W=13),
+        ),
+        name="alexnet",
+        batch=1,
+    )
+    return {"lenet5": lenet, "alexnet": alexnet}
+
+
+def get_workload(name: str, source: str) -> tuple[Workload, str]:
+    """The conv layers of network ``name`` and where they came from."""
+    if source in ("auto", "models"):
+        try:
+            import models  # noqa: PLC0415
+
+            wl = models.model_workload(name, batch=1)
+            convs = tuple(layer for layer in wl.layers if layer.kind == "conv")
+            if not convs:
+                raise ValueError(f"models.model_workload({name!r}) has no conv layers")
+            return Workload(convs, name=name, batch=1), "models.model_workload (traced)"
+        except (ImportError, AttributeError, ValueError, KeyError) as e:
+            if source == "models":
+                raise SystemExit(f"--source models: cannot trace {name!r}: {e}")
+            why = f"{type(e).__name__}: {e}"
+    else:
+        why = "--source builtin"
+    return builtin_workloads()[name], f"built-in table ({why})"
+
+
+# --------------------------------------------------------------------------------------
+# ZigZag side
+# --------------------------------------------------------------------------------------
+def zigzag_hw_path() -> str:
+    import zigzag  # noqa: PLC0415
+
+    return os.path.join(os.path.dirname(zigzag.__file__), "inputs", "hardware", "eyeriss_like.yaml")
+
+
+def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: Path) -> dict:
+    """Run ZigZag on the exported workload; returns per-layer rows and the wall time (s)."""
+    from zigzag.api import get_hardware_performance_zigzag  # noqa: PLC0415
+
+    files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow)
+    accel = hw if hw != "exported" else str(files.accelerator)
+    logging.disable(logging.WARNING)
+    t0 = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, _, cmes = get_hardware_performance_zigzag(
+                str(files.workload), accel, str(files.mapping), opt="energy",
+                dump_folder=str(tmp / "dump"), lpf_limit=lpf_limit,
+                loma_show_progress_bar=False,
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    wall = time.perf_counter() - t0
+    rows = {}
+    for cme, _ in cmes[0][1]:
+        by_mem: dict[str, float] = {}
+        acc_words: dict[str, dict[str, int]] = {}
+        for layer_op, energies in cme.mem_energy_breakdown.items():
+            mem_op = cme.layer.memory_operand_links.layer_to_mem_op(layer_op)
+            levels = cme.accelerator.memory_hierarchy.get_memory_levels(mem_op)
+            for lvl, e in zip(levels, energies):
+                by_mem[lvl.name] = by_mem.get(lvl.name, 0.0) + float(e)
+            for lvl, acc in zip(levels, cme.memory_word_access[layer_op]):
+                acc_words.setdefault(lvl.name, {})[str(layer_op)] = str(acc)
+        sm = cme.spatial_mapping_int.mapping_dict_origin
+        first = next(iter(sm))
+        spatial = " ".join(f"{d}{int(f)}" for lvl in sm[first] for d, f in lvl if f > 1)
+        rows[cme.layer.name] = {
+            "macs": int(cme.layer.total_mac_count),
+            "energy_pj": float(cme.energy_total),
+            "mac_energy_pj": float(cme.mac_energy),
+            "cycles": float(cme.latency_total2),
+            "ideal_cycles": float(cme.ideal_cycle),
+            "compute_cycles": float(cme.ideal_temporal_cycle),
+            "energy_by_memory_pj": by_mem,
+            "accesses": acc_words,
+            "spatial": spatial,
+            "temporal": str(cme.temporal_mapping),
+        }
+    return {"rows": rows, "wall_s": wall}
+
+
+def our_level_of(mem_name: str, arch) -> str:
+    """Our level holding a ZigZag memory (the per-PE RFs were merged into one level)."""
+    names = arch.level_names
+    if mem_name in names:
+        return mem_name
+    rf = [lvl.name for lvl in arch.levels if lvl.per_pe]
+    return rf[0] if rf else mem_name
+
+
+# --------------------------------------------------------------------------------------
+# our side (hwmodel.cost, branch `cost`)
+# --------------------------------------------------------------------------------------
+def _block(x):
+    import jax  # noqa: PLC0415
+
+    return jax.block_until_ready(x)
+
+
+def run_ours(wl: Workload, arch, dataflow: str) -> dict | None:
+    """Our cost model on the same layers: per-layer rows and timings; None if missing."""
+    missing = [n for n in ("cost", "map_workload") if not hasattr(hwmodel, n)]
+    if missing:
+        return {"missing": missing}
+    import jax  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    mappings = hwmodel.map_workload(wl, arch, dataflow=dataflow, objective="energy")
+    t_map = time.perf_counter() - t0
+
+    def f(a):
+        return hwmodel.cost(wl, a, dataflow=dataflow, mappings=mappings)
+
+    jf = jax.jit(f)
+    t0 = time.perf_counter()
+    c = _block(jf(arch))
+    t_compile = time.perf_counter() - t0
+    n, t0 = 20, time.perf_counter()
+    for _ in range(n):
+        c = _block(jf(arch))
+    t_eval = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    _block(hwmodel.cost(wl, arch, dataflow=dataflow, objective="energy"))
+    t_e2e = time.perf_counter() - t0
+
+    def per_layer(x):
+        a = np.asarray(x, dtype=np.float64)
+        if a.shape != (len(wl),):
+            raise ValueError(f"expected a per-layer array of shape [{len(wl)}], got {a.shape}")
+        return a
+
+    layer = getattr(c, "layers", c)  # per-layer view of Cost (see API.md)
+    macs = per_layer(layer.macs_dense)
+    energy = per_layer(layer.energy_pj)
+    cycles = per_layer(layer.cycles)
+    breakdown = {k: per_layer(v) for k, v in dict(layer.energy_breakdown_pj).items()}
+    rows = {}
+    for i, spec in enumerate(wl.layers):
+        rows[spec.name] = {
+            "macs": int(round(macs[i])),
+            "energy_pj": float(energy[i]),
+            "cycles": float(cycles[i]),
+            "energy_by_level_pj": {k: float(v[i]) for k, v in breakdown.items()},
+            "mapping": str(mappings[i]),
+        }
+    return {
+        "rows": rows,
+        "map_s": t_map,
+        "compile_s": t_compile,
+        "eval_s": t_eval,
+        "cost_e2e_s": t_e2e,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:6.3f}" if b else "   n/a"
+
+
+def report(name: str, source: str, wl: Workload, arch, zz: dict, ours: dict | None, hw: str) -> dict:
+    print(f"\n=== {name}: {len(wl)} conv layers, {wl.total_macs:,} MACs  [{source}]")
+    print(f"    ZigZag hardware: {hw}   (ZigZag wall time {zz['wall_s']:.2f} s)")
+    have_ours = ours is not None and "rows" in ours
+    hdr = f"{'layer':<8}{'MACs zz':>13}{'MACs ours':>13}{'eq':>4}"
+    hdr += f"{'E zz (nJ)':>12}{'E ours (nJ)':>13}{'ours/zz':>8}"
+    hdr += f"{'cyc zz':>11}{'cyc ours':>11}{'ours/zz':>8}  zz spatial"
+    print(hdr)
+    tot = {"macs_zz": 0, "macs_ours": 0, "e_zz": 0.0, "e_ours": 0.0, "c_zz": 0.0, "c_ours": 0.0}
+    all_equal = True
+    for spec in wl.layers:
+        z = zz["rows"][spec.name]
+        o = ours["rows"][spec.name] if have_ours else None
+        eq = (o["macs"] == z["macs"] == spec.macs) if o else (z["macs"] == spec.macs)
+        all_equal &= eq
+        tot["macs_zz"] += z["macs"]
+        tot["e_zz"] += z["energy_pj"]
+        tot["c_zz"] += z["cycles"]
+        line = f"{spec.name:<8}{z['macs']:>13,}"
+        if o:
+            tot["macs_ours"] += o["macs"]
+            tot["e_ours"] += o["energy_pj"]
+            tot["c_ours"] += o["cycles"]
+            line += f"{o['macs']:>13,}{'yes' if eq else 'NO':>4}"
+            line += f"{z['energy_pj'] / 1e3:>12.1f}{o['energy_pj'] / 1e3:>13.1f}{_ratio(o['energy_pj'], z['energy_pj']):>8}"
+            line += f"{z['cycles']:>11.0f}{o['cycles']:>11.0f}{_ratio(o['cycles'], z['cycles']):>8}"
+        else:
+            line += f"{'-':>13}{'yes' if eq else 'NO':>4}{z['energy_pj'] / 1e3:>12.1f}{'-':>13}{'-':>8}"
+            line += f"{z['cycles']:>11.0f}{'-':>11}{'-':>8}"
+        print(line + f"  {z['spatial']}")
+    line = f"{'total':<8}{tot['macs_zz']:>13,}"
+    if have_ours:
+        line += f"{tot['macs_ours']:>13,}{'yes' if all_equal else 'NO':>4}"
+        line += f"{tot['e_zz'] / 1e3:>12.1f}{tot['e_ours'] / 1e3:>13.1f}{_ratio(tot['e_ours'], tot['e_zz']):>8}"
+        line += f"{tot['c_zz']:>11.0f}{tot['c_ours']:>11.0f}{_ratio(tot['c_ours'], tot['c_zz']):>8}"
+    else:
+        line += f"{'-':>13}{'yes' if all_equal else 'NO':>4}{tot['e_zz'] / 1e3:>12.1f}"
+    print(line)
+
+    # energy per memory level (ZigZag memories folded onto our levels)
+    levels = list(arch.level_names)
+    print(f"\n  energy by level, network total (nJ): {'':<2}" + "".join(f"{n:>12}" for n in levels + ["MAC"]))
+    zl = {n: 0.0 for n in levels}
+    zmac = 0.0
+    for z in zz["rows"].values():
+        zmac += z["mac_energy_pj"]
+        for mem, e in z["energy_by_memory_pj"].items():
+            zl[our_level_of(mem, arch)] += e
+    print(f"  {'ZigZag':<38}" + "".join(f"{zl[n] / 1e3:>12.1f}" for n in levels) + f"{zmac / 1e3:>12.1f}")
+    if have_ours:
+        ol: dict[str, float] = {}
+        for o in ours["rows"].values():
+            for k, v in o["energy_by_level_pj"].items():
+                ol[k] = ol.get(k, 0.0) + v
+        print(f"  {'ours':<38}" + "".join(f"{ol.get(n, math.nan) / 1e3:>12.1f}" for n in levels)
+              + f"{ol.get('MAC', math.nan) / 1e3:>12.1f}")
+        extra = sorted(set(ol) - set(levels) - {"MAC"})
+        if extra:
+            print("  ours, other components (nJ): " + ", ".join(f"{k} {ol[k] / 1e3:.1f}" for k in extra))
+
+    # timing
+    print(f"\n  time on {name}: ZigZag {zz['wall_s']:.2f} s (parse + LOMA search + evaluation)")
+    if have_ours:
+        print(f"  ours: map_workload {ours['map_s']:.3f} s, cost jit compile {ours['compile_s']:.3f} s, "
+              f"cost eval {ours['eval_s'] * 1e3:.3f} ms, cost end-to-end (map + eval, no jit) "
+              f"{ours['cost_e2e_s']:.3f} s")
+        print(f"  speed ratio ZigZag / ours: vs map+eval {zz['wall_s'] / ours['cost_e2e_s']:.1f}x, "
+              f"vs jitted eval {zz['wall_s'] / ours['eval_s']:.0f}x")
+    elif ours is not None:
+        print(f"  ours: not available on this branch (hwmodel lacks {ours['missing']}); "
+              "ZigZag-side numbers only")
+    return {"network": name, "source": source, "totals": tot, "all_macs_equal": all_equal,
+            "zigzag": zz, "ours": ours}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nets", nargs="+", default=["lenet5", "alexnet"], choices=["lenet5", "alexnet"])
+    ap.add_argument("--dataflow", default="rs", choices=sorted(hwmodel.ZIGZAG_DATAFLOW_HINTS))
+    ap.add_argument("--zigzag-hw", default="original", choices=["original", "exported"])
+    ap.add_argument("--lpf-limit", type=int, default=6)
+    ap.add_argument("--source", default="auto", choices=["auto", "models", "builtin"])
+    ap.add_argument("--clock-hz", type=float, default=200e6)
+    ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
+    args = ap.parse_args(argv)
+    try:
+        hw = zigzag_hw_path()
+    except ImportError:
+        print("zigzag-dse is not importable from this Python; install it (pip install zigzag-dse)",
+              file=sys.stderr)
+        return 2
+    arch = hwmodel.architecture_from_zigzag(hw, word_bits=(8, 8, 16), clock_hz=args.clock_hz)
+    print(f"architecture: {arch.name} mirrored from {hw}")
+    for lvl in arch.levels:
+        print(f"  {lvl.name:<10} {lvl.kind:<5} holds {''.join(lvl.holds):<4} per_pe={lvl.per_pe!s:<5} "
+              f"cap_bits={[float(x) for x in lvl.capacity_bits]} pool={float(lvl.shared_bits)} "
+              f"rd_pJ/word={[round(float(x), 4) for x in lvl.read_energy_pj]} "
+              f"wr_pJ/word={[round(float(x), 4) for x in lvl.write_energy_pj]} "
+              f"bw_words={float(lvl.bandwidth_words)}")
+    print(f"  PEs {int(arch.pe_rows)} x {int(arch.pe_cols)}, MAC {float(arch.mac_energy_pj)} pJ, "
+          f"word bits W/I/O {[int(b) for b in arch.word_bits]}, dataflow {args.dataflow}, "
+          f"ZigZag lpf_limit {args.lpf_limit}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="zigzag_compare_") as tmp:
+        for net in args.nets:
+            wl, source = get_workload(net, args.source)
+            zz = run_zigzag(wl, arch, hw if args.zigzag_hw == "original" else "exported",
+                            args.dataflow, args.lpf_limit, Path(tmp) / net)
+            ours = run_ours(wl, arch, args.dataflow)
+            results.append(report(net, source, wl, arch, zz, ours,
+                                  "eyeriss_like.yaml" if args.zigzag_hw == "original"
+                                  else "exported mirror (round trip)"))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    bad = [r["network"] for r in results if not r["all_macs_equal"]]
+    if bad:
+        print(f"\nMAC counts differ on {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
