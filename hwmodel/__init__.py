@@ -2,7 +2,9 @@
 
 Public API (re-exported explicitly):
 
-* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`.
+* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`,
+  ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
+  :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
   ``OPERANDS``.
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
@@ -11,7 +13,8 @@ Public API (re-exported explicitly):
 """
 
 from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel
-from hwmodel._workload import DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._zigzag import (
     ZIGZAG_DATAFLOW_HINTS,
     ZIGZAG_DIMS,
@@ -24,7 +27,9 @@ from hwmodel._zigzag import (
 )
 
 __all__ = [
+    "CATEGORIES",
     "DIMS",
+    "ExtractionError",
     "OPERANDS",
     "Architecture",
     "AreaModel",
@@ -40,4 +45,5 @@ __all__ = [
     "zigzag_accelerator",
     "zigzag_mapping",
     "zigzag_workload",
+    "extract_workload",
 ]
