@@ -6,15 +6,43 @@ Public API (re-exported explicitly):
   ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
   :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
-  ``OPERANDS``.
+  ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
+  :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
+  :func:`save_arch`, :func:`load_ert`; metrics (pure JAX, differentiable):
+  :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
+  :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
+  :func:`stack_archs`, :func:`describe`.
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
   :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
   :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOW_HINTS``.
 """
 
-from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel
+from hwmodel._arch import (
+    COMPRESSION_MODES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    Architecture,
+    ArchitectureError,
+    AreaModel,
+    MemoryLevel,
+    Problem,
+    architecture_problems,
+    area_breakdown_mm2,
+    area_mm2,
+    describe,
+    level_instances,
+    level_storage_bits,
+    onchip_bytes,
+    replace_level,
+    stack_archs,
+    validate_architecture,
+)
+from hwmodel._ert import ERT, load_ert
 from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._presets import list_presets, load_arch, preset_path
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 from hwmodel._zigzag import (
     ZIGZAG_DATAFLOW_HINTS,
     ZIGZAG_DIMS,
@@ -28,22 +56,45 @@ from hwmodel._zigzag import (
 
 __all__ = [
     "CATEGORIES",
+    "COMPRESSION_MODES",
     "DIMS",
+    "ERT",
     "ExtractionError",
+    "LEVEL_KINDS",
     "OPERANDS",
+    "SPARSITY_MODES",
     "Architecture",
+    "ArchitectureError",
     "AreaModel",
     "LayerSpec",
     "MemoryLevel",
+    "Problem",
     "Unrecognized",
     "Workload",
     "ZIGZAG_DATAFLOW_HINTS",
     "ZIGZAG_DIMS",
     "ZigZagFiles",
+    "arch_to_yaml",
     "architecture_from_zigzag",
+    "architecture_problems",
+    "area_breakdown_mm2",
+    "area_mm2",
+    "describe",
     "export_zigzag",
+    "extract_workload",
+    "level_instances",
+    "level_storage_bits",
+    "list_presets",
+    "load_arch",
+    "load_ert",
+    "onchip_bytes",
+    "parse_arch_yaml",
+    "preset_path",
+    "replace_level",
+    "save_arch",
+    "stack_archs",
+    "validate_architecture",
     "zigzag_accelerator",
     "zigzag_mapping",
     "zigzag_workload",
-    "extract_workload",
 ]
