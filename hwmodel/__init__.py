@@ -14,7 +14,7 @@ Public API (re-exported explicitly):
   :func:`stack_archs`, :func:`describe`.
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
   :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
-  :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOW_HINTS``.
+  :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
 from hwmodel._arch import (
@@ -44,8 +44,9 @@ from hwmodel._presets import list_presets, load_arch, preset_path
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 from hwmodel._zigzag import (
-    ZIGZAG_DATAFLOW_HINTS,
+    ZIGZAG_DATAFLOWS,
     ZIGZAG_DIMS,
+    ZigZagDataflow,
     ZigZagFiles,
     architecture_from_zigzag,
     export_zigzag,
@@ -71,8 +72,9 @@ __all__ = [
     "Problem",
     "Unrecognized",
     "Workload",
-    "ZIGZAG_DATAFLOW_HINTS",
+    "ZIGZAG_DATAFLOWS",
     "ZIGZAG_DIMS",
+    "ZigZagDataflow",
     "ZigZagFiles",
     "arch_to_yaml",
     "architecture_from_zigzag",

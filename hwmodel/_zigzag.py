@@ -13,7 +13,9 @@ with its own mapping search (LOMA).  It is used here as a *peer check* of
   size in bits, ``r_cost``/``w_cost`` in pJ per port access, ports with bandwidth in
   bits per cycle, served dimensions, and the operational array);
 * a dataflow name into ZigZag's mapping YAML (spatial-unrolling hints per array
-  dimension, or explicit per-layer spatial unrollings);
+  dimension, or explicit per-layer spatial unrollings) and into the accelerator's
+  per-PE memories (only the operands the dataflow keeps in the PE get one; see
+  :data:`ZIGZAG_DATAFLOWS`);
 
 and, the other way, :func:`architecture_from_zigzag` reads a ZigZag accelerator YAML
 (e.g. its ``eyeriss_like.yaml``) into an :class:`~hwmodel.Architecture` so that both
@@ -65,7 +67,8 @@ from hwmodel._workload import DIMS, LayerSpec, Workload
 
 __all__ = [
     "ZIGZAG_DIMS",
-    "ZIGZAG_DATAFLOW_HINTS",
+    "ZIGZAG_DATAFLOWS",
+    "ZigZagDataflow",
     "ZigZagFiles",
     "zigzag_workload",
     "zigzag_accelerator",
@@ -96,30 +99,49 @@ _RESERVED_NAMES = frozenset(
      "MaxPool", "AveragePool", "GlobalAveragePool"}
 )
 
-ZIGZAG_DATAFLOW_HINTS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
-    # dataflow -> layer category -> OA dimension -> ZigZag layer dims it may unroll.
-    # ZigZag has no notion of a named dataflow: a dataflow is expressed as the set of
-    # loops that may be spread over each PE-array dimension (its "spatial mapping
-    # hint"); which operand stays in the RF is then found by ZigZag's temporal search.
-    "rs": {  # Eyeriss row stationary: filter rows down PE rows, output rows across columns
-        "conv": {"D1": ("FY",), "D2": ("OY",)},
-        "matmul": {"D1": ("C",), "D2": ("K",)},
-    },
-    "ws": {  # weight stationary: weight-indexed loops on the array
-        "conv": {"D1": ("C", "FY", "FX"), "D2": ("K",)},
-        "matmul": {"D1": ("C",), "D2": ("K",)},
-    },
-    "os": {  # output stationary: output-indexed loops on the array
-        "conv": {"D1": ("OY", "K"), "D2": ("OX",)},
-        "matmul": {"D1": ("B",), "D2": ("K",)},
-    },
-    "is": {  # input stationary: input-indexed loops on the array
-        "conv": {"D1": ("C",), "D2": ("OX", "OY")},
-        "matmul": {"D1": ("C",), "D2": ("B",)},
-    },
+@dataclasses.dataclass(frozen=True)
+class ZigZagDataflow:
+    """How one of our dataflow families is written for ZigZag.
+
+    ZigZag has no named dataflows.  A family is expressed by (1) which operands have a
+    per-PE register file (the others get no per-PE memory in the exported accelerator,
+    so they stream from the shared buffers every cycle, as our mapper's ``pe_keep``)
+    and (2) which loops may be spread over each PE-array dimension (ZigZag's
+    ``spatial_mapping_hint``; D1 = PE rows, D2 = PE columns).  Loop orders and tile
+    sizes are then ZigZag's own (LOMA) search.
+
+    Attributes:
+      pe_keep: operands kept in per-PE storage (subset of ``W I O``).
+      rows: our dims that may be spread over PE rows (``D1``).
+      cols: our dims that may be spread over PE columns (``D2``).
+    """
+
+    pe_keep: tuple[str, ...]
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+
+    def hints(self, kind: str) -> dict[str, list[str]]:
+        """ZigZag ``spatial_mapping_hint`` for a ``"conv"`` or ``"matmul"`` layer."""
+        allowed = set(DIMS) if kind == "conv" else {"G", "N", "M", "C"}
+        out = {}
+        for oa, dims in (("D1", self.rows), ("D2", self.cols)):
+            zz = [ZIGZAG_DIMS[d] for d in dims if d in allowed]
+            out[oa] = zz or [ZIGZAG_DIMS["C"] if oa == "D1" else ZIGZAG_DIMS["M"]]
+        return out
+
+
+ZIGZAG_DATAFLOWS: dict[str, ZigZagDataflow] = {
+    # The same families as hwmodel's mapper (Chen et al., ISCA 2016, Sec. IV-V;
+    # Sze et al., Proc. IEEE 2017): what stays in the PE, and what is spread where.
+    "ws": ZigZagDataflow(pe_keep=("W",), rows=("C", "R", "S"), cols=("M",)),
+    "os": ZigZagDataflow(pe_keep=("O",), rows=("P", "N"), cols=("Q", "M")),
+    "is": ZigZagDataflow(pe_keep=("I",), rows=("C", "P"), cols=("Q", "N")),
+    "rs": ZigZagDataflow(pe_keep=("W", "I", "O"), rows=("R", "C"), cols=("P", "M")),
+    "nlr": ZigZagDataflow(pe_keep=(), rows=("C",), cols=("M",)),
 }
-"""Spatial-mapping hints written for each dataflow (``"nlr"`` is not expressible:
-ZigZag cannot forbid RF reuse on an architecture that has RFs)."""
+"""Dataflow name -> how it is exported (see :class:`ZigZagDataflow`).  ZigZag combines
+several dims on one array dimension only with mixed spatial mappings enabled
+(``enable_mix_spatial_mapping``); without it, it unrolls one of them."""
 
 _DRAM_BITS = 2**44  # "unbounded" off-chip capacity written for infinite sizes (2 TiB)
 
@@ -407,6 +429,7 @@ def _level_memories(
 def zigzag_accelerator(
     arch: Architecture,
     *,
+    dataflow: str | None = None,
     noc: Literal["error", "drop"] = "error",
     default_bandwidth_bits: int | None = None,
 ) -> dict:
@@ -414,6 +437,9 @@ def zigzag_accelerator(
 
     Args:
       arch: the architecture (concrete values; not under ``jit``).
+      dataflow: if given (a key of ``ZIGZAG_DATAFLOWS``), per-PE levels keep only the
+        dataflow's ``pe_keep`` operands (the others stream from the shared buffers,
+        as in our mapper); ``None`` writes every per-PE partition.
       noc: what to do with a ``"noc"`` level that has non-zero energy: ``"error"``
         (default) or ``"drop"`` (leave the NoC energy out; ZigZag has no interconnect
         cost).  A zero-energy NoC level is always dropped.
@@ -441,8 +467,14 @@ def zigzag_accelerator(
     area_per_kb = _vec_n(
         arch.area.sram_mm2_per_kb, len(arch.levels), f"architecture {arch.name!r} area.sram_mm2_per_kb"
     )
+    keep = None if dataflow is None else _get_dataflow(dataflow).pe_keep
     memories: list[tuple[str, dict]] = []
     for li, lvl in enumerate(arch.levels):
+        if lvl.per_pe and keep is not None and lvl.kind != "noc":
+            held = tuple(o for o in lvl.holds if o in keep)
+            if not held:
+                continue
+            lvl = dataclasses.replace(lvl, holds=held)
         if lvl.kind == "noc":
             energies = _vec3(lvl.read_energy_pj, "noc read_energy_pj") + _vec3(
                 lvl.write_energy_pj, "noc write_energy_pj"
@@ -474,6 +506,14 @@ def zigzag_accelerator(
             "sizes": [rows, cols],
         },
     }
+
+
+def _get_dataflow(dataflow: str) -> ZigZagDataflow:
+    if dataflow not in ZIGZAG_DATAFLOWS:
+        raise ValueError(
+            f"dataflow {dataflow!r} cannot be exported to ZigZag; valid: {sorted(ZIGZAG_DATAFLOWS)}"
+        )
+    return ZIGZAG_DATAFLOWS[dataflow]
 
 
 def _vec_n(x, n: int, what: str) -> list[float]:
@@ -509,9 +549,10 @@ def zigzag_mapping(
     Args:
       workload: the layers (one mapping entry per layer, matched by name).
       arch: the architecture (PE array rows x cols, to check explicit unrollings).
-      dataflow: one of ``ZIGZAG_DATAFLOW_HINTS`` (``rs, ws, os, is``): written as
-        spatial-mapping hints; ZigZag then picks the unrolling factors and searches
-        the temporal mapping (loop order and memory allocation) itself.
+      dataflow: one of ``ZIGZAG_DATAFLOWS`` (``ws, os, is, rs, nlr``): its
+        ``rows``/``cols`` dims are written as spatial-mapping hints; ZigZag then picks
+        the unrolling factors and searches the temporal mapping (loop order and
+        memory allocation) itself.  (Its ``pe_keep`` goes into the accelerator.)
       spatial: optional explicit spatial unrollings per layer name (e.g. the ones our
         mapper chose), ``{layer: {"D1": {"R": 3, "C": 4}, "D2": {"P": 14}}}``; those
         layers get ``spatial_mapping`` instead of hints.  Factors must divide nothing
@@ -521,20 +562,9 @@ def zigzag_mapping(
       A list of mapping entries: one ``default`` entry plus one per layer.
 
     Raises:
-      ValueError: unknown dataflow (``nlr`` included: ZigZag cannot forbid RF reuse),
-      unknown layer or dimension names, or an unrolling larger than the array.
+      ValueError: unknown dataflow, unknown layer or dimension names, or an unrolling larger than the array.
     """
-    if dataflow not in ZIGZAG_DATAFLOW_HINTS:
-        extra = (
-            " ('nlr' cannot be expressed: ZigZag cannot forbid local reuse on an architecture "
-            "with per-PE register files; export an architecture without them instead)"
-            if dataflow == "nlr"
-            else ""
-        )
-        raise ValueError(
-            f"dataflow {dataflow!r} cannot be exported to ZigZag{extra}; valid: "
-            f"{sorted(ZIGZAG_DATAFLOW_HINTS)}"
-        )
+    df = _get_dataflow(dataflow)
     _check_names(workload)
     rows = _as_int(_concrete(arch.pe_rows, "pe_rows"), "pe_rows")
     cols = _as_int(_concrete(arch.pe_cols, "pe_cols"), "pe_cols")
@@ -544,11 +574,10 @@ def zigzag_mapping(
     if unknown:
         raise ValueError(f"spatial: unknown layer names {unknown}; valid: {sorted(names)}")
     links = {"O": "O", "W": "I2", "I": "I1"}
-    hints = ZIGZAG_DATAFLOW_HINTS[dataflow]
     out: list[dict] = [
         {
             "name": "default",
-            "spatial_mapping_hint": {d: list(v) for d, v in hints["conv"].items()},
+            "spatial_mapping_hint": df.hints("conv"),
             "memory_operand_links": dict(links),
         }
     ]
@@ -557,8 +586,7 @@ def zigzag_mapping(
         if layer.name in spatial:
             entry["spatial_mapping"] = _explicit_spatial(layer, spatial[layer.name], rows, cols)
         else:
-            cat = "conv" if layer.kind == "conv" else "matmul"
-            entry["spatial_mapping_hint"] = {d: list(v) for d, v in hints[cat].items()}
+            entry["spatial_mapping_hint"] = df.hints(layer.kind)
         entry["memory_operand_links"] = dict(links)
         out.append(entry)
     return out
@@ -620,7 +648,9 @@ def export_zigzag(
       outdir: directory to write ``workload.yaml``, ``accelerator.yaml``,
         ``mapping.yaml`` into (created if missing; each file written to a temporary
         file and renamed, so no half-written file is left behind).
-      dataflow, spatial: see :func:`zigzag_mapping`.
+      dataflow: see :func:`zigzag_mapping` (hints) and :func:`zigzag_accelerator`
+        (per-PE operands).
+      spatial: see :func:`zigzag_mapping`.
       precision: see :func:`zigzag_workload`.
       noc, default_bandwidth_bits: see :func:`zigzag_accelerator`.
 
@@ -632,7 +662,9 @@ def export_zigzag(
       written.
     """
     wl = zigzag_workload(workload, arch, precision=precision)
-    acc = zigzag_accelerator(arch, noc=noc, default_bandwidth_bits=default_bandwidth_bits)
+    acc = zigzag_accelerator(
+        arch, dataflow=dataflow, noc=noc, default_bandwidth_bits=default_bandwidth_bits
+    )
     mp = zigzag_mapping(workload, arch, dataflow=dataflow, spatial=spatial)
     out = Path(outdir)
     files = ZigZagFiles(

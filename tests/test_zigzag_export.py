@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import hwmodel
 from hwmodel import (
-    ZIGZAG_DATAFLOW_HINTS,
+    ZIGZAG_DATAFLOWS,
     ZIGZAG_DIMS,
     Architecture,
     AreaModel,
@@ -283,20 +283,42 @@ def test_export_under_jit_is_a_clear_error():
 # ---------------------------------------------------------------------------------
 # mapping
 # ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("dataflow", sorted(ZIGZAG_DATAFLOW_HINTS))
-def test_mapping_hints(dataflow):
+@pytest.mark.parametrize("dataflow", sorted(ZIGZAG_DATAFLOWS))
+def test_mapping_hints_and_pe_operands(dataflow):
     wl = tiny_workload()
+    df = ZIGZAG_DATAFLOWS[dataflow]
     mp = zigzag_mapping(wl, small_arch(), dataflow=dataflow)
     assert [e["name"] for e in mp] == ["default", "conv1", "conv2", "fc"]
     for e in mp:
         assert e["memory_operand_links"] == {"O": "O", "W": "I2", "I": "I1"}
         assert set(e["spatial_mapping_hint"]) == {"D1", "D2"}
+    # conv: rows -> D1, cols -> D2, in ZigZag's names
     assert mp[1]["spatial_mapping_hint"] == {
-        k: list(v) for k, v in ZIGZAG_DATAFLOW_HINTS[dataflow]["conv"].items()
+        "D1": [ZIGZAG_DIMS[d] for d in df.rows], "D2": [ZIGZAG_DIMS[d] for d in df.cols]
     }
-    assert mp[3]["spatial_mapping_hint"] == {
-        k: list(v) for k, v in ZIGZAG_DATAFLOW_HINTS[dataflow]["matmul"].items()
-    }
+    # matmul: only G N M C exist; never an empty hint
+    for oa, dims in (("D1", df.rows), ("D2", df.cols)):
+        got = mp[3]["spatial_mapping_hint"][oa]
+        want = [ZIGZAG_DIMS[d] for d in dims if d in "GNMC"]
+        assert got == (want or got) and got and set(got) <= {"G", "B", "K", "C"}
+    # the accelerator gets per-PE memories only for the operands the dataflow keeps there
+    acc = zigzag_accelerator(small_arch(), dataflow=dataflow, noc="drop")
+    rf = [m for m in acc["memories"].values() if m["served_dimensions"] == []]
+    assert sorted(op for m in rf for op in m["operands"]) == sorted(
+        {"W": "I2", "I": "I1", "O": "O"}[o] for o in df.pe_keep
+    )
+
+
+def test_dataflows_match_the_mapper():
+    specs = getattr(hwmodel, "DATAFLOW_SPECS", None)
+    if specs is None:
+        pytest.skip("hwmodel.DATAFLOW_SPECS (the cost model's dataflows) is not on this branch")
+    assert set(specs) == set(ZIGZAG_DATAFLOWS)
+    for name, spec in specs.items():
+        df = ZIGZAG_DATAFLOWS[name]
+        assert set(df.pe_keep) == set(spec.pe_keep), name
+        assert set(df.rows) == set(spec.spatial_y), name
+        assert set(df.cols) == set(spec.spatial_x), name
 
 
 def test_mapping_explicit_and_errors():
@@ -304,10 +326,10 @@ def test_mapping_explicit_and_errors():
     arch = small_arch()
     mp = zigzag_mapping(wl, arch, spatial={"conv1": {"D1": {"R": 3}, "D2": {"P": 2}}})
     assert mp[1]["spatial_mapping"] == {"D1": ["FY, 3"], "D2": ["OY, 2"]}
-    with pytest.raises(ValueError, match="nlr"):
-        zigzag_mapping(wl, arch, dataflow="nlr")
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match="valid: .'is', 'nlr', 'os', 'rs', 'ws'"):
         zigzag_mapping(wl, arch, dataflow="xyz")
+    with pytest.raises(ValueError, match="valid"):
+        zigzag_accelerator(arch, dataflow="xyz", noc="drop")
     with pytest.raises(ValueError, match="unknown layer"):
         zigzag_mapping(wl, arch, spatial={"nope": {}})
     with pytest.raises(ValueError, match="exceeds the array"):
@@ -328,7 +350,9 @@ def test_export_writes_yaml_atomically(tmp_path):
         "accelerator.yaml", "mapping.yaml", "workload.yaml"
     ]  # and no temporary files left behind
     assert yaml.safe_load(files.workload.read_text()) == zigzag_workload(wl, arch)
-    assert yaml.safe_load(files.accelerator.read_text()) == zigzag_accelerator(arch, noc="drop")
+    assert yaml.safe_load(files.accelerator.read_text()) == zigzag_accelerator(
+        arch, dataflow="ws", noc="drop"
+    )
     assert yaml.safe_load(files.mapping.read_text()) == zigzag_mapping(wl, arch, dataflow="ws")
     # an error is raised before anything is written
     with pytest.raises(ValueError, match="NoC"):
@@ -405,7 +429,7 @@ def test_zigzag_validators_accept_exported_files(tmp_path):
     from zigzag.parser.workload_validator import WorkloadValidator
 
     wl, arch = tiny_workload(), small_arch()
-    for df in sorted(ZIGZAG_DATAFLOW_HINTS):
+    for df in sorted(ZIGZAG_DATAFLOWS):
         files = export_zigzag(wl, arch, tmp_path / df, noc="drop", dataflow=df)
         for cls, path in (
             (WorkloadValidator, files.workload),
@@ -436,7 +460,7 @@ def test_zigzag_runs_on_exported_tiny_layer(tmp_path):
     assert cme.layer.total_mac_count == layer.macs
     assert cme.mac_energy == pytest.approx(0.5 * layer.macs)
     assert energy > cme.mac_energy and latency >= layer.macs / 12
-    # the spatial unrolling respects the rs hints (FY on rows, OY on columns)
+    # the spatial unrolling respects the rs hints (FY, C on rows; OY, K on columns)
     sm = cme.spatial_mapping_int.mapping_dict_origin
     dims = {str(d) for lvl in sm[next(iter(sm))] for d, f in lvl if f > 1}
-    assert dims <= {"FY", "OY"}
+    assert dims and dims <= {"FY", "C", "OY", "K"}
