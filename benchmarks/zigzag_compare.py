@@ -106,21 +106,72 @@ def zigzag_hw_path() -> str:
     return os.path.join(os.path.dirname(zigzag.__file__), "inputs", "hardware", "eyeriss_like.yaml")
 
 
-def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: Path) -> dict:
-    """Run ZigZag on the exported workload; returns per-layer rows and the wall time (s)."""
-    from zigzag.api import get_hardware_performance_zigzag  # noqa: PLC0415
+def zigzag_hw_for_dataflow(hw: str, dataflow: str, out: Path) -> str:
+    """ZigZag's own YAML with the per-PE memories of operands the dataflow does not keep
+    in the PE removed (as :func:`hwmodel.zigzag_accelerator` does for our
+    architectures); returns the path of the file to give ZigZag."""
+    import yaml  # noqa: PLC0415
+
+    keep = {"W": "I2", "I": "I1", "O": "O"}
+    pe_ops = {keep[o] for o in hwmodel.ZIGZAG_DATAFLOWS[dataflow].pe_keep}
+    data = yaml.safe_load(Path(hw).read_text())
+    mems = {}
+    for name, m in data["memories"].items():
+        if m["served_dimensions"] == []:
+            ops = [o for o in m["operands"] if o in pe_ops]
+            if not ops:
+                continue
+            if ops != m["operands"]:
+                raise SystemExit(f"{hw}: per-PE memory {name} shared by {m['operands']}: cannot drop part")
+        mems[name] = m
+    data["memories"] = mems
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(out)
+
+
+def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: Path, *,
+               mix: bool = True, same_data_free: bool = True) -> dict:
+    """Run ZigZag on the exported workload; returns per-layer rows and the wall time (s).
+
+    The stage pipeline is ``zigzag.api.get_hardware_performance_zigzag``'s, minus the
+    result-saving stages, with mixed spatial mappings (several loops on one array
+    dimension, as our dataflows allow) switched on *without* the inter-layer
+    data-locality stages that the API couples to that switch (each layer starts and
+    ends in DRAM, as in our model).
+    """
+    from zigzag.mapping.temporal_mapping import TemporalMappingType  # noqa: PLC0415
+    from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage  # noqa: PLC0415
+    from zigzag.stages.main import MainStage  # noqa: PLC0415
+    from zigzag.stages.mapping.spatial_mapping_generation import (  # noqa: PLC0415
+        SpatialMappingGeneratorStage,
+    )
+    from zigzag.stages.mapping.temporal_mapping_generator_stage import (  # noqa: PLC0415
+        TemporalMappingGeneratorStage,
+    )
+    from zigzag.stages.parser.accelerator_parser import AcceleratorParserStage  # noqa: PLC0415
+    from zigzag.stages.parser.workload_parser import WorkloadParserStage  # noqa: PLC0415
+    from zigzag.stages.results.reduce_stages import MinimalEnergyStage, SumStage  # noqa: PLC0415
+    from zigzag.stages.workload_iterator import WorkloadStage  # noqa: PLC0415
 
     files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow)
-    accel = hw if hw != "exported" else str(files.accelerator)
+    accel = (str(files.accelerator) if hw == "exported"
+             else zigzag_hw_for_dataflow(hw, dataflow, tmp / "in" / "zigzag_hw.yaml"))
+    stages = [WorkloadParserStage, AcceleratorParserStage, SumStage, WorkloadStage,
+              MinimalEnergyStage, SpatialMappingGeneratorStage, MinimalEnergyStage,
+              TemporalMappingGeneratorStage, CostModelStage]
     logging.disable(logging.WARNING)
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            _, _, cmes = get_hardware_performance_zigzag(
-                str(files.workload), accel, str(files.mapping), opt="energy",
-                dump_folder=str(tmp / "dump"), lpf_limit=lpf_limit,
-                loma_show_progress_bar=False,
-            )
+            cmes = MainStage(
+                list_of_callables=stages, accelerator=accel, workload=str(files.workload),
+                mapping=str(files.mapping), dump_folder=str(tmp / "dump"),
+                loma_lpf_limit=lpf_limit, loma_show_progress_bar=False, nb_mappings_generated=3,
+                enable_mix_spatial_mapping_generation=mix,
+                access_same_data_considered_as_no_access=same_data_free,
+                temporal_mapping_type=TemporalMappingType("uneven"),
+            ).run()
     finally:
         logging.disable(logging.NOTSET)
     wall = time.perf_counter() - t0
@@ -312,9 +363,14 @@ def report(name: str, source: str, wl: Workload, arch, zz: dict, ours: dict | No
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nets", nargs="+", default=["lenet5", "alexnet"], choices=["lenet5", "alexnet"])
-    ap.add_argument("--dataflow", default="rs", choices=sorted(hwmodel.ZIGZAG_DATAFLOW_HINTS))
+    ap.add_argument("--dataflow", default="rs", choices=sorted(hwmodel.ZIGZAG_DATAFLOWS))
     ap.add_argument("--zigzag-hw", default="original", choices=["original", "exported"])
     ap.add_argument("--lpf-limit", type=int, default=6)
+    ap.add_argument("--no-mix", action="store_true",
+                    help="ZigZag: one loop per array dimension (no mixed spatial mappings)")
+    ap.add_argument("--charge-stationary-reads", action="store_true",
+                    help="ZigZag: access_same_data_considered_as_no_access=False (charge an "
+                    "innermost-memory read per MAC even when the word did not change)")
     ap.add_argument("--source", default="auto", choices=["auto", "models", "builtin"])
     ap.add_argument("--clock-hz", type=float, default=200e6)
     ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
@@ -335,13 +391,15 @@ def main(argv=None) -> int:
               f"bw_words={float(lvl.bandwidth_words)}")
     print(f"  PEs {int(arch.pe_rows)} x {int(arch.pe_cols)}, MAC {float(arch.mac_energy_pj)} pJ, "
           f"word bits W/I/O {[int(b) for b in arch.word_bits]}, dataflow {args.dataflow}, "
-          f"ZigZag lpf_limit {args.lpf_limit}")
+          f"ZigZag lpf_limit {args.lpf_limit}, mixed spatial {not args.no_mix}, "
+          f"access_same_data_considered_as_no_access {not args.charge_stationary_reads}")
     results = []
     with tempfile.TemporaryDirectory(prefix="zigzag_compare_") as tmp:
         for net in args.nets:
             wl, source = get_workload(net, args.source)
             zz = run_zigzag(wl, arch, hw if args.zigzag_hw == "original" else "exported",
-                            args.dataflow, args.lpf_limit, Path(tmp) / net)
+                            args.dataflow, args.lpf_limit, Path(tmp) / net, mix=not args.no_mix,
+                            same_data_free=not args.charge_stationary_reads)
             ours = run_ours(wl, arch, args.dataflow)
             results.append(report(net, source, wl, arch, zz, ours,
                                   "eyeriss_like.yaml" if args.zigzag_hw == "original"
