@@ -553,10 +553,13 @@ def zigzag_mapping(
         ``rows``/``cols`` dims are written as spatial-mapping hints; ZigZag then picks
         the unrolling factors and searches the temporal mapping (loop order and
         memory allocation) itself.  (Its ``pe_keep`` goes into the accelerator.)
-      spatial: optional explicit spatial unrollings per layer name (e.g. the ones our
-        mapper chose), ``{layer: {"D1": {"R": 3, "C": 4}, "D2": {"P": 14}}}``; those
-        layers get ``spatial_mapping`` instead of hints.  Factors must divide nothing
-        in particular but their product per array dimension must fit the array.
+      spatial: optional explicit spatial unrollings per layer name,
+        ``{layer: {"D1": {"R": 3, "C": 4}, "D2": {"P": 14}}}`` (our dim names; D1 =
+        PE rows, D2 = PE columns), or ``{layer: mapping}`` with any object carrying
+        ``spatial_y``/``spatial_x`` factors in ``DIMS`` order (e.g. the
+        ``hwmodel.Mapping`` our mapper chose); those layers get a fixed
+        ``spatial_mapping`` instead of hints.  Each factor must be at most the dim's
+        bound and their product per array dimension must fit the array.
 
     Returns:
       A list of mapping entries: one ``default`` entry plus one per layer.
@@ -592,7 +595,28 @@ def zigzag_mapping(
     return out
 
 
-def _explicit_spatial(layer: LayerSpec, spec: SpatialSpec, rows: int, cols: int) -> dict:
+def _spatial_spec(spec) -> SpatialSpec:
+    """A spatial spec from a dict, or from a mapping object with ``spatial_y`` (PE
+    rows) and ``spatial_x`` (PE columns) factor tuples in ``DIMS`` order (such as
+    ``hwmodel.Mapping``)."""
+    if hasattr(spec, "spatial_x") and hasattr(spec, "spatial_y"):
+        return {
+            "D1": {d: int(f) for d, f in zip(DIMS, spec.spatial_y) if int(f) > 1},
+            "D2": {d: int(f) for d, f in zip(DIMS, spec.spatial_x) if int(f) > 1},
+        }
+    if not isinstance(spec, _MappingABC):
+        raise TypeError(
+            f"spatial: expected {{'D1': {{dim: factor}}, 'D2': {{...}}}} or a mapping with "
+            f"spatial_x/spatial_y, got {type(spec).__name__}"
+        )
+    bad = sorted(set(spec) - {"D1", "D2"})
+    if bad:
+        raise ValueError(f"spatial: unknown array dimensions {bad}; valid: ['D1', 'D2']")
+    return spec
+
+
+def _explicit_spatial(layer: LayerSpec, spec, rows: int, cols: int) -> dict:
+    spec = _spatial_spec(spec)
     allowed = set(DIMS) if layer.kind == "conv" else {"G", "N", "M", "C"}
     res: dict[str, list[str]] = {}
     for oa, size in (("D1", rows), ("D2", cols)):

@@ -326,6 +326,20 @@ def test_mapping_explicit_and_errors():
     arch = small_arch()
     mp = zigzag_mapping(wl, arch, spatial={"conv1": {"D1": {"R": 3}, "D2": {"P": 2}}})
     assert mp[1]["spatial_mapping"] == {"D1": ["FY, 3"], "D2": ["OY, 2"]}
+
+    class M:  # anything with spatial_y (rows) / spatial_x (columns) in DIMS order
+        spatial_y = (1, 1, 1, 1, 1, 1, 3, 1)  # R 3
+        spatial_x = (1, 1, 2, 2, 1, 1, 1, 1)  # M 2, P 2 -> 4 columns > 3
+    with pytest.raises(ValueError, match="exceeds the array"):
+        zigzag_mapping(wl, arch, spatial={"conv1": M()})
+    M.spatial_x = (1, 1, 1, 2, 1, 1, 1, 1)
+    assert zigzag_mapping(wl, arch, spatial={"conv1": M()})[1]["spatial_mapping"] == {
+        "D1": ["FY, 3"], "D2": ["OY, 2"]
+    }
+    with pytest.raises(TypeError, match="spatial_x"):
+        zigzag_mapping(wl, arch, spatial={"conv1": 3})
+    with pytest.raises(ValueError, match="unknown array dimensions"):
+        zigzag_mapping(wl, arch, spatial={"conv1": {"D3": {}}})
     with pytest.raises(ValueError, match="valid: .'is', 'nlr', 'os', 'rs', 'ws'"):
         zigzag_mapping(wl, arch, dataflow="xyz")
     with pytest.raises(ValueError, match="valid"):
