@@ -131,7 +131,7 @@ def zigzag_hw_for_dataflow(hw: str, dataflow: str, out: Path) -> str:
 
 
 def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: Path, *,
-               mix: bool = True, same_data_free: bool = True) -> dict:
+               mix: bool = True, same_data_free: bool = True, spatial=None) -> dict:
     """Run ZigZag on the exported workload; returns per-layer rows and the wall time (s).
 
     The stage pipeline is ``zigzag.api.get_hardware_performance_zigzag``'s, minus the
@@ -154,7 +154,7 @@ def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: 
     from zigzag.stages.results.reduce_stages import MinimalEnergyStage, SumStage  # noqa: PLC0415
     from zigzag.stages.workload_iterator import WorkloadStage  # noqa: PLC0415
 
-    files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow)
+    files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow, spatial=spatial)
     accel = (str(files.accelerator) if hw == "exported"
              else zigzag_hw_for_dataflow(hw, dataflow, tmp / "in" / "zigzag_hw.yaml"))
     stages = [WorkloadParserStage, AcceleratorParserStage, SumStage, WorkloadStage,
@@ -268,9 +268,14 @@ def run_ours(wl: Workload, arch, dataflow: str) -> dict | None:
             "cycles": float(cycles[i]),
             "energy_by_level_pj": {k: float(v[i]) for k, v in breakdown.items()},
             "mapping": str(mappings[i]),
+            "spatial": " ".join(
+                [f"{hwmodel.ZIGZAG_DIMS[d]}{f}" for d, f in zip(hwmodel.DIMS, mappings[i].spatial_y) if f > 1]
+                + [f"{hwmodel.ZIGZAG_DIMS[d]}{f}" for d, f in zip(hwmodel.DIMS, mappings[i].spatial_x) if f > 1]
+            ),
         }
     return {
         "rows": rows,
+        "mappings": {spec.name: m for spec, m in zip(wl.layers, mappings)},
         "map_s": t_map,
         "compile_s": t_compile,
         "eval_s": t_eval,
@@ -314,7 +319,7 @@ def report(name: str, source: str, wl: Workload, arch, zz: dict, ours: dict | No
         else:
             line += f"{'-':>13}{'yes' if eq else 'NO':>4}{z['energy_pj'] / 1e3:>12.1f}{'-':>13}{'-':>8}"
             line += f"{z['cycles']:>11.0f}{'-':>11}{'-':>8}"
-        print(line + f"  {z['spatial']}")
+        print(line + f"  {z['spatial']}" + (f" | ours {o['spatial']}" if o else ""))
     line = f"{'total':<8}{tot['macs_zz']:>13,}"
     if have_ours:
         line += f"{tot['macs_ours']:>13,}{'yes' if all_equal else 'NO':>4}"
@@ -373,6 +378,8 @@ def main(argv=None) -> int:
                     "innermost-memory read per MAC even when the word did not change)")
     ap.add_argument("--source", default="auto", choices=["auto", "models", "builtin"])
     ap.add_argument("--clock-hz", type=float, default=200e6)
+    ap.add_argument("--pin-spatial", action="store_true",
+                    help="also run ZigZag with our mapper's spatial unrolling fixed per layer")
     ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     args = ap.parse_args(argv)
     try:
@@ -401,9 +408,17 @@ def main(argv=None) -> int:
                             args.dataflow, args.lpf_limit, Path(tmp) / net, mix=not args.no_mix,
                             same_data_free=not args.charge_stationary_reads)
             ours = run_ours(wl, arch, args.dataflow)
-            results.append(report(net, source, wl, arch, zz, ours,
-                                  "eyeriss_like.yaml" if args.zigzag_hw == "original"
-                                  else "exported mirror (round trip)"))
+            hw_label = ("eyeriss_like.yaml" if args.zigzag_hw == "original"
+                        else "exported mirror (round trip)")
+            results.append(report(net, source, wl, arch, zz, ours, hw_label))
+            if args.pin_spatial and ours is not None and "mappings" in ours:
+                zzp = run_zigzag(wl, arch, hw if args.zigzag_hw == "original" else "exported",
+                                 args.dataflow, args.lpf_limit, Path(tmp) / (net + "_pinned"),
+                                 mix=not args.no_mix, same_data_free=not args.charge_stationary_reads,
+                                 spatial=ours["mappings"])
+                print("\n--- ZigZag with OUR spatial unrolling pinned (its temporal search only):")
+                results.append(report(net + " (pinned spatial)", source, wl, arch, zzp, ours,
+                                      hw_label + ", spatial pinned to ours"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     bad = [r["network"] for r in results if not r["all_macs_equal"]]
