@@ -78,6 +78,17 @@ def builtin_workloads() -> dict[str, Workload]:
     return {"lenet5": lenet, "alexnet": alexnet}
 
 
+def with_bits(wl: Workload, arch) -> Workload:
+    """The workload with every layer's operand widths set to the architecture's words
+    (the precisions ZigZag is given: ``precision="arch"``), so both tools move the same
+    bits (a traced float32 model would otherwise say 32 bits)."""
+    import dataclasses  # noqa: PLC0415
+
+    w, i, o = (int(b) for b in arch.word_bits)
+    layers = tuple(dataclasses.replace(layer, w_bits=w, i_bits=i, o_bits=o) for layer in wl.layers)
+    return dataclasses.replace(wl, layers=layers)
+
+
 def get_workload(name: str, source: str) -> tuple[Workload, str]:
     """The conv layers of network ``name`` and where they came from."""
     if source in ("auto", "models"):
@@ -409,6 +420,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="zigzag_compare_") as tmp:
         for net in args.nets:
             wl, source = get_workload(net, args.source)
+            wl = with_bits(wl, arch)
             zz = run_zigzag(wl, arch, hw if args.zigzag_hw == "original" else "exported",
                             args.dataflow, args.lpf_limit, Path(tmp) / net, mix=not args.no_mix,
                             same_data_free=not args.charge_stationary_reads)
