@@ -12,6 +12,13 @@ Public API (re-exported explicitly):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
   :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
   :func:`stack_archs`, :func:`describe`.
+* Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
+  :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
+  :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
+  :func:`candidate_mappings`, :class:`NoLegalMapping`; the differentiable model
+  :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
+  :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
+  brute-force reference :func:`simulate`.
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
   :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
   :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
@@ -38,9 +45,27 @@ from hwmodel._arch import (
     stack_archs,
     validate_architecture,
 )
+from hwmodel._cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
 from hwmodel._ert import ERT, load_ert
-from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._mapper import (
+    OBJECTIVES,
+    NoLegalMapping,
+    candidate_mappings,
+    map_layer,
+    map_workload,
+)
+from hwmodel._mapping import (
+    DATAFLOW_SPECS,
+    DATAFLOWS,
+    DataflowSpec,
+    Mapping,
+    MappingStack,
+    stack_mappings,
+    validate_mapping,
+)
 from hwmodel._presets import list_presets, load_arch, preset_path
+from hwmodel._simulate import simulate
+from hwmodel._extract import ExtractionError, extract_workload
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
 from hwmodel._zigzag import (
@@ -56,12 +81,12 @@ from hwmodel._zigzag import (
 )
 
 __all__ = [
-    "CATEGORIES",
     "COMPRESSION_MODES",
     "DIMS",
     "ERT",
-    "ExtractionError",
     "LEVEL_KINDS",
+    "CATEGORIES",
+    "ExtractionError",
     "OPERANDS",
     "SPARSITY_MODES",
     "Architecture",
@@ -72,18 +97,11 @@ __all__ = [
     "Problem",
     "Unrecognized",
     "Workload",
-    "ZIGZAG_DATAFLOWS",
-    "ZIGZAG_DIMS",
-    "ZigZagDataflow",
-    "ZigZagFiles",
     "arch_to_yaml",
-    "architecture_from_zigzag",
     "architecture_problems",
     "area_breakdown_mm2",
     "area_mm2",
     "describe",
-    "export_zigzag",
-    "extract_workload",
     "level_instances",
     "level_storage_bits",
     "list_presets",
@@ -96,6 +114,34 @@ __all__ = [
     "save_arch",
     "stack_archs",
     "validate_architecture",
+    "extract_workload",
+    # cost model (branch cost)
+    "DATAFLOWS",
+    "DATAFLOW_SPECS",
+    "OBJECTIVES",
+    "CandidateSet",
+    "Cost",
+    "DataflowSpec",
+    "Knobs",
+    "LayerCost",
+    "Mapping",
+    "MappingStack",
+    "NoLegalMapping",
+    "candidate_mappings",
+    "cost",
+    "map_layer",
+    "map_workload",
+    "mapping_candidates",
+    "simulate",
+    "stack_mappings",
+    "validate_mapping",
+    # ZigZag interchange (branch zigzag)
+    "ZIGZAG_DATAFLOWS",
+    "ZIGZAG_DIMS",
+    "ZigZagDataflow",
+    "ZigZagFiles",
+    "architecture_from_zigzag",
+    "export_zigzag",
     "zigzag_accelerator",
     "zigzag_mapping",
     "zigzag_workload",

@@ -303,8 +303,8 @@ def onchip_bytes(arch: Architecture) -> Array:
 # ----------------------------------------------------------------------------------
 
 
-def replace_level(arch: Architecture, name: str, **changes) -> Architecture:
-    """A copy of ``arch`` with fields of level ``name`` changed.
+def replace_level(arch: Architecture, level_name: str, /, **changes) -> Architecture:
+    """A copy of ``arch`` with fields of level ``level_name`` changed (even ``name``).
 
     Numbers are converted to float32 leaves, e.g.
     ``replace_level(arch, "DRAM", bandwidth_words=8.0)`` sets the DRAM bandwidth to 8
@@ -316,7 +316,7 @@ def replace_level(arch: Architecture, name: str, **changes) -> Architecture:
       KeyError: no level of that name (lists the levels).
       TypeError: a field that :class:`MemoryLevel` does not have (lists the fields).
     """
-    arch.level(name)  # raises KeyError with the valid names
+    arch.level(level_name)  # raises KeyError with the valid names
     fields = [f.name for f in dataclasses.fields(MemoryLevel)]
     leaf_fields = {"capacity_bits", "shared_bits", "read_energy_pj", "write_energy_pj",
                    "bandwidth_words"}
@@ -325,7 +325,7 @@ def replace_level(arch: Architecture, name: str, **changes) -> Architecture:
             raise TypeError(f"MemoryLevel has no field {k!r}; fields: {fields}")
     conv = {k: (as_leaf(v) if k in leaf_fields and not isinstance(v, jax.core.Tracer) else v)
             for k, v in changes.items()}
-    levels = tuple(dataclasses.replace(l, **conv) if l.name == name else l for l in arch.levels)
+    levels = tuple(dataclasses.replace(l, **conv) if l.name == level_name else l for l in arch.levels)
     return arch.replace(levels=levels)
 
 
@@ -428,6 +428,8 @@ def _is_tracer(x) -> bool:
 def _fmt_bits(b: float) -> str:
     if not math.isfinite(b):
         return str(b)
+    if b >= 8 * 1024**2 and b % (8 * 1024**2) == 0:
+        return f"{b / (8 * 1024**2):g} MB"
     if b >= 8192 and b % 8192 == 0:
         return f"{b / 8192:g} KB"
     if b >= 8 and b % 8 == 0:
@@ -548,19 +550,22 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
             continue
         held_idx = [OPERANDS.index(x) for x in holds if x in OPERANDS]
         if lvl.kind in ("sram", "rf", "dram") and held_idx:
+            size_bad = False
             if bool(np.any(np.isnan(sh))) or bool(np.any(sh <= 0)):
                 add(L + ("size",), f"size is {show(sh)} bits", "a positive size, e.g. '108 KB' or '224 x 16 b'")
+                size_bad = True
             for j in held_idx:
                 c = cap[..., j]
                 if bool(np.any(np.isnan(c))) or bool(np.any(c <= 0)):
                     add(L + ("size", OPERANDS[j]), f"size for {OPERANDS[j]} is {show(c)} bits",
                         "a positive size, e.g. '12 x 16 b'")
+                    size_bad = True
             part = sum(cap[..., j] for j in held_idx)
             storage = np.minimum(sh, part)
             if lvl.kind != "dram" and not bool(np.all(np.isfinite(storage))):
                 add(L + ("size",), f"on-chip level {lvl.name!r} has unbounded size",
                     "a finite size: one shared size ('108 KB') or one per held operand")
-            if wb.shape[-1:] == (3,):
+            if wb.shape[-1:] == (3,) and not size_bad:
                 for j in held_idx:
                     eff = np.minimum(cap[..., j], sh)
                     w = wb[..., j]
@@ -571,7 +576,7 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
                             f"({_fmt_bits(float(np.min(eff)))}) cannot hold one {show(w)}-bit {OPERANDS[j]} word",
                             f"a size >= {show(w)} b for {OPERANDS[j]}, or remove {OPERANDS[j]} from holds")
                 need = sum(wb[..., j] for j in held_idx)
-                if len(held_idx) > 1 and bool(np.any(sh < need)) and bool(np.all(sh > 0)):
+                if len(held_idx) > 1 and bool(np.any(sh < need)) and bool(np.all(sh >= np.max(wb))):
                     add(L + ("size",),
                         f"level {lvl.name!r} ({_fmt_bits(float(np.min(sh)))}) cannot hold one word of each "
                         f"operand it holds ({[OPERANDS[j] for j in held_idx]}: {show(need)} bits)",
@@ -660,8 +665,8 @@ def describe(arch: Architecture) -> str:
     """
     if any(_is_tracer(l) for l in jax.tree_util.tree_leaves(arch)):
         raise TypeError("describe needs concrete values; call it outside jit/grad/vmap")
-    first = jax.tree_util.tree_map(lambda x: np.asarray(x).reshape((-1,) + np.shape(x)[np.ndim(arch.pe_rows):])[0], arch)
-    a = first
+    nb = np.ndim(arch.pe_rows)  # leading batch dimensions of a stacked architecture
+    a = jax.tree_util.tree_map(lambda x: np.asarray(x)[(0,) * nb], arch) if nb else arch
     rows, cols = _num(a.pe_rows), _num(a.pe_cols)
     wb = np.asarray(a.word_bits, dtype=np.float64)
     mac = _num(a.mac_energy_pj)
@@ -687,8 +692,11 @@ def describe(arch: Architecture) -> str:
             parts = [f"{x}:{_fmt_bits(cap[OPERANDS.index(x)])}" for x in lvl.holds
                      if math.isfinite(cap[OPERANDS.index(x)])]
             size = ", ".join(parts)
-            if math.isfinite(sh) or not parts:
-                size = (size + "; " if parts else "") + (f"{_fmt_bits(sh)} shared" if math.isfinite(sh) else "unbounded")
+            if parts and math.isfinite(sh):
+                size += f"; total {_fmt_bits(sh)}"
+            elif not parts:
+                size = (_fmt_bits(sh) + (" shared" if len(lvl.holds) > 1 else "")
+                        if math.isfinite(sh) else "unbounded")
         inst = f"{_num(level_instances(a, lvl)):g}"
         rd = np.asarray(lvl.read_energy_pj, dtype=np.float64)
         wr = np.asarray(lvl.write_energy_pj, dtype=np.float64)
@@ -702,7 +710,7 @@ def describe(arch: Architecture) -> str:
         lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     lines += [
         "",
-        f"  on-chip storage  {_num(onchip_bytes(a)) / 1024:.4g} KB",
+        f"  on-chip storage  {_num(onchip_bytes(a)) / 1024:.6g} KB",
         f"  area             {_num(area_mm2(a)):.4g} mm^2 (PEs {br['PE']:.4g}, "
         + ", ".join(f"{l.name} {br[l.name]:.4g}" for l in a.levels if br[l.name] != 0)
         + f", fixed {br['fixed']:.4g})",

@@ -26,7 +26,7 @@ The file format (every key is listed; nothing else is accepted)::
         holds: [W, I, O]          # required except for noc: operands stored here
         per_pe: false             # optional (default false): one instance per PE
         size: 108 KB              # sram/rf: required; dram: optional (default
-                                  #   unbounded); noc: not allowed.  Either one size
+                                  #   'unlimited'); noc: not allowed.  Either one size
                                   #   (a pool shared by the held operands) or
                                   #   {W: .., I: .., O: .., total: ..} (per-operand
                                   #   partitions, optional shared total)
@@ -131,15 +131,21 @@ class _Ctx:
     def __init__(self, file: str):
         self.file = file
         self.nodes: dict[tuple, yaml.Node] = {}
+        self.key_of: dict[int, yaml.Node] = {}  # id(value node) -> its key node
 
     def err(self, node, msg: str, valid: str) -> ArchitectureError:
         line = node.start_mark.line + 1 if node is not None else "?"
         return ArchitectureError(f"{self.file}:{line}: {msg}; valid: {valid}", file=self.file)
 
     def node_for(self, path: tuple):
+        """The node to blame for a problem at ``path``: the longest recorded prefix;
+        for a block mapping / list value, its key (the line a reader looks at)."""
         for k in range(len(path), 0, -1):
             if path[:k] in self.nodes:
-                return self.nodes[path[:k]]
+                node = self.nodes[path[:k]]
+                if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style:
+                    return self.key_of.get(id(node), node)
+                return node
         return self.nodes.get(())
 
 
@@ -176,6 +182,7 @@ def _mapping(ctx: _Ctx, node, where: str, keys, required=()) -> dict[str, yaml.N
             raise ctx.err(knode, f"{where}: unknown key {k!r}", f"one of {list(keys)}")
         out[k] = vnode
         first_line[k] = knode.start_mark.line + 1
+        ctx.key_of[id(vnode)] = knode
     missing = [k for k in required if k not in out]
     if missing:
         raise ctx.err(node, f"{where}: missing required key{'s' if len(missing) > 1 else ''} {missing}",
@@ -461,6 +468,8 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                     if miss:
                         raise ctx.err(sn, f"{W}.size has no partition for {miss} and no total",
                                       f"a size for each held operand {list(holds)}, or a 'total' shared by the rest")
+            elif kind == "dram" and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
+                shared = INF
             else:
                 shared = _size_bits(ctx, sn, f"{W}.size")
 
