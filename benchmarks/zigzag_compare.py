@@ -221,12 +221,15 @@ def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: 
 
 
 def our_level_of(mem_name: str, arch) -> str:
-    """Our level holding a ZigZag memory (the per-PE RFs were merged into one level)."""
-    names = arch.level_names
-    if mem_name in names:
-        return mem_name
+    """Our level holding a ZigZag memory (the importer merges the per-PE RFs into one
+    level, and consecutive single-operand SRAMs into one ``"a+b"`` level)."""
+    for lvl in arch.levels:
+        if mem_name == lvl.name or mem_name in lvl.name.split("+"):
+            return lvl.name
     rf = [lvl.name for lvl in arch.levels if lvl.per_pe]
-    return rf[0] if rf else mem_name
+    if rf:
+        return rf[0]
+    raise KeyError(f"ZigZag memory {mem_name!r} has no level in {arch.level_names}")
 
 
 # --------------------------------------------------------------------------------------

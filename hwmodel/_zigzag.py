@@ -42,7 +42,8 @@ Conversion rules (what is exact, what is not; see ``benchmarks/ZIGZAG.md``):
   (its MAC reads one word at a time; a wider port would be charged per access), so a
   word costs exactly its energy; its ``bandwidth_words`` is not written.
 * Capacity: a level partitioned per operand becomes one ZigZag memory per operand
-  (``<level>_<operand>``); a pooled level (``shared_bits``) becomes one memory with
+  (``<level>_<operand>``, each given the level's whole bandwidth: ours is one number
+  per level); a pooled level (``shared_bits``) becomes one memory with
   all its operands; both at once only if the pool is not binding.
 * A ``"noc"`` level: ZigZag has no interconnect energy; exporting one with non-zero
   energy is an error unless ``noc="drop"`` (then that energy is knowingly left out).
@@ -729,6 +730,7 @@ def architecture_from_zigzag(
     clock_hz: float = 200e6,
     nonmac_energy_pj: float = 0.0,
     name: str | None = None,
+    merge_partitions: bool = True,
 ) -> Architecture:
     """Read a ZigZag accelerator YAML into an :class:`Architecture` (same hardware).
 
@@ -738,7 +740,8 @@ def architecture_from_zigzag(
       memories served per PE (``served_dimensions: []``) become ONE per-PE ``"rf"``
       level with per-operand partitions; every other memory is one level (``"dram"``
       for the outermost, ``"sram"`` otherwise) holding its operands, pooled
-      (``shared_bits`` = its size) when it holds more than one.
+      (``shared_bits`` = its size) when it holds more than one; consecutive
+      single-operand SRAMs of different operands are merged (``merge_partitions``).
     * Energy per word: ZigZag's ``r_cost``/``w_cost`` are per port access of
       ``bandwidth_max`` bits.  A shared memory moves blocks, so one word of ``b`` bits
       costs ``cost * b / bandwidth``; a per-PE register file is accessed one word at a
@@ -758,6 +761,12 @@ def architecture_from_zigzag(
       clock_hz: clock in Hz.
       nonmac_energy_pj: energy per non-MAC op (ZigZag does not count them: 0).
       name: architecture name (default: the YAML's ``name``).
+      merge_partitions: merge consecutive shared memories that each store one
+        operand, different ones (e.g. eyeriss_like's 64 KB weight SRAM and 8 KB output
+        SRAM), into one level ``"a+b"`` with per-operand partitions, energies and the
+        sum of their bandwidths.  Same sizes and energies; it only drops the
+        constraint, which a linear level list would add and ZigZag does not have,
+        that one of them sits above the other (and keeps the mapper's search small).
 
     Returns:
       The :class:`Architecture`.
@@ -807,6 +816,7 @@ def architecture_from_zigzag(
     nan3 = [math.inf] * 3
     levels: list[MemoryLevel] = []
     area_per_kb: list[float] = []
+    shared_specs: list[dict] = []
     rf: dict[str, Any] | None = None
     for idx, (mname, m) in enumerate(order):
         ops = ops_of(mname, m)
@@ -857,20 +867,48 @@ def architecture_from_zigzag(
         for kk in k:
             rd[kk] = r_cost * wb[kk] / max(pbits)
             wr[kk] = w_cost * wb[kk] / max(pbits)
+        shared_specs.append({
+            "names": [mname], "kind": kind, "ops": set(ops), "cap": cap, "shared": shared,
+            "rd": rd, "wr": wr, "bw": bw_bits / max(wb[kk] for kk in k),
+            "area": 0.0 if kind == "dram" else area, "bits": size,
+        })
+    if merge_partitions:
+        merged: list[dict] = []
+        for sp in shared_specs:
+            prev = merged[-1] if merged else None
+            if (
+                prev is not None and sp["kind"] == prev["kind"] == "sram"
+                and len(sp["ops"]) == 1 and not math.isfinite(sp["shared"])
+                and not math.isfinite(prev["shared"]) and not (sp["ops"] & prev["ops"])
+            ):
+                (k1,) = [OPERANDS.index(o) for o in sp["ops"]]
+                prev["names"] += sp["names"]
+                prev["ops"] |= sp["ops"]
+                prev["cap"][k1] = sp["cap"][k1]
+                prev["rd"][k1] = sp["rd"][k1]
+                prev["wr"][k1] = sp["wr"][k1]
+                prev["bw"] += sp["bw"]
+                prev["area"] += sp["area"]
+                prev["bits"] += sp["bits"]
+            else:
+                merged.append({**sp, "names": list(sp["names"]), "ops": set(sp["ops"]),
+                               "cap": list(sp["cap"]), "rd": list(sp["rd"]), "wr": list(sp["wr"])})
+        shared_specs = merged
+    for sp in shared_specs:
         levels.append(
             MemoryLevel(
-                name=mname,
-                kind=kind,
-                holds=tuple(o for o in OPERANDS if o in ops),
+                name="+".join(sp["names"]),
+                kind=sp["kind"],
+                holds=tuple(o for o in OPERANDS if o in sp["ops"]),
                 per_pe=False,
-                capacity_bits=as_leaf(cap),
-                shared_bits=as_leaf(shared),
-                read_energy_pj=as_leaf(rd),
-                write_energy_pj=as_leaf(wr),
-                bandwidth_words=as_leaf(bw_bits / max(wb[kk] for kk in k)),
+                capacity_bits=as_leaf(sp["cap"]),
+                shared_bits=as_leaf(sp["shared"]),
+                read_energy_pj=as_leaf(sp["rd"]),
+                write_energy_pj=as_leaf(sp["wr"]),
+                bandwidth_words=as_leaf(sp["bw"]),
             )
         )
-        area_per_kb.append(0.0 if kind == "dram" else area / (size / 8192.0))
+        area_per_kb.append(0.0 if sp["kind"] == "dram" else sp["area"] / (sp["bits"] / 8192.0))
     if rf is not None:
         levels.append(
             MemoryLevel(

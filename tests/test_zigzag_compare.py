@@ -51,6 +51,8 @@ def test_hw_for_dataflow_drops_unkept_pe_memories(tmp_path):
 def test_our_level_of():
     arch = architecture_from_zigzag(zz_eyeriss_dict())
     assert zc.our_level_of("sram_IO", arch) == "sram_IO"
+    assert zc.our_level_of("sram_W", arch) == "sram_W+sram_O"
+    assert zc.our_level_of("sram_O", arch) == "sram_W+sram_O"
     assert zc.our_level_of("rf_O", arch) == "RF"
 
 

@@ -380,7 +380,8 @@ def test_export_writes_yaml_atomically(tmp_path):
 def test_import_zigzag_eyeriss_like(tmp_path):
     src = tmp_path / "hw.yaml"
     src.write_text(yaml.safe_dump(zz_eyeriss_dict(rows=3, cols=2), sort_keys=False))
-    arch = architecture_from_zigzag(src, word_bits=(8, 8, 16), clock_hz=1e8)
+    arch = architecture_from_zigzag(src, word_bits=(8, 8, 16), clock_hz=1e8, merge_partitions=False)
+    hwmodel.validate_architecture(arch)
     assert arch.level_names == ("dram", "sram_IO", "sram_W", "sram_O", "RF")
     assert float(arch.pe_rows) == 3 and float(arch.pe_cols) == 2
     assert float(arch.mac_energy_pj) == 0.5
@@ -390,6 +391,7 @@ def test_import_zigzag_eyeriss_like(tmp_path):
     # RF: one word per access; a 16-bit psum through a 24-bit port is one access
     assert [float(x) for x in lv["RF"].read_energy_pj] == [1.0, 1.0, 1.5]
     assert [float(x) for x in lv["RF"].write_energy_pj] == [1.5, 1.5, 2.0]
+    assert float(lv["RF"].bandwidth_words) == 2 * 8 / 8 + 2 * 8 / 8 + 2 * 24 / 16
     # shared memories: energy per bit kept
     assert float(lv["dram"].read_energy_pj[0]) == pytest.approx(1000 * 8 / 64)
     assert float(lv["dram"].read_energy_pj[2]) == pytest.approx(1000 * 16 / 64)
@@ -410,6 +412,24 @@ def test_import_zigzag_eyeriss_like(tmp_path):
         assert m["r_cost"] / mb == pytest.approx(o["r_cost"] / ob, rel=1e-6)
         assert m["w_cost"] / mb == pytest.approx(o["w_cost"] / ob, rel=1e-6)
     assert acc["memories"]["RF_O"]["r_cost"] == 1.5 and acc["memories"]["RF_I"]["r_cost"] == 1.0
+
+    # default: the W-only and O-only SRAMs become one level with two partitions
+    merged = architecture_from_zigzag(src, word_bits=(8, 8, 16))
+    hwmodel.validate_architecture(merged)
+    assert merged.level_names == ("dram", "sram_IO", "sram_W+sram_O", "RF")
+    m = merged.levels[2]
+    assert m.holds == ("W", "O") and not math.isfinite(float(m.shared_bits))
+    assert [float(x) for x in m.capacity_bits] == [524288, INF, 65536]
+    assert float(m.read_energy_pj[0]) == pytest.approx(20 * 8 / 128)
+    assert float(m.read_energy_pj[2]) == pytest.approx(10 * 16 / 128)
+    assert float(m.bandwidth_words) == 256 / 8 + 128 / 16
+    for a, b in zip(arch.levels, merged.levels):  # the levels around it are unchanged
+        if a.name == b.name:
+            for f in ("capacity_bits", "shared_bits", "read_energy_pj", "write_energy_pj"):
+                assert jnp.array_equal(getattr(a, f), getattr(b, f))
+    exported = zigzag_accelerator(merged)["memories"]
+    assert exported["sram_W+sram_O_W"]["size"] == 524288
+    assert exported["sram_W+sram_O_O"]["size"] == 65536
 
 
 def test_import_errors(tmp_path):
