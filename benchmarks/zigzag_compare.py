@@ -147,7 +147,8 @@ def zigzag_hw_for_dataflow(hw: str, dataflow: str, out: Path) -> str:
 
 
 def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: Path, *,
-               mix: bool = True, same_data_free: bool = True, spatial=None) -> dict:
+               mix: bool = True, same_data_free: bool = True, spatial=None,
+               pin_temporal: bool = False) -> dict:
     """Run ZigZag on the exported workload; returns per-layer rows and the wall time (s).
 
     The stage pipeline is ``zigzag.api.get_hardware_performance_zigzag``'s, minus the
@@ -170,7 +171,8 @@ def run_zigzag(wl: Workload, arch, hw: str, dataflow: str, lpf_limit: int, tmp: 
     from zigzag.stages.results.reduce_stages import MinimalEnergyStage, SumStage  # noqa: PLC0415
     from zigzag.stages.workload_iterator import WorkloadStage  # noqa: PLC0415
 
-    files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow, spatial=spatial)
+    files = hwmodel.export_zigzag(wl, arch, tmp / "in", dataflow=dataflow, spatial=spatial,
+                                  pin_temporal=pin_temporal)
     accel = (str(files.accelerator) if hw == "exported"
              else zigzag_hw_for_dataflow(hw, dataflow, tmp / "in" / "zigzag_hw.yaml"))
     stages = [WorkloadParserStage, AcceleratorParserStage, SumStage, WorkloadStage,
@@ -403,6 +405,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clock-hz", type=float, default=200e6)
     ap.add_argument("--pin-spatial", action="store_true",
                     help="also run ZigZag with our mapper's spatial unrolling fixed per layer")
+    ap.add_argument("--pin-mapping", action="store_true",
+                    help="also run ZigZag with our mapper's whole loop nest (spatial unrolling and "
+                    "temporal loop order) fixed per layer: the same mapping in both cost models")
     ap.add_argument("--json", type=Path, default=None, help="also write all numbers here")
     args = ap.parse_args(argv)
     try:
@@ -435,14 +440,20 @@ def main(argv=None) -> int:
             hw_label = ("eyeriss_like.yaml" if args.zigzag_hw == "original"
                         else "exported mirror (round trip)")
             results.append(report(net, source, wl, arch, zz, ours, hw_label))
-            if args.pin_spatial and ours is not None and "mappings" in ours:
+            for flag, pin_t, label in ((args.pin_spatial, False, "spatial"),
+                                        (args.pin_mapping, True, "mapping")):
+                if not (flag and ours is not None and "mappings" in ours):
+                    continue
                 zzp = run_zigzag(wl, arch, hw if args.zigzag_hw == "original" else "exported",
-                                 args.dataflow, args.lpf_limit, Path(tmp) / (net + "_pinned"),
+                                 args.dataflow, args.lpf_limit, Path(tmp) / f"{net}_pinned_{label}",
                                  mix=not args.no_mix, same_data_free=not args.charge_stationary_reads,
-                                 spatial=ours["mappings"])
-                print("\n--- ZigZag with OUR spatial unrolling pinned (its temporal search only):")
-                results.append(report(net + " (pinned spatial)", source, wl, arch, zzp, ours,
-                                      hw_label + ", spatial pinned to ours"))
+                                 spatial=ours["mappings"], pin_temporal=pin_t)
+                what = ("spatial unrolling pinned (its temporal search only)" if not pin_t else
+                        "whole loop nest pinned (spatial + temporal order; ZigZag still assigns "
+                        "loops to its memories greedily)")
+                print(f"\n--- ZigZag with OUR {what}:")
+                results.append(report(f"{net} (pinned {label})", source, wl, arch, zzp, ours,
+                                      f"{hw_label}, {label} pinned to ours"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     bad = [r["network"] for r in results if not r["all_macs_equal"]]

@@ -544,6 +544,7 @@ def zigzag_mapping(
     *,
     dataflow: str = "rs",
     spatial: _MappingABC[str, SpatialSpec] | None = None,
+    pin_temporal: bool = False,
 ) -> list[dict]:
     """ZigZag's mapping description (its mapping YAML) for a dataflow.
 
@@ -561,6 +562,11 @@ def zigzag_mapping(
         ``hwmodel.Mapping`` our mapper chose); those layers get a fixed
         ``spatial_mapping`` instead of hints.  Each factor must be at most the dim's
         bound and their product per array dimension must fit the array.
+      pin_temporal: also write the mapping objects' temporal loop nest (their
+        ``temporal`` factors and ``order`` per level, outer to inner) as ZigZag's
+        ``temporal_ordering`` (innermost first).  ZigZag then skips its loop-order
+        search, but still assigns the loops to its memories itself (greedily, filling
+        each memory bottom-up), so the level boundaries can differ from ours.
 
     Returns:
       A list of mapping entries: one ``default`` entry plus one per layer.
@@ -589,6 +595,8 @@ def zigzag_mapping(
         entry: dict[str, Any] = {"name": layer.name}
         if layer.name in spatial:
             entry["spatial_mapping"] = _explicit_spatial(layer, spatial[layer.name], rows, cols)
+            if pin_temporal:
+                entry["temporal_ordering"] = _temporal_ordering(layer, spatial[layer.name])
         else:
             entry["spatial_mapping_hint"] = df.hints(layer.kind)
         entry["memory_operand_links"] = dict(links)
@@ -614,6 +622,29 @@ def _spatial_spec(spec) -> SpatialSpec:
     if bad:
         raise ValueError(f"spatial: unknown array dimensions {bad}; valid: ['D1', 'D2']")
     return spec
+
+
+def _temporal_ordering(layer: LayerSpec, m) -> list[list]:
+    """ZigZag ``temporal_ordering`` (innermost loop first) of a mapping object."""
+    if not (hasattr(m, "temporal") and hasattr(m, "order")):
+        raise TypeError(
+            f"pin_temporal: the spatial entry of layer {layer.name!r} has no temporal/order "
+            f"loop nest (got {type(m).__name__}); pass a mapping such as hwmodel.Mapping"
+        )
+    nest = []
+    for factors, order in zip(m.temporal, m.order):
+        f = dict(zip(DIMS, (int(x) for x in factors)))
+        nest += [[ZIGZAG_DIMS[d], f[d]] for d in order if f[d] > 1]
+    sx = dict(zip(DIMS, (int(x) for x in m.spatial_x)))
+    sy = dict(zip(DIMS, (int(x) for x in m.spatial_y)))
+    for d in DIMS:
+        tot = math.prod(x for name, x in nest if name == ZIGZAG_DIMS[d]) * sx[d] * sy[d]
+        if tot != layer.bounds[d]:
+            raise ValueError(
+                f"pin_temporal: layer {layer.name!r}: the mapping's factors of {d} multiply to "
+                f"{tot}, the layer's bound is {layer.bounds[d]}"
+            )
+    return nest[::-1]
 
 
 def _explicit_spatial(layer: LayerSpec, spec, rows: int, cols: int) -> dict:
@@ -659,6 +690,7 @@ def export_zigzag(
     precision: Literal["arch", "layer"] = "arch",
     noc: Literal["error", "drop"] = "error",
     spatial: _MappingABC[str, SpatialSpec] | None = None,
+    pin_temporal: bool = False,
     default_bandwidth_bits: int | None = None,
 ) -> ZigZagFiles:
     """Write ZigZag's workload, accelerator and mapping YAML files for our model.
@@ -675,7 +707,7 @@ def export_zigzag(
         file and renamed, so no half-written file is left behind).
       dataflow: see :func:`zigzag_mapping` (hints) and :func:`zigzag_accelerator`
         (per-PE operands).
-      spatial: see :func:`zigzag_mapping`.
+      spatial, pin_temporal: see :func:`zigzag_mapping`.
       precision: see :func:`zigzag_workload`.
       noc, default_bandwidth_bits: see :func:`zigzag_accelerator`.
 
@@ -690,7 +722,7 @@ def export_zigzag(
     acc = zigzag_accelerator(
         arch, dataflow=dataflow, noc=noc, default_bandwidth_bits=default_bandwidth_bits
     )
-    mp = zigzag_mapping(workload, arch, dataflow=dataflow, spatial=spatial)
+    mp = zigzag_mapping(workload, arch, dataflow=dataflow, spatial=spatial, pin_temporal=pin_temporal)
     out = Path(outdir)
     files = ZigZagFiles(
         workload=out / "workload.yaml",

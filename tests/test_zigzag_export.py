@@ -321,6 +321,29 @@ def test_dataflows_match_the_mapper():
         assert set(df.cols) == set(spec.spatial_x), name
 
 
+def test_mapping_pinned_temporal_order():
+    wl, arch = tiny_workload(), small_arch()
+    layer = wl[0]  # conv1: M=2 C=1 P=4 Q=4 R=3 S=3
+
+    class M:  # two storage levels, outer to inner; spatial R 3 on rows, P 2 on columns
+        temporal = ((1, 1, 2, 2, 1, 1, 1, 1), (1, 1, 1, 1, 4, 1, 1, 3))
+        order = (("G", "N", "M", "P", "Q", "C", "R", "S"), ("G", "N", "C", "R", "S", "M", "P", "Q"))
+        spatial_x = (1, 1, 1, 2, 1, 1, 1, 1)
+        spatial_y = (1, 1, 1, 1, 1, 1, 3, 1)
+
+    mp = zigzag_mapping(wl, arch, spatial={"conv1": M()}, pin_temporal=True)
+    # innermost first: level 1 (S 3 then Q 4, in reverse of its outer-to-inner order), then level 0
+    assert mp[1]["temporal_ordering"] == [["OX", 4], ["FX", 3], ["OY", 2], ["K", 2]]
+    assert mp[1]["spatial_mapping"] == {"D1": ["FY, 3"], "D2": ["OY, 2"]}
+    assert "temporal_ordering" not in zigzag_mapping(wl, arch, spatial={"conv1": M()})[1]
+    M.temporal = ((1, 1, 2, 1, 1, 1, 1, 1), (1, 1, 1, 1, 4, 1, 1, 3))
+    with pytest.raises(ValueError, match="factors of P multiply to 2"):
+        zigzag_mapping(wl, arch, spatial={"conv1": M()}, pin_temporal=True)
+    with pytest.raises(TypeError, match="no temporal/order"):
+        zigzag_mapping(wl, arch, spatial={"conv1": {"D1": {"R": 3}}}, pin_temporal=True)
+    assert layer.macs == 2 * 4 * 4 * 3 * 3
+
+
 def test_mapping_explicit_and_errors():
     wl = tiny_workload()
     arch = small_arch()
