@@ -19,6 +19,9 @@ Public API (re-exported explicitly):
   :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
   :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
   brute-force reference :func:`simulate`.
+* ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
+  :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
+  :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
 from hwmodel._arch import (
@@ -65,6 +68,17 @@ from hwmodel._simulate import simulate
 from hwmodel._extract import ExtractionError, extract_workload
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
+from hwmodel._zigzag import (
+    ZIGZAG_DATAFLOWS,
+    ZIGZAG_DIMS,
+    ZigZagDataflow,
+    ZigZagFiles,
+    architecture_from_zigzag,
+    export_zigzag,
+    zigzag_accelerator,
+    zigzag_mapping,
+    zigzag_workload,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -120,4 +134,14 @@ __all__ = [
     "stack_mappings",
     "validate_architecture",
     "validate_mapping",
+    # ZigZag interchange (branch zigzag)
+    "ZIGZAG_DATAFLOWS",
+    "ZIGZAG_DIMS",
+    "ZigZagDataflow",
+    "ZigZagFiles",
+    "architecture_from_zigzag",
+    "export_zigzag",
+    "zigzag_accelerator",
+    "zigzag_mapping",
+    "zigzag_workload",
 ]
