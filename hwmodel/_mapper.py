@@ -1,33 +1,75 @@
-"""The mapper: for each layer and dataflow, the best legal mapping in a candidate set.
+"""The mapper: for each layer and dataflow, the best legal mapping of a defined search space.
 
-Candidate set (all generated as numpy arrays, never one Python iteration per
-candidate), for a dataflow family (:data:`hwmodel.DATAFLOW_SPECS`):
+The search space :math:`S` (``candidate_mappings`` materializes it; ``map_layer`` searches
+it without materializing it) for a layer, an architecture and a dataflow family
+(:data:`hwmodel.DATAFLOW_SPECS`) is defined declaratively; ``A`` is the first per-PE
+storage level, level 0 the outermost (backing store):
 
-1. **Spatial**: every assignment of divisors of the bounds to the family's column
-   dims with product <= ``pe_cols`` and to its row dims with product <= ``pe_rows``,
-   keeping the Pareto-maximal ones per axis (no dim can grow to its next divisor
-   without overflowing the axis) and those using at least half of the best axis
-   product (fewer busy PEs can mean less NoC traffic).  If nothing below is legal, all
-   assignments are retried.
-2. **Per-PE levels**, innermost first: divisors for the family's PE dims, and
-3. **shared levels** (all dims), innermost first up to level 1: at each level the
-   tile (which spans that level's factors and everything inside it, plus the spatial
-   factors above the array) must fit the level's capacities for the operands it
-   keeps (:func:`hwmodel.validate_mapping`'s rule), and only *maximal* tiles are kept:
-   no dim relevant to a kept operand can grow to its next divisor and still fit (dims
-   irrelevant to every kept operand take all divisors).  Bigger tiles at a level never
-   need more fills from its parent, so this prunes dominated candidates.
-4. The outermost level gets the remaining factors.
-5. **Loop orders**: the shared level just above the array uses the family's
-   template(s); every other shared level tries the three stationarity templates
-   (:data:`hwmodel._mapping.ORDER_TEMPLATES`); per-PE levels use the family's template.
+1. **Keep** (fixed per level): a shared level keeps what it may hold; a per-PE level
+   keeps what it may hold among the family's ``pe_keep``; level 0 keeps everything.
+2. **Spatial** ``SX``/``SY``: divisors of the bounds of the family's column dims with
+   product <= ``pe_cols``, and of its row dims (not already column dims) with product
+   <= ``pe_rows``; per axis only the assignments that are *maximal* (no dim can grow to
+   its next divisor without overflowing the axis) or use at least ``1/NEAR_MAXIMAL`` of
+   the best axis product.  [heuristic H1; when nothing below is legal, every
+   assignment is retried]
+3. **Temporal factors**: a perfect factorization (every dim's temporal and spatial
+   factors multiply to its bound); per-PE levels have loops only over the family's
+   ``pe_dims`` and none at all if they keep nothing; every kept tile fits its level
+   (per-operand and pooled capacity, :func:`hwmodel.validate_mapping`'s rule); and at
+   every level ``j >= 1`` the tile is **maximal** given the levels inside it: no dim
+   relevant to an operand the level keeps can grow its factor at ``j`` to the next
+   divisor of what is left of its bound and still fit.  [heuristic H2: a bigger tile
+   at a level does not always cost less -- it leaves fewer loops above]
+4. **Loop orders**: per-PE levels use the family's first ``array_orders`` template; the
+   shared level just above the array (when it is not level 0) tries the family's
+   ``array_orders``; every other level tries the three stationarity templates
+   :data:`hwmodel._mapping.ORDER_TEMPLATES` (W, I, O stationary).  [heuristic H3: 3
+   templates, not all 8! permutations]
+5. Mappings outside the closed form's domain (:func:`hwmodel._counts.uncovered`) are
+   excluded.
 
-Every candidate is then evaluated with the exact count formulas
-(:mod:`hwmodel._counts`, numpy int64) and the energy / cycles model
-(:mod:`hwmodel._evaluate`), and the minimum of the objective (``"energy"`` in pJ, or
-``"edp"`` = energy x cycles) wins.  **Ties** are broken by fewer cycles, then less
-energy, then fewer DRAM (outermost level) accesses, then the first in enumeration
-order -- so the result is deterministic.
+``map_layer`` returns a member of :math:`S` with the minimum objective (``"energy"``
+in pJ, or ``"edp"`` = energy x cycles), **exactly** (up to float64 rounding), while
+pruning only soundly:
+
+* **Level-by-level factor enumeration with capacity pruning**: levels are filled
+  innermost first, one dim at a time; a partial tile that does not fit is dropped
+  before any further dim is expanded (tiles only grow with their extents); only
+  divisors of what is left of each bound are tried; the last dim relevant to a kept
+  operand takes directly its largest fitting divisor (maximality), the other relevant
+  dims are checked for maximality once set.
+* **Equivalent loop orders are evaluated once**: given the factors, a level's order
+  only matters through, per operand, the set of non-unit loops from the level's
+  outermost loop through the innermost loop relevant to that operand (and, for the
+  input, which dim that innermost loop is: sliding windows).  Templates with the same
+  signature give identical counts.
+* **Orders are chosen per level** (energy): given the factors, the counts of each
+  (operand, child level) pair depend on the order of exactly one level -- the nearest
+  level above the child with a non-unit loop relevant to that operand (the innermost
+  such loop is what the fill count and the sliding step depend on).  Energy is
+  therefore a sum of per-level terms, ``E(o) = E(o_0) + sum_j [E(o_0 with o_j) -
+  E(o_0)]``, and the best combination is found with ``1 + sum_j (n_j - 1)`` evaluations
+  instead of ``prod_j n_j`` (used when that is cheaper; the full product otherwise).
+  For ``"edp"`` the bandwidth terms are separable the same way: a factorization is
+  decided per level only if, for every order combination, no level's bandwidth term
+  can exceed the compute cycles (then cycles are the compute cycles and EDP is
+  compute x energy); otherwise all its order combinations are evaluated.
+* **Memory bound**: candidates are generated and evaluated in chunks (a generator
+  pipeline, depth-first); only the running best (top-k) is kept.  The working set is
+  bounded by ``max_bytes`` (default :data:`MEMORY_CAP_BYTES` = 1 GiB) whatever the
+  number of levels: chunk sizes are derived from it.
+* **Caching**: results are memoized per (layer shape, architecture values and
+  structure, dataflow, objective, spatial set) in a bounded LRU cache
+  (:func:`clear_cache`); :func:`map_workload` maps identical layer shapes once.
+
+**Ties** (equal objective) are broken by fewer cycles, then less energy, then fewer
+outermost-level (DRAM) accesses, then the first in enumeration order, so the result is
+deterministic.  (Within one factorization decided per level, a level whose templates
+tie in energy takes the first template in the order listed above.)
+
+The heuristics H1-H3 are measured against exhaustive searches on small layers by
+``benchmarks/mapper_quality.py`` (see its docstring for the figures).
 
 The mapper needs concrete architecture values (it uses numpy); under ``jit``/``vmap``
 over architectures use :func:`hwmodel.mapping_candidates` and ``hwmodel.cost(...,
@@ -36,8 +78,10 @@ candidates=...)``, which evaluates a static candidate set inside JAX.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
+import math
 
 import jax
 import numpy as np
@@ -58,13 +102,19 @@ from hwmodel._mapping import (
 from hwmodel._workload import DIMS, LayerSpec, Workload
 
 __all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
-           "OBJECTIVES", "NoLegalMapping"]
+           "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "clear_cache"]
 
 OBJECTIVES = ("energy", "edp")
 
 NEAR_MAXIMAL = 2
 """Spatial assignments using at least 1/NEAR_MAXIMAL of the best axis product are kept
 besides the maximal ones (fewer busy PEs can mean less NoC traffic)."""
+
+MEMORY_CAP_BYTES = 1 << 30
+"""Default bound (bytes) on the mapper's working set of candidate arrays (1 GiB)."""
+
+CACHE_SIZE = 4096
+"""Entries of the per-(layer shape, architecture, dataflow, objective) result cache."""
 
 
 class NoLegalMapping(ValueError):
@@ -89,8 +139,18 @@ def _check_args(dataflow: str, objective: str) -> None:
         raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
 
 
+def _check_cap(max_bytes) -> int:
+    if max_bytes is None:
+        return MEMORY_CAP_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) \
+            or max_bytes <= 0:
+        raise ValueError(f"max_bytes must be a positive int (bytes), got {max_bytes!r}")
+    return int(max_bytes)
+
+
 def _divisors(n: int) -> np.ndarray:
-    return np.array([d for d in range(1, n + 1) if n % d == 0], dtype=np.int64)
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return np.array(sorted(set(small + [n // d for d in small])), dtype=np.int64)
 
 
 def _combos(dims: list[int], bounds: np.ndarray) -> np.ndarray:
@@ -121,19 +181,12 @@ def _axis_candidates(dims: list[int], bounds: np.ndarray, limit: int, maximal: b
     prod = np.prod(c, axis=1)
     near = prod * NEAR_MAXIMAL >= prod.max()
     keep = np.ones(len(c), dtype=bool)
-    prod = np.prod(c, axis=1)
     for d in dims:
         divs = _divisors(int(bounds[d]))
         nd = _next_divisor(np.full(len(c), bounds[d]), c[:, d], divs)
         grown = np.where(nd > 0, prod // c[:, d] * nd, limit + 1)
         keep &= ~(grown <= limit)
     return c[keep | near]
-
-
-@dataclasses.dataclass
-class _Fail:
-    level: str = ""
-    detail: str = ""
 
 
 def _fits(ext, geom, kept, cap, shared, wb):
@@ -149,21 +202,64 @@ def _fits(ext, geom, kept, cap, shared, wb):
     return ok & (tot <= shared)
 
 
-def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs", *,
-                       all_spatial: bool = False, _fail: _Fail | None = None) -> MappingStack:
-    """All candidate mappings of ``layer`` for a dataflow family (see module docstring).
+# ----------------------------------------------------------------------------------
+# The search space (static per layer, architecture, dataflow)
+# ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Fail:
+    """Where the factor enumeration died (for :class:`NoLegalMapping` messages)."""
 
-    Args:
-      layer: the layer.
-      arch: architecture with concrete values.
-      dataflow: one of :data:`hwmodel.DATAFLOWS`.
-      all_spatial: keep every spatial assignment, not only the maximal ones.
+    level: str = ""
+    detail: str = ""
+    tried: dict = dataclasses.field(default_factory=dict)  # level j -> rows that reached it
+    passed: dict = dataclasses.field(default_factory=dict)  # level j -> rows that fit
+    min_tile: dict = dataclasses.field(default_factory=dict)  # level j -> [3] smallest tile
 
-    Returns:
-      A :class:`MappingStack` of legal candidates (possibly empty).
-    """
-    _check_args(dataflow, "energy")
-    _concrete(arch, "candidate_mappings")
+    def explain(self, sp: "_Space") -> None:
+        for j in range(sp.n_s - 1, 0, -1):
+            if self.tried.get(j, 0) and not self.passed.get(j, 0):
+                kept = sp.keep_lvl[j]
+                cap, shared, wb = sp.cap[j], sp.shared[j], sp.wb
+                name = sp.arch.levels[sp.st.storage[j]].name
+                t = self.min_tile[j]
+                self.level = name
+                self.detail = (
+                    f"level {name!r} (capacity "
+                    + ", ".join(f"{OPERANDS[x]}={cap[x]:g} b" for x in range(3) if kept[x])
+                    + f", shared={shared:g} b) cannot hold even the smallest tile "
+                    + ", ".join(f"{OPERANDS[x]}={int(t[x])} words x {wb[x]:g} b"
+                                for x in range(3) if kept[x])
+                )
+                return
+
+
+@dataclasses.dataclass
+class _Space:
+    layer: LayerSpec
+    arch: Architecture
+    spec: object
+    st: object
+    n_s: int
+    A: int
+    bounds: np.ndarray  # [8]
+    geom: dict  # reduced strides / dilations (ints)
+    aa: dict
+    wb: np.ndarray  # [3]
+    keep_lvl: np.ndarray  # [n_s, 3]
+    cap: np.ndarray  # [n_s, 3] bits
+    shared: np.ndarray  # [n_s] bits
+    SX: np.ndarray  # [nsp, 8]
+    SY: np.ndarray  # [nsp, 8]
+    steps: list  # per level j: list of (kind, dim)
+    divs: list  # per dim: divisors of its bound (ascending)
+    choices: list  # per level: list of template names
+    tmpl: dict  # template name -> [8] dim indices
+    per_pe: tuple
+    fit0: bool
+
+
+def _build_space(layer: LayerSpec, arch: Architecture, dataflow: str,
+                 all_spatial: bool) -> _Space:
     spec = DATAFLOW_SPECS[dataflow]
     st = arch_structure(arch)
     n_s, A = st.n_storage, st.first_pe
@@ -177,8 +273,10 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
     pe_keep = np.array([x in spec.pe_keep for x in OPERANDS])
     keep_lvl = np.array([holds[j] & (pe_keep if j >= A else True) for j in range(n_s)])
     keep_lvl[0] = True
+    cap = np.stack([np.asarray(aa["cap"][st.storage[j]], dtype=np.float64).reshape(3)
+                    for j in range(n_s)])
+    shared = np.array([float(aa["shared"][st.storage[j]]) for j in range(n_s)])
 
-    # 1. spatial
     sx_dims = [DIM_INDEX[d] for d in spec.spatial_x if bounds[DIM_INDEX[d]] > 1]
     sy_dims = [DIM_INDEX[d] for d in spec.spatial_y
                if bounds[DIM_INDEX[d]] > 1 and DIM_INDEX[d] not in sx_dims]
@@ -187,14 +285,11 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
     ix, iy = np.meshgrid(np.arange(len(cx)), np.arange(len(cy)), indexing="ij")
     SX = cx[ix.reshape(-1)]
     SY = cy[iy.reshape(-1)]
-    K = len(SX)
-    T = np.ones((K, n_s, 8), dtype=np.int64)
-    assigned = SX * SY  # product of all factors assigned so far
-    pe_ext = np.ones((K, 8), dtype=np.int64)  # per-PE extents (levels assigned so far)
 
+    divs = [_divisors(int(b)) for b in bounds]
     pe_dims = [DIM_INDEX[d] for d in spec.pe_dims]
+    steps = [None] * n_s
     for j in range(n_s - 1, 0, -1):
-        lvl = arch.levels[st.storage[j]]
         kept = keep_lvl[j]
         allowed = pe_dims if j >= A else list(range(8))
         allowed = [d for d in allowed if bounds[d] > 1]
@@ -202,65 +297,17 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
             allowed = []  # a per-PE level that keeps nothing gets no loops
         relevant_any = RELEVANT[kept].any(axis=0) if kept.any() else np.zeros(8, bool)
         max_dims = [d for d in allowed if relevant_any[d]]
-        combos = _combos(allowed, bounds)
-        nc = len(combos)
-        kk = np.repeat(np.arange(K), nc)
-        cc = np.tile(np.arange(nc), K)
-        f = combos[cc]
-        tot = assigned[kk] * f
-        ok = np.all(bounds[None, :] % tot == 0, axis=1)
-        kk, cc, f, tot = kk[ok], cc[ok], f[ok], tot[ok]
-        # the tile's extents: per-PE levels span the per-PE factors (no spatial);
-        # shared levels span everything assigned so far (spatial, per-PE, inner shared)
-        ext = pe_ext[kk] * f if j >= A else tot
-        cap = np.asarray(aa["cap"][st.storage[j]], dtype=np.float64)
-        shared = float(aa["shared"][st.storage[j]])
-        fit = _fits(ext, geom, kept, cap, shared, wb)
-        if not fit.any():
-            if _fail is not None and len(ext):
-                t = _tiles(np, ext, geom)
-                smallest = {OPERANDS[x]: int(t[x].min()) for x in range(3) if kept[x]}
-                _fail.level = lvl.name
-                _fail.detail = (
-                    f"level {lvl.name!r} (capacity "
-                    + ", ".join(f"{OPERANDS[x]}={cap[x]:g} b" for x in range(3) if kept[x])
-                    + f", shared={shared:g} b) cannot hold even the smallest tile "
-                    + ", ".join(f"{k}={v} words x {wb[OPERANDS.index(k)]:g} b"
-                                for k, v in smallest.items())
-                )
-            return _empty(n_s)
-        kk, cc, f, tot, ext = kk[fit], cc[fit], f[fit], tot[fit], ext[fit]
-        # maximality: no relevant dim can grow to its next divisor and still fit
-        maximal = np.ones(len(kk), dtype=bool)
-        for d in max_dims:
-            rem = bounds[d] // (tot[:, d] // f[:, d])
-            nd = _next_divisor(rem, f[:, d], _divisors(int(bounds[d])))
-            has = nd > 0
-            if not has.any():
-                continue
-            ext2 = ext[has].copy()
-            ext2[:, d] = ext2[:, d] // f[has, d] * nd[has]
-            grow_fits = _fits(ext2, geom, kept, cap, shared, wb)
-            idx = np.nonzero(has)[0]
-            maximal[idx[grow_fits]] = False
-        kk, f, tot = kk[maximal], f[maximal], tot[maximal]
-        T = T[kk]
-        T[:, j, :] = f
-        SX, SY = SX[kk], SY[kk]
-        assigned = tot
-        pe_ext = pe_ext[kk] * f if j >= A else pe_ext[kk]
-        K = len(kk)
-    T[:, 0, :] = bounds[None, :] // assigned
-    # outermost level capacity (normally unbounded)
-    ext0 = bounds[None, :].repeat(max(K, 1), axis=0)[:K]
-    cap0 = np.asarray(aa["cap"][st.storage[0]], dtype=np.float64)
-    fit0 = _fits(ext0, geom, keep_lvl[0], cap0, float(aa["shared"][st.storage[0]]), wb)
-    T, SX, SY = T[fit0], SX[fit0], SY[fit0]
-    K = len(T)
+        irr_dims = [d for d in allowed if not relevant_any[d]]
+        # the dim with the most divisors is resolved last (directly its largest fit)
+        max_dims.sort(key=lambda d: (len(divs[d]), d))
+        s = [("grow", d) for d in max_dims[:-1]]
+        if max_dims:
+            s.append(("last", max_dims[-1]))
+            if len(max_dims) > 1:
+                s.append(("check", -1))
+        s += [("all", d) for d in irr_dims]
+        steps[j] = s
 
-    # 5. loop orders
-    tmpl = {k: np.array([DIM_INDEX[d] for d in v], dtype=np.int64)
-            for k, v in ORDER_TEMPLATES.items()}
     choices = []
     for j in range(n_s):
         if j >= A:
@@ -269,19 +316,499 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
             choices.append(list(spec.array_orders))
         else:
             choices.append(list(ORDER_TEMPLATES))
-    combos_o = list(itertools.product(*choices))
-    O = np.array([[tmpl[c] for c in combo] for combo in combos_o], dtype=np.int64)
+    tmpl = {k: np.array([DIM_INDEX[d] for d in v], dtype=np.int64)
+            for k, v in ORDER_TEMPLATES.items()}
+    fit0 = bool(_fits(bounds[None, :], geom, keep_lvl[0], cap[0], float(shared[0]), wb)[0])
+    return _Space(layer, arch, spec, st, n_s, A, bounds, geom, aa, wb, keep_lvl, cap, shared,
+                  SX, SY, steps, divs, choices, tmpl, tuple(l.per_pe for l in arch.levels),
+                  fit0)
+
+
+# ----------------------------------------------------------------------------------
+# Budget: chunk sizes from the memory cap
+# ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Budget:
+    """Chunk sizes (rows) derived from a memory cap (bytes)."""
+
+    enum_rows: int  # rows of partial candidates per chunk in the enumeration
+    eval_rows: int  # candidate evaluations per batch
+
+    @staticmethod
+    def of(max_bytes: int, sp: _Space) -> "_Budget":
+        n_s = sp.n_s
+        n_noc = len(sp.st.noc)
+        nd = max(len(d) for d in sp.divs)
+        # enumeration: a row is T [n_s, 8] + 3 x [8] + index (int64), plus the
+        # (row x divisor) masks and index pairs of one expansion step; the pipeline
+        # holds about 3 chunks per level (input, expansion, coalescing buffer).
+        enum_row = 8 * (8 * n_s + 3 * 8 + 1) + 24 * nd + 8 * 8 * nd
+        enum_rows = max_bytes // 2 // (enum_row * (3 * n_s + 4))
+        # evaluation: counts() and metrics() temporaries per candidate (float64 /
+        # int64): dominated by the [3, n_s, n_s] / [3, n_s, n_noc] one-hot products,
+        # the [8 n_s] flattened loop nest and ~60 [3, n_s] arrays, plus the probes'
+        # per-level results; a generous factor 4 covers numpy temporaries.
+        n_l = n_s + n_noc
+        eval_row = 8 * 4 * (9 * n_s * n_s + 6 * n_s * n_noc + 24 * n_s + 60 * 3 * (n_s + 1)
+                            + 12 * n_l + 64)
+        eval_rows = max_bytes // 2 // eval_row
+        return _Budget(int(max(1, min(enum_rows, 1 << 16))),
+                       int(max(1, min(eval_rows, 1 << 14))))
+
+
+# ----------------------------------------------------------------------------------
+# Streaming factor enumeration
+# ----------------------------------------------------------------------------------
+class _Rows:
+    """Partial candidates: T ``[K, n_s, 8]``, spatial index ``s`` ``[K]``, ``asg``
+    (product of all factors assigned so far, spatial included) and ``pe`` (product of
+    the per-PE levels' factors) ``[K, 8]``."""
+
+    __slots__ = ("T", "s", "asg", "pe")
+
+    def __init__(self, T, s, asg, pe):
+        self.T, self.s, self.asg, self.pe = T, s, asg, pe
+
+    def __len__(self):
+        return int(self.s.shape[0])
+
+    def take(self, idx) -> "_Rows":
+        return _Rows(self.T[idx], self.s[idx], self.asg[idx], self.pe[idx])
+
+    @staticmethod
+    def concat(parts) -> "_Rows":
+        if len(parts) == 1:
+            return parts[0]
+        return _Rows(np.concatenate([p.T for p in parts]), np.concatenate([p.s for p in parts]),
+                     np.concatenate([p.asg for p in parts]),
+                     np.concatenate([p.pe for p in parts]))
+
+
+def _coalesce(gen, target: int):
+    """Concatenate small chunks from ``gen`` into chunks of about ``target`` rows."""
+    buf, n = [], 0
+    for rows in gen:
+        if not len(rows):
+            continue
+        buf.append(rows)
+        n += len(rows)
+        if n >= target:
+            yield _Rows.concat(buf)
+            buf, n = [], 0
+    if buf:
+        yield _Rows.concat(buf)
+
+
+def _level_fits(sp: _Space, j: int, ext: np.ndarray) -> np.ndarray:
+    return _fits(ext, sp.geom, sp.keep_lvl[j], sp.cap[j], float(sp.shared[j]), sp.wb)
+
+
+def _expand_level(sp: _Space, j: int, rows: _Rows, budget: _Budget, fail: _Fail):
+    """All level-``j`` factor choices of ``rows`` that belong to the space, in chunks."""
+    base = rows.pe if j >= sp.A else rows.asg
+    fail.tried[j] = fail.tried.get(j, 0) + len(rows)
+    t = np.stack(_tiles(np, base, sp.geom), axis=-1).min(axis=0)
+    fail.min_tile[j] = np.minimum(fail.min_tile.get(j, t), t)
+    ok = _level_fits(sp, j, base)
+    if not ok.any():
+        return
+    fail.passed[j] = fail.passed.get(j, 0) + int(ok.sum())
+    rows = rows.take(ok)
+    f = np.ones((len(rows), 8), dtype=np.int64)
+    yield from _run_steps(sp, j, rows, f, 0, budget)
+
+
+def _run_steps(sp: _Space, j: int, rows: _Rows, f: np.ndarray, k: int, budget: _Budget):
+    steps = sp.steps[j]
+    is_pe = j >= sp.A
+    while k < len(steps):
+        kind, d = steps[k]
+        if not len(rows):
+            return
+        base = rows.pe if is_pe else rows.asg
+        if kind in ("grow", "all"):
+            divs = sp.divs[d]
+            rem = sp.bounds[d] // rows.asg[:, d]
+            mask = rem[:, None] % divs[None, :] == 0
+            cnt = mask.sum(axis=1)
+            total = int(cnt.sum())
+            if total > budget.enum_rows and len(rows) > 1:
+                # split the rows so that each part expands to at most enum_rows rows
+                cs = np.cumsum(cnt)
+                start = 0
+                while start < len(rows):
+                    lim = (cs[start - 1] if start else 0) + budget.enum_rows
+                    stop = max(start + 1, int(np.searchsorted(cs, lim, side="right")))
+                    sl = slice(start, stop)
+                    yield from _run_steps(sp, j, rows.take(sl), f[sl], k, budget)
+                    start = stop
+                return
+            r, c = np.nonzero(mask)
+            rows = rows.take(r)
+            f = f[r]
+            f[:, d] = divs[c]
+            if kind == "grow":
+                ok = _level_fits(sp, j, base[r] * f)
+                rows, f = rows.take(ok), f[ok]
+        elif kind == "last":
+            divs = sp.divs[d]
+            nd = len(divs)
+            best = np.ones(len(rows), dtype=np.int64)
+            blk = max(1, budget.enum_rows // nd)
+            for a in range(0, len(rows), blk):
+                sl = slice(a, a + blk)
+                ext = base[sl] * f[sl]
+                b = ext.shape[0]
+                E = np.repeat(ext[:, None, :], nd, axis=1)
+                E[:, :, d] = ext[:, d][:, None] * divs[None, :]
+                ok = _level_fits(sp, j, E.reshape(-1, 8)).reshape(b, nd)
+                rem = sp.bounds[d] // rows.asg[sl, d]
+                ok &= rem[:, None] % divs[None, :] == 0
+                idx = nd - 1 - np.argmax(ok[:, ::-1], axis=1)
+                best[sl] = divs[idx]
+            f[:, d] = best
+        elif kind == "check":
+            ext = base * f
+            maximal = np.ones(len(rows), dtype=bool)
+            for kind2, d2 in steps:
+                if kind2 != "grow":
+                    continue
+                rem = sp.bounds[d2] // rows.asg[:, d2]
+                nxt = _next_divisor(rem, f[:, d2], sp.divs[d2])
+                has = nxt > 0
+                if not has.any():
+                    continue
+                ext2 = ext[has].copy()
+                ext2[:, d2] = ext2[:, d2] // f[has, d2] * nxt[has]
+                grow_fits = _level_fits(sp, j, ext2)
+                maximal[np.nonzero(has)[0][grow_fits]] = False
+            rows, f = rows.take(maximal), f[maximal]
+        k += 1
+    if not len(rows):
+        return
+    T = rows.T.copy()
+    T[:, j, :] = f
+    pe = rows.pe * f if is_pe else rows.pe
+    yield _Rows(T, rows.s, rows.asg * f, pe)
+
+
+def _expand_all(sp, j, gen, budget, fail):
+    for rows in gen:
+        yield from _expand_level(sp, j, rows, budget, fail)
+
+
+def _finish(sp: _Space, gen, stats):
+    """Give level 0 the remaining factors; drop mappings outside the closed form."""
+    if not sp.fit0:
+        return
+    for rows in gen:
+        T = rows.T.copy()
+        T[:, 0, :] = sp.bounds[None, :] // rows.asg
+        ms = _stack(sp, T, None, rows.s)
+        bad = uncovered(ms, sp.st)
+        if bad.any():
+            keep = ~bad
+            T, rows = T[keep], rows.take(keep)
+        if len(rows):
+            stats["factorizations"] += len(rows)
+            yield _Rows(T, rows.s, rows.asg, rows.pe)
+
+
+def _initial(sp: _Space, budget: _Budget):
+    n = len(sp.SX)
+    for a in range(0, n, budget.enum_rows):
+        idx = np.arange(a, min(n, a + budget.enum_rows))
+        K = len(idx)
+        yield _Rows(np.ones((K, sp.n_s, 8), dtype=np.int64), idx, sp.SX[idx] * sp.SY[idx],
+                    np.ones((K, 8), dtype=np.int64))
+
+
+def _factorizations(sp: _Space, budget: _Budget, fail: _Fail, stats):
+    """Generator of complete factor assignments (chunks of about ``eval_rows``)."""
+    gen = _initial(sp, budget)
+    for j in range(sp.n_s - 1, 0, -1):
+        gen = _coalesce(_expand_all(sp, j, gen, budget, fail), budget.enum_rows // 2 or 1)
+    return _coalesce(_finish(sp, gen, stats), budget.eval_rows)
+
+
+# ----------------------------------------------------------------------------------
+# Evaluation and order selection
+# ----------------------------------------------------------------------------------
+def _stack(sp: _Space, T, order, s) -> MappingStack:
+    B = T.shape[0]
+    if order is None:
+        order = np.zeros((B, sp.n_s, 8), dtype=np.int64)
+    keep = np.broadcast_to(sp.keep_lvl[None], (B, sp.n_s, 3))
+    return MappingStack(T, order, sp.SX[s], sp.SY[s], keep)
+
+
+def _eval(sp: _Space, T, order, s) -> dict:
+    """Exact energy (pJ), cycles, DRAM accesses and bandwidth terms of ``[B]`` mappings."""
+    ms = _stack(sp, T, order, s)
+    return _eval_stack(sp.layer, sp.arch, sp.st, ms, sp.aa, sp.per_pe)
+
+
+def _eval_stack(layer, arch, st, ms: MappingStack, aa, per_pe) -> dict:
+    B = len(ms)
+    g = geometry([layer])
+    bc = lambda a: np.broadcast_to(a, (B,) + a.shape[1:])  # noqa: E731
+    gb = dataclasses.replace(g, bounds=bc(g.bounds), uh=bc(g.uh), dh=bc(g.dh), uw=bc(g.uw),
+                             dw=bc(g.dw), stride=bc(g.stride), dilation=bc(g.dilation))
+    s = structure(ms, st, gb)
+    cnt = counts(np, ms.T, ms.SX, ms.SY, s, geom_dict(gb))
+    met = metrics(np, cnt, aa, st, per_pe_level=per_pe,
+                  nonmac_ops=np.full(B, float(layer.nonmac_ops)))
+    return {"energy": met["energy"], "cycles": met["cycles"],
+            "compute": met["compute_cycles"], "bw": met["bw_cycles"],
+            "dram": met["reads"][:, 0, :].sum(-1) + met["writes"][:, 0, :].sum(-1)}
+
+
+def _eval_batched(sp: _Space, T, order, s, budget: _Budget, stats) -> dict:
+    B = T.shape[0]
+    stats["evaluations"] += B
+    if B <= budget.eval_rows:
+        return _eval(sp, T, order, s)
+    parts = [_eval(sp, T[a:a + budget.eval_rows], order[a:a + budget.eval_rows],
+                   s[a:a + budget.eval_rows]) for a in range(0, B, budget.eval_rows)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _signatures(Tj: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
+    """``[B]`` int64 signature of a level's loop order (see the module docstring).
+
+    Equal signatures (same factors) give identical counts: per operand, the set of
+    non-unit loops from the level's outermost through its innermost relevant loop
+    (for I: strictly before it, plus that loop's dim, which decides sliding).
+    """
+    f = Tj[:, tmpl]
+    nz = f > 1
+    pos = np.arange(8)
+    bit = (np.int64(1) << tmpl)[None, :]
+    sig = np.zeros(Tj.shape[0], dtype=np.int64)
+    for x in range(3):
+        act = nz & RELEVANT[x][tmpl][None, :]
+        kx = np.where(act, pos[None, :], -1).max(axis=1)
+        upto = pos[None, :] < kx[:, None] if x == 1 else pos[None, :] <= kx[:, None]
+        bits = ((nz & upto) * bit).sum(axis=1)
+        sig |= bits << (8 * x)
+        if x == 1:
+            kdim = np.where(kx >= 0, tmpl[np.maximum(kx, 0)], 15)
+            sig |= kdim << 24
+    return sig
+
+
+class _Best:
+    """Running top-k of candidates by (objective, cycles, energy, dram, index)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.keys = None  # [n, 5] float64 (index as float is exact below 2**53)
+        self.T = self.order = self.s = None
+
+    def add(self, keys, T, order, s):
+        if self.keys is not None:
+            keys = np.concatenate([self.keys, keys])
+            T = np.concatenate([self.T, T])
+            order = np.concatenate([self.order, order])
+            s = np.concatenate([self.s, s])
+        idx = np.lexsort(keys.T[::-1])[: self.k]
+        self.keys, self.T, self.order, self.s = keys[idx], T[idx], order[idx], s[idx]
+
+
+def _keys(ev, objective, index):
+    obj = ev["energy"] if objective == "energy" else ev["energy"] * ev["cycles"]
+    return np.stack([obj, ev["cycles"], ev["energy"], ev["dram"],
+                     index.astype(np.float64)], axis=1)
+
+
+def _per_row_best(keys, rows_of_pair, n_rows):
+    """Index (into pairs) of each row's lexicographically smallest key."""
+    idx = np.lexsort(keys.T[::-1])
+    r = rows_of_pair[idx]
+    # the first occurrence of each row in sorted order is its best
+    _, pos = np.unique(r, return_index=True)
+    return idx[pos], r[pos]
+
+
+def _select_orders(sp: _Space, T, s, row_index, objective, budget, stats, best: _Best):
+    """Pick the orders of ``[B]`` complete factorizations; feed the best to ``best``."""
+    B = T.shape[0]
+    n_s = sp.n_s
+    nch = [len(c) for c in sp.choices]
+    radix = np.cumprod([1] + nch[::-1])[::-1][1:]  # mixed-radix weights, level 0 major
+    n_combo = int(np.prod(nch))
+    tm = [[sp.tmpl[c] for c in sp.choices[j]] for j in range(n_s)]
+    multi = [j for j in range(n_s) if nch[j] > 1]
+    # canonical templates per (row, level): the first template of each signature
+    canon = {}
+    for j in multi:
+        sig = np.stack([_signatures(T[:, j, :], t) for t in tm[j]], axis=1)  # [B, n_j]
+        c = np.ones_like(sig, dtype=bool)
+        for a in range(1, nch[j]):
+            c[:, a] = ~(sig[:, :a] == sig[:, a:a + 1]).any(axis=1)
+        canon[j] = c
+    ndist = np.ones(B, dtype=np.int64)
+    nsum = np.ones(B, dtype=np.int64)
+    for j in multi:
+        nd = canon[j].sum(axis=1)
+        ndist *= nd
+        nsum += nd - 1
+    use_full = ndist <= nsum + 1
+    default = np.array([tm[j][0] for j in range(n_s)])  # [n_s, 8]
+
+    def orders_for(choice):  # choice [P, n_s] template indices -> [P, n_s, 8]
+        out = np.empty(choice.shape + (8,), dtype=np.int64)
+        for j in range(n_s):
+            tj = np.stack(tm[j])
+            out[:, j, :] = tj[choice[:, j]]
+        return out
+
+    def full_product(rows):
+        if not len(rows):
+            return
+        combos = np.array(list(itertools.product(*[range(n) for n in nch])), dtype=np.int64)
+        # pairs (row, combo) with every level's template canonical
+        ok = np.ones((len(rows), len(combos)), dtype=bool)
+        for j in multi:
+            ok &= canon[j][rows][:, combos[:, j]]
+        pr, pc = np.nonzero(ok)
+        choice = combos[pc]
+        ev = _eval_batched(sp, T[rows[pr]], orders_for(choice), s[rows[pr]], budget, stats)
+        index = row_index[rows[pr]] * n_combo + choice @ radix
+        keys = _keys(ev, objective, index)
+        sel, _ = _per_row_best(keys, pr, len(rows))
+        best.add(keys[sel], T[rows[pr[sel]]], orders_for(choice[sel]), s[rows[pr[sel]]])
+
+    full_rows = np.nonzero(use_full)[0]
+    probe_rows = np.nonzero(~use_full)[0]
+    if len(probe_rows):
+        rows = probe_rows
+        P = len(rows)
+        Tp, sp_s = T[rows], s[rows]
+        base_order = np.broadcast_to(default[None], (P, n_s, 8)).copy()
+        ev0 = _eval_batched(sp, Tp, base_order, sp_s, budget, stats)
+        choice = np.zeros((P, n_s), dtype=np.int64)
+        bw_up = np.zeros_like(ev0["bw"])  # separable upper bound of each bandwidth term
+        for j in multi:
+            dE = np.full((P, nch[j]), np.inf)
+            dE[:, 0] = 0.0
+            up_j = np.zeros_like(bw_up)
+            for a in range(1, nch[j]):
+                m = canon[j][rows, a]
+                if not m.any():
+                    continue
+                ordr = base_order[m].copy()
+                ordr[:, j, :] = tm[j][a]
+                ev = _eval_batched(sp, Tp[m], ordr, sp_s[m], budget, stats)
+                dE[m, a] = ev["energy"] - ev0["energy"][m]
+                up_j[m] = np.maximum(up_j[m], ev["bw"] - ev0["bw"][m])
+            bw_up += up_j
+            choice[:, j] = np.argmin(dE, axis=1)
+        if objective == "edp":
+            ub = (ev0["bw"] + bw_up).max(axis=1)
+            certified = ub <= ev0["compute"] * (1 - 1e-9)
+            if (~certified).any():
+                full_product(rows[~certified])
+            keep = certified
+        else:
+            keep = np.ones(P, dtype=bool)
+        if keep.any():
+            ch = choice[keep]
+            ordr = orders_for(ch)
+            changed = (ch != 0).any(axis=1)
+            ev = {k: v[keep] for k, v in ev0.items()}
+            if changed.any():
+                idx = np.nonzero(keep)[0][changed]
+                evc = _eval_batched(sp, Tp[idx], ordr[changed], sp_s[idx], budget, stats)
+                for k in ev:
+                    ev[k] = ev[k].copy()
+                    ev[k][changed] = evc[k]
+            rk = rows[keep]
+            index = row_index[rk] * n_combo + ch @ radix
+            best.add(_keys(ev, objective, index), T[rk], ordr, s[rk])
+    full_product(full_rows)
+
+
+def _search(layer: LayerSpec, arch: Architecture, dataflow: str, objective: str, *,
+            all_spatial: bool, max_bytes: int, top_k: int = 1, fail: _Fail | None = None):
+    """Search the space; returns (_Best, stats dict, space)."""
+    sp = _build_space(layer, arch, dataflow, all_spatial)
+    budget = _Budget.of(max_bytes, sp)
+    fail = _Fail() if fail is None else fail
+    stats = {"factorizations": 0, "evaluations": 0, "chunks": 0,
+             "enum_rows": budget.enum_rows, "eval_rows": budget.eval_rows}
+    best = _Best(top_k)
+    seen = 0
+    for rows in _factorizations(sp, budget, fail, stats):
+        stats["chunks"] += 1
+        idx = np.arange(seen, seen + len(rows), dtype=np.int64)
+        seen += len(rows)
+        _select_orders(sp, rows.T, rows.s, idx, objective, budget, stats, best)
+    if best.keys is None:
+        fail.explain(sp)
+    return best, stats, sp
+
+
+# ----------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------
+def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs", *,
+                       all_spatial: bool = False, max_bytes: int | None = None,
+                       _fail: _Fail | None = None) -> MappingStack:
+    """The whole search space of ``layer`` for a dataflow family, materialized.
+
+    Every member of the space (see the module docstring): each complete factorization
+    with every combination of its levels' order templates (equivalent orders
+    included), factorization-major.  For inspection and tests; :func:`map_layer` does
+    not materialize it.
+
+    Args:
+      layer: the layer.
+      arch: architecture with concrete values.
+      dataflow: one of :data:`hwmodel.DATAFLOWS`.
+      all_spatial: keep every spatial assignment, not only the maximal ones.
+      max_bytes: refuse (ValueError) to build a stack larger than this many bytes
+        (default :data:`MEMORY_CAP_BYTES`).
+
+    Returns:
+      A :class:`MappingStack` of legal candidates (possibly empty).
+
+    Raises:
+      ValueError: the space does not fit in ``max_bytes`` (use :func:`map_layer`).
+    """
+    _check_args(dataflow, "energy")
+    _concrete(arch, "candidate_mappings")
+    cap = _check_cap(max_bytes)
+    sp = _build_space(layer, arch, dataflow, all_spatial)
+    budget = _Budget.of(cap, sp)
+    fail = _Fail() if _fail is None else _fail
+    stats = {"factorizations": 0}
+    n_s = sp.n_s
+    combos = list(itertools.product(*[range(len(c)) for c in sp.choices]))
+    O = np.array([[sp.tmpl[sp.choices[j][c[j]]] for j in range(n_s)] for c in combos],
+                 dtype=np.int64)
     no = len(O)
-    T = np.repeat(T, no, axis=0)
-    SX = np.repeat(SX, no, axis=0)
-    SY = np.repeat(SY, no, axis=0)
+    row_bytes = no * (2 * n_s * 8 * 8 + 2 * 8 * 8 + n_s * 3)
+    parts, total = [], 0
+    for rows in _factorizations(sp, budget, fail, stats):
+        total += len(rows) * row_bytes
+        if total > cap:
+            raise ValueError(
+                f"candidate_mappings: the {dataflow} search space of layer {layer.name!r} on "
+                f"{arch.name!r} needs more than max_bytes={cap} bytes to materialize; use "
+                "hwmodel.map_layer (streamed search) or pass a larger max_bytes"
+            )
+        parts.append(rows)
+    if not parts:
+        fail.explain(sp)
+        return _empty(n_s)
+    rows = _Rows.concat(parts)
+    K = len(rows)
+    T = np.repeat(rows.T, no, axis=0)
+    s = np.repeat(rows.s, no, axis=0)
     order = np.tile(O, (K, 1, 1))
-    keep = np.broadcast_to(keep_lvl[None], (len(T), n_s, 3)).copy()
-    ms = MappingStack(T, order, SX, SY, keep)
-    bad = uncovered(ms, st)
-    if bad.any():
-        ms = ms.take(~bad)
-    return ms
+    keep = np.broadcast_to(sp.keep_lvl[None], (len(T), n_s, 3)).copy()
+    return MappingStack(T, order, sp.SX[s], sp.SY[s], keep)
 
 
 def _empty(n_s: int) -> MappingStack:
@@ -315,26 +842,59 @@ def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> di
     return {**cnt, **met}
 
 
-def _select(layer, arch, ms, objective):
-    ev = evaluate_stack(layer, arch, ms)
-    energy = ev["energy"]
-    cycles = ev["cycles"]
-    obj = energy if objective == "energy" else energy * cycles
-    dram = ev["reads"][:, 0, :].sum(-1) + ev["writes"][:, 0, :].sum(-1)
-    # lexsort: last key is primary
-    idx = np.lexsort((np.arange(len(obj)), dram, energy, cycles, obj))
-    return int(idx[0]), ev
+def _layer_key(layer: LayerSpec):
+    return (layer.kind, layer.G, layer.N, layer.M, layer.C, layer.P, layer.Q, layer.R,
+            layer.S, layer.stride, layer.dilation, layer.nonmac_ops)
+
+
+def _arch_key(arch: Architecture):
+    leaves, treedef = jax.tree_util.tree_flatten(arch)
+    return (treedef, tuple(np.asarray(l, dtype=np.float64).tobytes() for l in leaves))
+
+
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+
+
+def clear_cache() -> None:
+    """Empty the mapper's result cache (results are pure functions of their key)."""
+    _CACHE.clear()
+
+
+def _best_k(layer, arch, dataflow, objective, *, top_k: int, max_bytes: int):
+    """The best ``top_k`` mappings (MappingStack, keys, stats); the spatial fallback and
+    the :class:`NoLegalMapping` error included."""
+    fail = _Fail()
+    best, stats, sp = _search(layer, arch, dataflow, objective, all_spatial=False,
+                              max_bytes=max_bytes, top_k=top_k, fail=fail)
+    if best.keys is None:
+        fail2 = _Fail()
+        best, stats2, sp = _search(layer, arch, dataflow, objective, all_spatial=True,
+                                   max_bytes=max_bytes, top_k=top_k, fail=fail2)
+        for k in ("factorizations", "evaluations", "chunks"):
+            stats[k] += stats2[k]
+        fail = fail2 if fail2.detail else fail
+    if best.keys is None:
+        dims = ", ".join(f"{d}={getattr(layer, d)}" for d in DIMS if getattr(layer, d) > 1)
+        raise NoLegalMapping(
+            f"layer {layer.name!r} ({layer.kind}, {dims}, stride={layer.stride}, "
+            f"dilation={layer.dilation}): no legal {dataflow} mapping on architecture "
+            f"{arch.name!r}: {fail.detail or 'no candidate satisfies the constraints'}"
+        )
+    ms = _stack(sp, best.T, best.order, best.s)
+    return ms, best.keys, stats
 
 
 def map_layer(layer: LayerSpec, arch: Architecture, *, dataflow: str = "rs",
-              objective: str = "energy") -> Mapping:
-    """The best legal mapping of ``layer`` in ``dataflow``'s candidate set.
+              objective: str = "energy", max_bytes: int | None = None) -> Mapping:
+    """The best legal mapping of ``layer`` in ``dataflow``'s search space.
 
     Args:
       layer: the layer.
       arch: architecture with concrete values.
       dataflow: one of :data:`hwmodel.DATAFLOWS`.
       objective: ``"energy"`` (pJ) or ``"edp"`` (pJ x cycles).
+      max_bytes: bound on the search's working set of candidate arrays, bytes
+        (default :data:`MEMORY_CAP_BYTES`); it sets chunk sizes, not the result.
 
     Returns:
       The chosen :class:`Mapping` (``dataflow`` set to the family's name).
@@ -344,36 +904,29 @@ def map_layer(layer: LayerSpec, arch: Architecture, *, dataflow: str = "rs",
     """
     _check_args(dataflow, objective)
     _concrete(arch, "map_layer")
+    cap = _check_cap(max_bytes)
+    key = (_layer_key(layer), _arch_key(arch), dataflow, objective)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
     st = arch_structure(arch)
-    fail = _Fail()
-    ms = candidate_mappings(layer, arch, dataflow, _fail=fail)
-    if len(ms) == 0:
-        fail2 = _Fail()
-        ms = candidate_mappings(layer, arch, dataflow, all_spatial=True, _fail=fail2)
-        fail = fail2 if fail2.detail else fail
-    if len(ms) == 0:
-        dims = ", ".join(f"{d}={getattr(layer, d)}" for d in DIMS if getattr(layer, d) > 1)
-        raise NoLegalMapping(
-            f"layer {layer.name!r} ({layer.kind}, {dims}, stride={layer.stride}, "
-            f"dilation={layer.dilation}): no legal {dataflow} mapping on architecture "
-            f"{arch.name!r}: {fail.detail or 'no candidate satisfies the constraints'}"
-        )
-    i, _ = _select(layer, arch, ms, objective)
-    return ms.mapping(i, st.storage_names, dataflow)
-
-
-def _layer_key(layer: LayerSpec):
-    return (layer.kind, layer.G, layer.N, layer.M, layer.C, layer.P, layer.Q, layer.R,
-            layer.S, layer.stride, layer.dilation, layer.nonmac_ops)
+    ms, _, _ = _best_k(layer, arch, dataflow, objective, top_k=1, max_bytes=cap)
+    m = ms.mapping(0, st.storage_names, dataflow)
+    _CACHE[key] = m
+    if len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return m
 
 
 def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
-                 objective: str = "energy") -> tuple[Mapping, ...]:
+                 objective: str = "energy", max_bytes: int | None = None
+                 ) -> tuple[Mapping, ...]:
     """:func:`map_layer` for every layer (identical layer shapes are mapped once).
 
     Args:
       workload: a :class:`Workload` or a sequence of :class:`LayerSpec`.
-      arch, dataflow, objective: as :func:`map_layer`.
+      arch, dataflow, objective, max_bytes: as :func:`map_layer`.
 
     Returns:
       One mapping per layer, in order.
@@ -386,6 +939,7 @@ def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
     for layer in layers:
         k = _layer_key(layer)
         if k not in memo:
-            memo[k] = map_layer(layer, arch, dataflow=dataflow, objective=objective)
+            memo[k] = map_layer(layer, arch, dataflow=dataflow, objective=objective,
+                                max_bytes=max_bytes)
         out.append(memo[k])
     return tuple(out)
