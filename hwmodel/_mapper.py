@@ -189,6 +189,38 @@ def _axis_candidates(dims: list[int], bounds: np.ndarray, limit: int, maximal: b
     return c[keep | near]
 
 
+def _order_classes() -> tuple[tuple[str, ...], ...]:
+    """32 loop orders that realize every order signature (see :func:`_signatures`).
+
+    Given a level's factors, the counts depend on its order only through the
+    innermost loop and the run of innermost loops irrelevant to one operand: each dim
+    is irrelevant to at most one operand (N P Q to W, M to I, C R S to O; G to none),
+    so only the operand of the innermost loop can have such a run.  One order per
+    (operand, run set, innermost loop of the run) for W and O, one per loop just
+    above an innermost M for I, and G innermost cover every case: the dims of the
+    operand's class outside the run go first, so that, restricted to any set of
+    non-unit loops, the order's run is the intended one or another order's.
+    """
+    out = []
+    for members in (("N", "P", "Q"), ("C", "R", "S")):
+        for k in range(1, len(members) + 1):
+            for run_set in itertools.combinations(members, k):
+                for r in run_set:
+                    run = [d for d in run_set if d != r] + [r]
+                    rest = [d for d in members if d not in run_set]
+                    rest += [d for d in DIMS if d not in members]
+                    out.append(tuple(rest + run))
+    for d in ("G", "N", "P", "Q", "C", "R", "S"):
+        out.append(tuple([e for e in DIMS if e not in (d, "M")] + [d, "M"]))
+    out.append(tuple([d for d in DIMS if d != "G"] + ["G"]))
+    return tuple(out)
+
+
+ORDER_CLASSES = _order_classes()
+"""Loop orders covering every order signature: searching them is searching all 8!
+permutations of a level (up to orders with identical counts)."""
+
+
 def _fits(ext, geom, kept, cap, shared, wb):
     """``[P]`` bool: the tile with extents ``ext`` fits (kept operands only)."""
     t = _tiles(np, ext, geom)
@@ -259,7 +291,8 @@ class _Space:
 
 
 def _build_space(layer: LayerSpec, arch: Architecture, dataflow: str,
-                 all_spatial: bool) -> _Space:
+                 all_spatial: bool, *, orders: str = "all", maximal: bool = True,
+                 irrelevant: str = "all") -> _Space:
     spec = DATAFLOW_SPECS[dataflow]
     st = arch_structure(arch)
     n_s, A = st.n_storage, st.first_pe
@@ -298,8 +331,13 @@ def _build_space(layer: LayerSpec, arch: Architecture, dataflow: str,
         relevant_any = RELEVANT[kept].any(axis=0) if kept.any() else np.zeros(8, bool)
         max_dims = [d for d in allowed if relevant_any[d]]
         irr_dims = [d for d in allowed if not relevant_any[d]]
+        if irrelevant == "none" and j < A - 1:
+            irr_dims = []
         # the dim with the most divisors is resolved last (directly its largest fit)
         max_dims.sort(key=lambda d: (len(divs[d]), d))
+        if not maximal:  # (measurement only) every fitting tile
+            steps[j] = [("grow", d) for d in max_dims] + [("all", d) for d in irr_dims]
+            continue
         s = [("grow", d) for d in max_dims[:-1]]
         if max_dims:
             s.append(("last", max_dims[-1]))
@@ -314,10 +352,14 @@ def _build_space(layer: LayerSpec, arch: Architecture, dataflow: str,
             choices.append([spec.array_orders[0]])
         elif j == A - 1 and j > 0:
             choices.append(list(spec.array_orders))
+        elif orders == "all":
+            choices.append(list(ORDER_TEMPLATES) + [f"c{i}" for i in range(len(ORDER_CLASSES))])
         else:
             choices.append(list(ORDER_TEMPLATES))
     tmpl = {k: np.array([DIM_INDEX[d] for d in v], dtype=np.int64)
             for k, v in ORDER_TEMPLATES.items()}
+    for i, o in enumerate(ORDER_CLASSES):
+        tmpl[f"c{i}"] = np.array([DIM_INDEX[d] for d in o], dtype=np.int64)
     fit0 = bool(_fits(bounds[None, :], geom, keep_lvl[0], cap[0], float(shared[0]), wb)[0])
     return _Space(layer, arch, spec, st, n_s, A, bounds, geom, aa, wb, keep_lvl, cap, shared,
                   SX, SY, steps, divs, choices, tmpl, tuple(l.per_pe for l in arch.levels),
@@ -598,11 +640,13 @@ def _signatures(Tj: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
 
 
 class _Best:
-    """Running top-k of candidates by (objective, cycles, energy, dram, index)."""
+    """Running top-k of candidates by (objective, cycles, energy, DRAM accesses), ties
+    by a canonical key of the mapping itself (spatial index, factors innermost level
+    first, loop orders), so the result does not depend on chunking or pruning."""
 
     def __init__(self, k: int):
         self.k = k
-        self.keys = None  # [n, 5] float64 (index as float is exact below 2**53)
+        self.keys = None  # [n, 4] float64: objective, cycles, energy, dram accesses
         self.T = self.order = self.s = None
 
     def add(self, keys, T, order, s):
@@ -611,139 +655,164 @@ class _Best:
             T = np.concatenate([self.T, T])
             order = np.concatenate([self.order, order])
             s = np.concatenate([self.s, s])
-        idx = np.lexsort(keys.T[::-1])[: self.k]
+        idx = _lexorder(keys, T, order, s)[: self.k]
         self.keys, self.T, self.order, self.s = keys[idx], T[idx], order[idx], s[idx]
 
+    def threshold(self) -> float:
+        """Objective of the k-th best so far (inf until there are k)."""
+        if self.keys is None or len(self.keys) < self.k:
+            return np.inf
+        return float(self.keys[-1, 0])
 
-def _keys(ev, objective, index):
+
+def _lexorder(keys, T, order, s):
+    """Sort order: objective, cycles, energy, DRAM accesses, then the canonical key."""
+    n_s = T.shape[1]
+    cols = [order[:, j, k] for j in range(n_s - 1, -1, -1) for k in range(7, -1, -1)]
+    cols += [T[:, j, k] for j in range(0, n_s) for k in range(7, -1, -1)]
+    cols += [s, keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]]
+    return np.lexsort(cols)
+
+
+def _keys(ev, objective):
     obj = ev["energy"] if objective == "energy" else ev["energy"] * ev["cycles"]
-    return np.stack([obj, ev["cycles"], ev["energy"], ev["dram"],
-                     index.astype(np.float64)], axis=1)
+    return np.stack([obj, ev["cycles"], ev["energy"], ev["dram"]], axis=1)
 
 
-def _per_row_best(keys, rows_of_pair, n_rows):
-    """Index (into pairs) of each row's lexicographically smallest key."""
-    idx = np.lexsort(keys.T[::-1])
-    r = rows_of_pair[idx]
-    # the first occurrence of each row in sorted order is its best
-    _, pos = np.unique(r, return_index=True)
-    return idx[pos], r[pos]
+def _canonical(sp: _Space, T):
+    """Per level with several order choices: ``[B, n_j]`` bool, True for the first
+    template of each signature (equivalent orders are evaluated once)."""
+    canon = {}
+    for j, names in enumerate(sp.choices):
+        if len(names) < 2:
+            continue
+        sig = np.stack([_signatures(T[:, j, :], sp.tmpl[c]) for c in names], axis=1)
+        c = np.ones(sig.shape, dtype=bool)
+        for a in range(1, len(names)):
+            c[:, a] = ~(sig[:, :a] == sig[:, a:a + 1]).any(axis=1)
+        canon[j] = c
+    return canon
 
 
-def _select_orders(sp: _Space, T, s, row_index, objective, budget, stats, best: _Best):
-    """Pick the orders of ``[B]`` complete factorizations; feed the best to ``best``."""
+def _combos_of(canon, rows, n_s):
+    """All canonical order combinations of ``rows``: (pair row, choice ``[P, n_s]``)."""
+    pr = np.asarray(rows, dtype=np.int64)
+    ch = np.zeros((len(pr), n_s), dtype=np.int64)
+    for j, c in canon.items():
+        r, a = np.nonzero(c[pr])
+        pr, ch = pr[r], ch[r]
+        ch[:, j] = a
+    return pr, ch
+
+
+def _orders_for(sp: _Space, choice):
+    """Template indices ``[P, n_s]`` -> loop orders ``[P, n_s, 8]``."""
+    out = np.empty(choice.shape + (8,), dtype=np.int64)
+    for j, names in enumerate(sp.choices):
+        tj = np.stack([sp.tmpl[c] for c in names])
+        out[:, j, :] = tj[choice[:, j]]
+    return out
+
+
+def _select_orders(sp: _Space, T, s, objective, budget, stats, best: _Best):
+    """Pick the orders of ``[B]`` complete factorizations; feed the best to ``best``.
+
+    Per factorization, either every canonical order combination is evaluated (when
+    that is no more work than deciding per level, or, for EDP, when the bandwidth
+    bound may depend on the orders), or the orders are chosen per level from
+    ``1 + sum_j (n_j - 1)`` evaluations (energy is separable, module docstring).
+    """
     B = T.shape[0]
     n_s = sp.n_s
     nch = [len(c) for c in sp.choices]
-    radix = np.cumprod([1] + nch[::-1])[::-1][1:]  # mixed-radix weights, level 0 major
-    n_combo = int(np.prod(nch))
-    tm = [[sp.tmpl[c] for c in sp.choices[j]] for j in range(n_s)]
-    multi = [j for j in range(n_s) if nch[j] > 1]
-    # canonical templates per (row, level): the first template of each signature
-    canon = {}
-    for j in multi:
-        sig = np.stack([_signatures(T[:, j, :], t) for t in tm[j]], axis=1)  # [B, n_j]
-        c = np.ones_like(sig, dtype=bool)
-        for a in range(1, nch[j]):
-            c[:, a] = ~(sig[:, :a] == sig[:, a:a + 1]).any(axis=1)
-        canon[j] = c
+    canon = _canonical(sp, T)
     ndist = np.ones(B, dtype=np.int64)
     nsum = np.ones(B, dtype=np.int64)
-    for j in multi:
-        nd = canon[j].sum(axis=1)
+    for c in canon.values():
+        nd = c.sum(axis=1)
         ndist *= nd
         nsum += nd - 1
     use_full = ndist <= nsum + 1
-    default = np.array([tm[j][0] for j in range(n_s)])  # [n_s, 8]
-
-    def orders_for(choice):  # choice [P, n_s] template indices -> [P, n_s, 8]
-        out = np.empty(choice.shape + (8,), dtype=np.int64)
-        for j in range(n_s):
-            tj = np.stack(tm[j])
-            out[:, j, :] = tj[choice[:, j]]
-        return out
 
     def full_product(rows):
-        if not len(rows):
-            return
-        combos = np.array(list(itertools.product(*[range(n) for n in nch])), dtype=np.int64)
-        # pairs (row, combo) with every level's template canonical
-        ok = np.ones((len(rows), len(combos)), dtype=bool)
-        for j in multi:
-            ok &= canon[j][rows][:, combos[:, j]]
-        pr, pc = np.nonzero(ok)
-        choice = combos[pc]
-        ev = _eval_batched(sp, T[rows[pr]], orders_for(choice), s[rows[pr]], budget, stats)
-        index = row_index[rows[pr]] * n_combo + choice @ radix
-        keys = _keys(ev, objective, index)
-        sel, _ = _per_row_best(keys, pr, len(rows))
-        best.add(keys[sel], T[rows[pr[sel]]], orders_for(choice[sel]), s[rows[pr[sel]]])
+        # groups of rows with at most eval_rows combinations each (at least one row)
+        cs = np.cumsum(ndist[rows])
+        start = 0
+        while start < len(rows):
+            lim = (cs[start - 1] if start else 0) + budget.eval_rows
+            stop = max(start + 1, int(np.searchsorted(cs, lim, side="right")))
+            pr, ch = _combos_of(canon, rows[start:stop], n_s)
+            ordr = _orders_for(sp, ch)
+            ev = _eval_batched(sp, T[pr], ordr, s[pr], budget, stats)
+            keys = _keys(ev, objective)
+            o = _lexorder(keys, T[pr], ordr, s[pr])
+            _, first = np.unique(pr[o], return_index=True)  # each row's best
+            sel = o[first]
+            best.add(keys[sel], T[pr[sel]], ordr[sel], s[pr[sel]])
+            start = stop
 
-    full_rows = np.nonzero(use_full)[0]
     probe_rows = np.nonzero(~use_full)[0]
     if len(probe_rows):
         rows = probe_rows
         P = len(rows)
         Tp, sp_s = T[rows], s[rows]
-        base_order = np.broadcast_to(default[None], (P, n_s, 8)).copy()
+        base_order = _orders_for(sp, np.zeros((P, n_s), dtype=np.int64))
         ev0 = _eval_batched(sp, Tp, base_order, sp_s, budget, stats)
         choice = np.zeros((P, n_s), dtype=np.int64)
-        bw_up = np.zeros_like(ev0["bw"])  # separable upper bound of each bandwidth term
-        for j in multi:
+        bw_up = np.zeros_like(ev0["bw"])  # separable upper bound of the bandwidth terms
+        for j, c in canon.items():
             dE = np.full((P, nch[j]), np.inf)
             dE[:, 0] = 0.0
             up_j = np.zeros_like(bw_up)
             for a in range(1, nch[j]):
-                m = canon[j][rows, a]
+                m = c[rows, a]
                 if not m.any():
                     continue
                 ordr = base_order[m].copy()
-                ordr[:, j, :] = tm[j][a]
+                ordr[:, j, :] = sp.tmpl[sp.choices[j][a]]
                 ev = _eval_batched(sp, Tp[m], ordr, sp_s[m], budget, stats)
                 dE[m, a] = ev["energy"] - ev0["energy"][m]
                 up_j[m] = np.maximum(up_j[m], ev["bw"] - ev0["bw"][m])
             bw_up += up_j
             choice[:, j] = np.argmin(dE, axis=1)
+        keep = np.ones(P, dtype=bool)
         if objective == "edp":
+            # cycles = compute cycles for every order combination -> EDP separable
             ub = (ev0["bw"] + bw_up).max(axis=1)
-            certified = ub <= ev0["compute"] * (1 - 1e-9)
-            if (~certified).any():
-                full_product(rows[~certified])
-            keep = certified
-        else:
-            keep = np.ones(P, dtype=bool)
+            keep = ub <= ev0["compute"] * (1 - 1e-9)
+            if (~keep).any():
+                full_product(rows[~keep])
         if keep.any():
             ch = choice[keep]
-            ordr = orders_for(ch)
+            ordr = _orders_for(sp, ch)
             changed = (ch != 0).any(axis=1)
-            ev = {k: v[keep] for k, v in ev0.items()}
+            ev = {k: v[keep].copy() for k, v in ev0.items()}
             if changed.any():
                 idx = np.nonzero(keep)[0][changed]
                 evc = _eval_batched(sp, Tp[idx], ordr[changed], sp_s[idx], budget, stats)
                 for k in ev:
-                    ev[k] = ev[k].copy()
                     ev[k][changed] = evc[k]
             rk = rows[keep]
-            index = row_index[rk] * n_combo + ch @ radix
-            best.add(_keys(ev, objective, index), T[rk], ordr, s[rk])
-    full_product(full_rows)
+            best.add(_keys(ev, objective), T[rk], ordr, s[rk])
+    full_rows = np.nonzero(use_full)[0]
+    if len(full_rows):
+        full_product(full_rows)
 
 
 def _search(layer: LayerSpec, arch: Architecture, dataflow: str, objective: str, *,
-            all_spatial: bool, max_bytes: int, top_k: int = 1, fail: _Fail | None = None):
+            all_spatial: bool, max_bytes: int, top_k: int = 1, fail: _Fail | None = None,
+            orders: str = "all", maximal: bool = True, irrelevant: str = "all"):
     """Search the space; returns (_Best, stats dict, space)."""
-    sp = _build_space(layer, arch, dataflow, all_spatial)
+    sp = _build_space(layer, arch, dataflow, all_spatial, orders=orders, maximal=maximal,
+                      irrelevant=irrelevant)
     budget = _Budget.of(max_bytes, sp)
     fail = _Fail() if fail is None else fail
     stats = {"factorizations": 0, "evaluations": 0, "chunks": 0,
              "enum_rows": budget.enum_rows, "eval_rows": budget.eval_rows}
     best = _Best(top_k)
-    seen = 0
     for rows in _factorizations(sp, budget, fail, stats):
         stats["chunks"] += 1
-        idx = np.arange(seen, seen + len(rows), dtype=np.int64)
-        seen += len(rows)
-        _select_orders(sp, rows.T, rows.s, idx, objective, budget, stats, best)
+        _select_orders(sp, rows.T, rows.s, objective, budget, stats, best)
     if best.keys is None:
         fail.explain(sp)
     return best, stats, sp
@@ -758,9 +827,9 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
     """The whole search space of ``layer`` for a dataflow family, materialized.
 
     Every member of the space (see the module docstring): each complete factorization
-    with every combination of its levels' order templates (equivalent orders
-    included), factorization-major.  For inspection and tests; :func:`map_layer` does
-    not materialize it.
+    with every combination of its levels' loop orders, one order per class of orders
+    with identical counts (:func:`_signatures`), factorization-major.  For inspection
+    and tests; :func:`map_layer` searches the same space without materializing it.
 
     Args:
       layer: the layer.
@@ -779,34 +848,35 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
     _check_args(dataflow, "energy")
     _concrete(arch, "candidate_mappings")
     cap = _check_cap(max_bytes)
-    sp = _build_space(layer, arch, dataflow, all_spatial)
-    budget = _Budget.of(cap, sp)
-    fail = _Fail() if _fail is None else _fail
+    return _materialize(layer, arch, dataflow, all_spatial=all_spatial, max_bytes=cap,
+                        fail=_fail)
+
+
+def _materialize(layer, arch, dataflow, *, all_spatial, max_bytes, fail=None,
+                 orders: str = "all", maximal: bool = True) -> MappingStack:
+    sp = _build_space(layer, arch, dataflow, all_spatial, orders=orders, maximal=maximal)
+    budget = _Budget.of(max_bytes, sp)
+    fail = _Fail() if fail is None else fail
     stats = {"factorizations": 0}
     n_s = sp.n_s
-    combos = list(itertools.product(*[range(len(c)) for c in sp.choices]))
-    O = np.array([[sp.tmpl[sp.choices[j][c[j]]] for j in range(n_s)] for c in combos],
-                 dtype=np.int64)
-    no = len(O)
-    row_bytes = no * (2 * n_s * 8 * 8 + 2 * 8 * 8 + n_s * 3)
+    row_bytes = 2 * n_s * 8 * 8 + 2 * 8 * 8 + n_s * 3 + 8
     parts, total = [], 0
     for rows in _factorizations(sp, budget, fail, stats):
-        total += len(rows) * row_bytes
-        if total > cap:
+        pr, ch = _combos_of(_canonical(sp, rows.T), np.arange(len(rows)), n_s)
+        total += len(pr) * row_bytes
+        if total > max_bytes:
             raise ValueError(
                 f"candidate_mappings: the {dataflow} search space of layer {layer.name!r} on "
-                f"{arch.name!r} needs more than max_bytes={cap} bytes to materialize; use "
-                "hwmodel.map_layer (streamed search) or pass a larger max_bytes"
+                f"{arch.name!r} needs more than max_bytes={max_bytes} bytes to materialize; "
+                "use hwmodel.map_layer (streamed search) or pass a larger max_bytes"
             )
-        parts.append(rows)
+        parts.append((rows.T[pr], _orders_for(sp, ch), rows.s[pr]))
     if not parts:
         fail.explain(sp)
         return _empty(n_s)
-    rows = _Rows.concat(parts)
-    K = len(rows)
-    T = np.repeat(rows.T, no, axis=0)
-    s = np.repeat(rows.s, no, axis=0)
-    order = np.tile(O, (K, 1, 1))
+    T = np.concatenate([p[0] for p in parts])
+    order = np.concatenate([p[1] for p in parts])
+    s = np.concatenate([p[2] for p in parts])
     keep = np.broadcast_to(sp.keep_lvl[None], (len(T), n_s, 3)).copy()
     return MappingStack(T, order, sp.SX[s], sp.SY[s], keep)
 
