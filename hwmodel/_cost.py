@@ -83,11 +83,12 @@ from hwmodel._arch import Architecture, area_mm2, onchip_bytes
 from hwmodel._counts import CI, GI, MI, counts, geom_dict, geometry, structure, tiles_only
 from hwmodel._evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
 from hwmodel._mapper import (
+    MEMORY_CAP_BYTES,
+    NoLegalMapping,
+    _best_k,
     _check_args,
     _concrete,
     _layer_key,
-    candidate_mappings,
-    evaluate_stack,
     map_workload,
 )
 from hwmodel._mapping import (
@@ -427,9 +428,10 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
     """Build a static candidate set for :func:`cost` (``candidates=``).
 
     For every layer and every reference architecture (concrete values), the mapper's
-    candidate set is ranked by ``objective`` and its best ``per_layer`` are kept; the
-    union over the architectures (first architecture's ranking first) is padded to a
-    common ``K``.  Evaluating ``cost(..., candidates=cs)`` on one of ``archs`` then
+    search space is ranked by ``objective`` (each factorization with its best loop
+    orders; streamed, within the mapper's memory cap) and its best ``per_layer`` are
+    kept; the union over the architectures (first architecture's ranking first) is
+    padded to a common ``K``.  Evaluating ``cost(..., candidates=cs)`` on one of ``archs`` then
     picks the mapper's choice (up to float32 near-ties), or a better candidate that
     came from another architecture's list (the mapper's search is pruned, see
     :mod:`hwmodel._mapper`).
@@ -463,16 +465,12 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
             rows = []
             seen = set()
             for a in archs:
-                ms = candidate_mappings(layer, a, dataflow)
-                if len(ms) == 0:
-                    ms = candidate_mappings(layer, a, dataflow, all_spatial=True)
-                if len(ms) == 0:
+                try:
+                    ms, _, _ = _best_k(layer, a, dataflow, objective, top_k=per_layer,
+                                       max_bytes=MEMORY_CAP_BYTES)
+                except NoLegalMapping:
                     continue
-                ev = evaluate_stack(layer, a, ms)
-                obj = ev["energy"] if objective == "energy" else ev["energy"] * ev["cycles"]
-                dram = ev["reads"][:, 0, :].sum(-1) + ev["writes"][:, 0, :].sum(-1)
-                idx = np.lexsort((np.arange(len(obj)), dram, ev["energy"], ev["cycles"], obj))
-                for i in idx[:per_layer]:
+                for i in range(len(ms)):
                     sig = (ms.T[i].tobytes(), ms.order[i].tobytes(), ms.SX[i].tobytes(),
                            ms.SY[i].tobytes(), ms.keep[i].tobytes())
                     if sig not in seen:

@@ -23,9 +23,11 @@ storage level, level 0 the outermost (backing store):
    at a level does not always cost less -- it leaves fewer loops above]
 4. **Loop orders**: per-PE levels use the family's first ``array_orders`` template; the
    shared level just above the array (when it is not level 0) tries the family's
-   ``array_orders``; every other level tries the three stationarity templates
-   :data:`hwmodel._mapping.ORDER_TEMPLATES` (W, I, O stationary).  [heuristic H3: 3
-   templates, not all 8! permutations]
+   ``array_orders`` (these fixed orders are part of what defines the dataflow family);
+   every other level tries *every* loop order up to orders with identical counts: the
+   three stationarity templates :data:`hwmodel._mapping.ORDER_TEMPLATES` plus the 32
+   representatives :data:`ORDER_CLASSES`, which realize every order signature of the
+   8! permutations (tested exhaustively).
 5. Mappings outside the closed form's domain (:func:`hwmodel._counts.uncovered`) are
    excluded.
 
@@ -68,8 +70,10 @@ outermost-level (DRAM) accesses, then the first in enumeration order, so the res
 deterministic.  (Within one factorization decided per level, a level whose templates
 tie in energy takes the first template in the order listed above.)
 
-The heuristics H1-H3 are measured against exhaustive searches on small layers by
-``benchmarks/mapper_quality.py`` (see its docstring for the figures).
+The result is exact over :math:`S`, not over every possible mapping: H1 and H2 prune
+spatial assignments and tile sizes that are rarely optimal.
+``tests/test_mapper_search.py`` checks the streamed search against an independent
+brute force over :math:`S` (3- and 4-level hierarchies, both objectives).
 
 The mapper needs concrete architecture values (it uses numpy); under ``jit``/``vmap``
 over architectures use :func:`hwmodel.mapping_candidates` and ``hwmodel.cost(...,
