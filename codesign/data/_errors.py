@@ -1,0 +1,49 @@
+"""Errors raised by :mod:`codesign.data`."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["DataFileError", "DownloadError"]
+
+
+class DataFileError(ValueError):
+    """A dataset file exists but is not what it should be (corrupt, truncated, wrong file).
+
+    The message names the file, what was checked, what was expected and what was found.
+
+    Attributes:
+        path: the offending file.
+        what: what was checked (e.g. ``"magic number"``, ``"size"``, ``"md5"``).
+        expected: the expected value, as text.
+        found: the value found, as text.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str, expected: str, found: str,
+                 hint: str | None = None) -> None:
+        self.path = os.fspath(path)
+        self.what = what
+        self.expected = expected
+        self.found = found
+        msg = f"{self.path}: bad {what}: expected {expected}, found {found}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+class DownloadError(OSError):
+    """Every source for a dataset file failed (network error, HTTP error, checksum mismatch).
+
+    Attributes:
+        filename: the file that could not be obtained.
+        attempts: ``(url, reason)`` for every source tried, in order.
+    """
+
+    def __init__(self, filename: str, attempts: list[tuple[str, str]], hint: str = "") -> None:
+        self.filename = filename
+        self.attempts = list(attempts)
+        lines = [f"could not download {filename} from any of {len(attempts)} source(s):"]
+        lines += [f"  {url}: {reason}" for url, reason in attempts]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
