@@ -183,6 +183,19 @@ class Checkpointer:
         state = unflatten_state(dict(restored["state"]), like, where=where)
         return state, dict(restored["meta"])
 
+    def restore_flat(self, epoch: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Load step ``epoch`` without a template: ``({dotted path: numpy array}, meta)``.
+
+        PRNG keys come back as their raw ``uint32`` key data. Useful to inspect or
+        compare checkpoints without building the model.
+        """
+        ocp = self._ocp
+        restored = self._mgr.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+        )
+        flat = {k: np.asarray(v) for k, v in dict(restored["state"]).items()}
+        return flat, dict(restored["meta"])
+
     def wait(self) -> None:
         """Block until any asynchronous save has been written and finalized."""
         self._mgr.wait_until_finished()

@@ -128,8 +128,11 @@ def make_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
       ``schedule(step) -> learning rate``.
     """
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    # warmup steps, kept below the total so a decay phase exists (tiny runs)
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
     lr = config.learning_rate
+    if total == 1:  # a single step: no room for warmup or decay
+        return optax.constant_schedule(lr)
     if config.schedule == "constant":
         if warmup == 0:
             return optax.constant_schedule(lr)
@@ -142,7 +145,7 @@ def make_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
         return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total, end_value=0.0)
     if config.schedule == "onecycle":
         return optax.cosine_onecycle_schedule(
-            total, lr, pct_start=warmup / total,
+            total, lr, pct_start=max(warmup, 1) / total,
             div_factor=config.onecycle_div_factor,
             final_div_factor=config.onecycle_final_div_factor,
         )
@@ -429,10 +432,11 @@ def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, 
     mean, std = tuple(mean), tuple(std)
 
     def train_fn(state, acc, images, labels, epoch, step):
-        x = normalize(images, mean, std)
-        if config.augment:
+        x = images.astype(jnp.float32)
+        if config.augment:  # on the 0..255 scale, so the crop's padding is black
             key = jax.random.fold_in(jax.random.fold_in(base_key, epoch), step)
             x = augment_cifar(key, x)
+        x = normalize(x, mean, std)
         model, opt = nnx.merge(graphdef_train, state)
         loss_sum, correct = _train_step_body(model, opt, x, labels, ls)
         n = jnp.float32(labels.shape[0])
