@@ -2,16 +2,21 @@
 
 Public API (re-exported explicitly):
 
-* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`.
+* Workloads: :class:`LayerSpec`, :class:`Workload`, :class:`Unrecognized`,
+  ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
+  :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
   ``OPERANDS``.
 """
 
 from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel
-from hwmodel._workload import DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._extract import ExtractionError, extract_workload
+from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 
 __all__ = [
+    "CATEGORIES",
     "DIMS",
+    "ExtractionError",
     "OPERANDS",
     "Architecture",
     "AreaModel",
@@ -19,4 +24,5 @@ __all__ = [
     "MemoryLevel",
     "Unrecognized",
     "Workload",
+    "extract_workload",
 ]
