@@ -158,7 +158,7 @@ def _resolve(ns: argparse.Namespace) -> Config:
         ns.config = str(Path(ns.workdir) / "config.json")
     if ns.config is not None:
         try:
-            text = open(ns.config, encoding="utf-8").read()
+            text = Path(ns.config).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"--config: cannot read {ns.config} ({e.strerror})") from None
         base = Config.from_json(text, where=ns.config)

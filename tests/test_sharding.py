@@ -1,0 +1,65 @@
+"""Data parallelism: 2 (virtual) CPU devices give the same loss curve as 1 device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = r'''
+import json, sys
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
+import _standins; _standins.install()   # TEMPORARY until data/models are merged
+import jax, numpy as np
+from flax import nnx
+from codesign import train
+from codesign.config import Config
+assert jax.device_count() == 2, jax.devices()
+out = {}
+for n in (1, 2):
+    cfg = Config(
+        dataset="synthetic", dataset_kwargs={"n_train": 128, "n_test": 40}, model="lenet5",
+        epochs=3, batch_size=32, eval_batch_size=8, optimizer="sgd", learning_rate=0.05,
+        momentum=0.9, weight_decay=1e-3, schedule="cosine", warmup_epochs=1.0,
+        label_smoothing=0.1, augment=True, progress=False, keep_checkpoints=0, num_devices=n,
+        model_kwargs=json.loads(sys.argv[3]),
+    )
+    captured = {}
+    real = train._build_fns
+    def spy(*a, **k):
+        fns = real(*a, **k)
+        captured["in"] = [str(s) for s in fns.train.input_shardings[0][2:4]]
+        return fns
+    train._build_fns = spy
+    rep = train.train_and_evaluate(cfg, sys.argv[1] + f"/n{n}", print_table=False)
+    train._build_fns = real
+    rows = [json.loads(l) for l in open(sys.argv[1] + f"/n{n}/metrics.jsonl")]
+    out[n] = {"report": rep, "rows": rows, "in": captured["in"]}
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _run(tmp_path, model_kwargs="{}"):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(REPO), model_kwargs],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-4000:]
+    line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    return {int(k): v for k, v in json.loads(line[len("RESULT "):]).items()}
+
+
+def test_two_devices_match_one_device(tmp_path):
+    out = _run(tmp_path)
+    assert out[1]["report"]["num_devices"] == 1 and out[2]["report"]["num_devices"] == 2
+    # the batch is sharded along the mesh's data axis
+    assert all("'data'" in s for s in out[2]["in"]), out[2]["in"]
+    for r1, r2 in zip(out[1]["rows"], out[2]["rows"]):
+        for k in ("train_loss", "test_loss", "lr"):
+            assert abs(r1[k] - r2[k]) <= 1e-4 * max(1.0, abs(r1[k])), (k, r1[k], r2[k])
+        for k in ("train_accuracy", "test_accuracy"):
+            assert abs(r1[k] - r2[k]) <= 1.0 / 40 + 1e-9, (k, r1[k], r2[k])
+    assert out[1]["rows"][-1]["train_loss"] < out[1]["rows"][0]["train_loss"]
