@@ -1,0 +1,78 @@
+"""models: the trainable Flax NNX model zoo (and, in ``models.reference``, counted-only
+reference networks).
+
+Registry
+--------
+``list_models()`` names the zoo (lenet5, mnist_cnn, vgg_small, resnet20,
+mobilenet_small, vit_tiny); ``get_info(name)`` returns a :class:`ModelInfo` (default
+input shape, classes, dataset, the model class whose docstring gives its layers,
+parameter count and MACs at batch 1, and the accepted ``options``);
+``create(name, rngs=nnx.Rngs(seed), num_classes=None, input_shape=None, **options)``
+builds one. Every model takes NHWC input ``[B, H, W, C]`` and returns float32 logits
+``[B, num_classes]``; ``dtype`` (computation) and ``param_dtype`` (storage) options are
+accepted by all of them. Models are built in training mode; ``model.eval()`` switches
+BatchNorm to its running statistics and turns Dropout off, ``model.train()`` back.
+``count_params(model)`` counts the ``nnx.Param`` scalars.
+
+Pruning gates (the hook for channel / head pruning)
+---------------------------------------------------
+Every prunable site of every zoo model applies a :class:`Gate` module to the activation
+it may prune:
+
+* a *channel* site after every hidden conv / dense layer (after its BatchNorm and
+  activation: ``conv -> BN -> ReLU -> gate``), gating the last axis ``C`` of
+  ``[..., C]``;
+* a *head* site in every attention module, gating axis -2 (heads) of the per-head
+  attention output ``Z = A V`` ``[B, T, H, F]`` before the output projection.
+
+The default gate is the identity: it returns its input object unchanged, so it adds no
+parameter, no operation and no jaxpr equation (zero cost). ``gate_sites(model)`` lists
+the sites in forward order as :class:`GateSite` records: the gate's module ``path``
+(``blocks.3.attn.head_gate``), ``size``, ``kind`` (``"channel"`` | ``"head"``), ``layer``
+-- the module path of the layer whose output it gates (``features.2.conv``; for heads,
+the attention module ``blocks.3.attn``) -- and ``consumers``, the layers whose input
+channels are exactly the gated units (empty where the gated tensor is added into a
+residual stream). Paths are the dotted nnx module paths of the parameters
+(``("blocks", 3, "attn", "q", "kernel")`` -> layer ``blocks.3.attn.q``), which is what a
+jaxpr-based extractor recovers from parameter paths; the attention's two dynamic matmuls
+are traced under ``jax.named_scope`` names ``<attn path>.qk`` and ``<attn path>.av``.
+
+``set_gates(model, factory)`` replaces the gates in place: ``factory(site)`` returns a
+new :class:`Gate` of the same size and kind (or None to keep a site), e.g.
+``set_gates(model, lambda s: ScaleGate(s.size, s.kind))``. A gate implements
+``__call__(x)`` (use ``Gate.apply(x, values)`` for the broadcasting) and ``keep()``
+(per-unit keep values in [0, 1], whose mean ``keep_fraction()`` the hardware cost model
+reads as the layer's kept fraction of output channels / heads). Learnable gate values
+should be :class:`GateParam` variables (an ``nnx.Param`` subclass, so they can be
+filtered apart from the weights); a stochastic gate should have a ``deterministic``
+attribute so that ``model.train()`` / ``model.eval()`` reach it. :class:`ScaleGate` is
+a ready multiplicative gate with one ``GateParam`` per unit.
+"""
+
+from models._base import ZooModel, count_params
+from models._gates import (
+    GATE_KINDS,
+    Gate,
+    GateParam,
+    GateSite,
+    ScaleGate,
+    gate_sites,
+    set_gates,
+)
+from models._registry import ModelInfo, create, get_info, list_models
+
+__all__ = [
+    "GATE_KINDS",
+    "Gate",
+    "GateParam",
+    "GateSite",
+    "ModelInfo",
+    "ScaleGate",
+    "ZooModel",
+    "count_params",
+    "create",
+    "gate_sites",
+    "get_info",
+    "list_models",
+    "set_gates",
+]

@@ -1,0 +1,118 @@
+"""Shared pieces of the zoo models: the base class and small layer constructors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+
+__all__ = ["ZooModel", "count_params"]
+
+# He (Kaiming) normal, fan-in: the usual initialization for ReLU conv nets.
+he_normal = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+xavier_uniform = nnx.initializers.xavier_uniform()
+
+BN_MOMENTUM = 0.9  # running-statistics decay (PyTorch's momentum=0.1)
+BN_EPSILON = 1e-5
+
+
+class ZooModel(nnx.Module):
+    """Base class of the trainable zoo models.
+
+    Attributes (static):
+      input_shape: ``(H, W, C)`` the model was built for.
+      num_classes: number of logits.
+      dtype: computation dtype (activations, matmul/conv inputs); logits are
+        returned as float32 whatever it is.
+      param_dtype: dtype of the stored parameters.
+
+    A model is called as ``model(x)`` with ``x`` of shape ``[B, H, W, C]`` (NHWC, any
+    float dtype) and returns float32 logits ``[B, num_classes]``. Models are built in
+    training mode (nnx's defaults: BatchNorm uses batch statistics, Dropout is
+    active); ``model.eval()`` / ``model.train()`` switch.
+    """
+
+    def _setup(self, input_shape, num_classes, dtype, param_dtype):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: input_shape must be (H, W, C) positive ints, "
+                f"got {input_shape!r}"
+            )
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_classes must be a positive int, got {num_classes!r}"
+            )
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.dtype = jnp.dtype(dtype)
+        self.param_dtype = jnp.dtype(param_dtype)
+
+    def _check_input(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for NHWC input [B, "
+                f"{', '.join(map(str, self.input_shape))}], got shape {tuple(x.shape)}; "
+                f"create it with input_shape={tuple(x.shape[1:])} for other shapes"
+            )
+        return x.astype(self.dtype)
+
+
+def count_params(model: nnx.Module) -> int:
+    """Number of trainable scalars: the total size of every ``nnx.Param`` in ``model``.
+
+    BatchNorm running statistics and RNG state are not counted; gate values
+    (``GateParam``, a ``Param`` subclass) are, once gates with parameters are set.
+    """
+    state = nnx.state(model, nnx.Param)
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(state)))
+
+
+def conv(
+    cin, cout, k, stride=1, *, padding="SAME", groups=1, use_bias=True, dtype, param_dtype, rngs
+) -> nnx.Conv:
+    """An NHWC conv ``k x k`` with He-normal kernel init."""
+    return nnx.Conv(
+        cin,
+        cout,
+        (k, k),
+        (stride, stride),
+        padding=padding,
+        feature_group_count=groups,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=he_normal,
+        rngs=rngs,
+    )
+
+
+def linear(din, dout, *, dtype, param_dtype, rngs, init=xavier_uniform) -> nnx.Linear:
+    """A dense layer (Xavier-uniform kernel, zero bias)."""
+    return nnx.Linear(
+        din, dout, dtype=dtype, param_dtype=param_dtype, kernel_init=init, rngs=rngs
+    )
+
+
+def batch_norm(n, *, dtype, param_dtype, rngs) -> nnx.BatchNorm:
+    """BatchNorm over the channel (last) axis, momentum 0.9, epsilon 1e-5."""
+    return nnx.BatchNorm(
+        n,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
+def pool2(x: jax.Array, kind: str) -> jax.Array:
+    """2x2 pooling with stride 2 (``"avg"`` or ``"max"``), NHWC."""
+    f = nnx.avg_pool if kind == "avg" else nnx.max_pool
+    return f(x, window_shape=(2, 2), strides=(2, 2))
+
+
