@@ -99,7 +99,7 @@ class Config:
     num_devices: int = _f(0, "data-parallel devices to use (0: all local devices)")
     distributed: bool = _f(False, "call jax.distributed.initialize() first (multi-host; see codesign.train)")
     keep_checkpoints: int = _f(3, "keep the last N per-epoch checkpoints (0: do not checkpoint)")
-    progress: bool = _f(True, "show a progress bar per epoch")
+    progress: bool = _f(True, "show a progress bar per epoch (only when stderr is a terminal)")
     log_every: int = _f(20, "refresh the progress bar's loss/accuracy every N steps")
 
     def __post_init__(self) -> None:

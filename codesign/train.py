@@ -498,7 +498,9 @@ def _epoch_batches(ds, config: Config, epoch: int, steps: int) -> Iterator[tuple
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled or jax.process_index() != 0,
+    # Off when stderr is not a terminal (logs get the one-line epoch summaries instead).
+    show = enabled and jax.process_index() == 0 and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="step", disable=not show,
                 leave=True, dynamic_ncols=True, file=sys.stderr)
 
 

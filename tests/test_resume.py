@@ -1,5 +1,10 @@
 """Kill a training subprocess after its first checkpoint, resume it, and get bitwise the
-same parameters (and metrics) as an uninterrupted run with the same seed."""
+same parameters (and metrics) as an uninterrupted run with the same seed.
+
+The model has BatchNorm and Dropout, augmentation is on, and the schedule is one-cycle,
+so the optimizer state, BN statistics, RNG counters and step-dependent keys must all be
+restored exactly.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r'''
 import sys, time
-sys.path[:0] = [sys.argv[4], sys.argv[4] + "/tests"]
-import _standins; _standins.install()   # TEMPORARY until data/models are merged
+sys.path[:0] = [sys.argv[4]]
 from codesign import train
 from codesign.config import Config
 cfg = Config.from_json(open(sys.argv[1]).read())
@@ -40,7 +44,8 @@ def _config_json(tmp_path: Path) -> Path:
     from codesign.config import Config
 
     cfg = Config(
-        dataset="synthetic", dataset_kwargs={"n_train": 192, "n_test": 32}, model="lenet5",
+        dataset="synthetic", dataset_kwargs={"n_train": 192, "n_test": 32, "shape": [16, 16, 3]},
+        model="vgg_small", model_kwargs={"stages": [[8], [16]], "dropout_rate": 0.3},
         epochs=4, batch_size=16, eval_batch_size=32, optimizer="sgd", learning_rate=0.05,
         nesterov=True, weight_decay=1e-3, schedule="onecycle", warmup_epochs=1.0,
         label_smoothing=0.1, augment=True, progress=False, keep_checkpoints=4, seed=7,
@@ -95,8 +100,10 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     for k in a:
         assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
         assert a[k].tobytes() == b[k].tobytes(), f"{k} differs after resume"
-    # the optimizer step count and the dropout/augmentation RNG state are in there too
-    assert any("step" in k for k in a) and any("rngs" in k or "key" in k for k in a)
+    # the optimizer step count, BatchNorm statistics and the dropout RNG state are in there too
+    assert any(k.endswith("step.value") for k in a)
+    assert any(".bn.mean" in k for k in a) and any("rngs.key" in k for k in a)
+    assert any("rngs.count" in k and int(a[k]) > 0 for k in a), "dropout drew random numbers"
     strip = lambda rows: [{k: v for k, v in r.items() if "time" not in k and "per_s" not in k} for r in rows]  # noqa: E731
     assert strip(meta_a["history"]) == strip(meta_b["history"])
     ref_lines = [json.loads(l) for l in (ref_dir / "metrics.jsonl").read_text().splitlines()]

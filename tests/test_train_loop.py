@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 
-import _standins
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-_standins.install()  # TEMPORARY until the data/models branches are merged
-
-from codesign import train as train_mod  # noqa: E402
-from codesign._checkpoint import Checkpointer  # noqa: E402
-from codesign.config import Config  # noqa: E402
-from codesign.train import NonFiniteLossError, WorkdirConflictError, train_and_evaluate  # noqa: E402
+from codesign import train as train_mod
+from codesign._checkpoint import Checkpointer
+from codesign.config import Config
+from codesign.train import NonFiniteLossError, WorkdirConflictError, train_and_evaluate
 
 
 def tiny(**kw) -> Config:
