@@ -285,7 +285,9 @@ def quickstart() -> Config:
     """mnist_cnn on the embedded 5,000-digit MNIST subset (offline); the README's first command.
 
     Command: ``codesign train quickstart``
-    Result: TO BE MEASURED.
+    Result: 97.30% test accuracy (the 1,000 embedded test digits) after 4 epochs; 30.7 s
+    wall time for the run, 32.5 s for the whole command including JAX start-up and
+    compilation, on the 2-core CPU shared with other jobs (load average ~5).
     """
     return Config(
         dataset="mnist-5k", model="mnist_cnn", epochs=4, batch_size=64,
@@ -299,7 +301,9 @@ def mnist() -> Config:
     """mnist_cnn (the Flax MNIST example CNN) on full MNIST.
 
     Command: ``codesign train mnist --data-dir DIR``
-    Result: TO BE MEASURED.
+    Result: 99.34% test accuracy (10,000 official test images) after 10 epochs;
+    660 s wall time on the 2-core CPU shared with other jobs (load average ~5.5; the
+    process got 5 min 19 s of CPU time). Epoch 7 already reached 99.25%.
     """
     return Config(
         dataset="mnist", model="mnist_cnn", epochs=10, batch_size=128,
@@ -327,12 +331,12 @@ def vit_mnist() -> Config:
     """vit_tiny on full MNIST.
 
     Command: ``codesign train vit_mnist --data-dir DIR``
-    Result: TO BE MEASURED.
+    Result: TO BE MEASURED (running).
     """
     return Config(
-        dataset="mnist", model="vit_tiny", epochs=10, batch_size=128,
+        dataset="mnist", model="vit_tiny", epochs=8, batch_size=128,
         optimizer="adamw", learning_rate=1e-3, beta2=0.99, weight_decay=0.05,
-        schedule="cosine", warmup_epochs=1.0, label_smoothing=0.1, grad_clip_norm=1.0,
+        schedule="cosine", warmup_epochs=1.0, grad_clip_norm=1.0,
     )
 
 
