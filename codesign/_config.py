@@ -317,7 +317,8 @@ def mnist_lenet5() -> Config:
     """LeNet-5 on full MNIST.
 
     Command: ``codesign train mnist_lenet5 --data-dir DIR``
-    Result: TO BE MEASURED.
+    Result: 99.26% test accuracy after 10 epochs; 124 s wall time (125 s for the
+    whole command) on the 2-core CPU shared with other jobs (load average ~3).
     """
     return Config(
         dataset="mnist", model="lenet5", epochs=10, batch_size=128,
@@ -328,14 +329,18 @@ def mnist_lenet5() -> Config:
 
 @_preset
 def vit_mnist() -> Config:
-    """vit_tiny on full MNIST.
+    """vit_tiny (default shape: 4x4 patches, D=64, 6 blocks, 4 heads) on full MNIST, no dropout.
 
     Command: ``codesign train vit_mnist --data-dir DIR``
-    Result: TO BE MEASURED (running).
+    Result: 98.47% test accuracy after 8 epochs (97.85% after 6); 1,322 s wall time on
+    the 2-core CPU shared with other jobs (load average 4.4-4.8 for most of the run).
+    With the model's default dropout 0.1 and learning rate 1e-3 the same schedule was
+    at only 94.7% after 3 epochs, and each epoch took 2-3x longer (dropout's random
+    bits are expensive on this CPU), so this preset turns dropout off.
     """
     return Config(
-        dataset="mnist", model="vit_tiny", epochs=8, batch_size=128,
-        optimizer="adamw", learning_rate=1e-3, beta2=0.99, weight_decay=0.05,
+        dataset="mnist", model="vit_tiny", model_kwargs={"dropout_rate": 0.0}, epochs=8,
+        batch_size=128, optimizer="adamw", learning_rate=2e-3, beta2=0.99, weight_decay=0.05,
         schedule="cosine", warmup_epochs=1.0, grad_clip_norm=1.0,
     )
 
@@ -345,12 +350,17 @@ def cifar10() -> Config:
     """resnet20 on CIFAR-10 with augmentation and a one-cycle schedule (60-minute CPU budget).
 
     Command: ``codesign train cifar10 --data-dir DIR``
-    Result: TO BE MEASURED (the lead runs the 60-minute study).
+    Result: NOT YET MEASURED (the 60-minute study is scheduled separately). Sized for
+    this 2-core CPU when quiet: resnet20 trains at ~221 images/s (0.58 s per step of
+    128), so an epoch is ~226 s plus ~10 s of test evaluation, and 14 epochs take
+    ~56 minutes. On a slower or busier machine lower ``--epochs`` (keep
+    ``--warmup-epochs`` about 0.3x epochs). Smoke-tested: 2 epochs of 40 steps reach
+    38% test accuracy. Expected (not measured): about 88-90%.
     """
     return Config(
-        dataset="cifar10", model="resnet20", epochs=15, batch_size=128, augment=True,
+        dataset="cifar10", model="resnet20", epochs=14, batch_size=128, augment=True,
         optimizer="sgd", learning_rate=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        schedule="onecycle", warmup_epochs=4.5, label_smoothing=0.1,
+        schedule="onecycle", warmup_epochs=4.0, label_smoothing=0.1,
     )
 
 
