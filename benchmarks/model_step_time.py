@@ -12,7 +12,9 @@ Dropout active) on a random float32 batch ``[batch, H, W, C]`` of the model's de
 input shape. The first call (compile + run) is timed separately; then ``repeats``
 calls are timed one by one with ``block_until_ready`` and the median and min are
 printed (seconds per batch; images/s from the median). No optimizer update is
-included. Throughput ratios are against ``mnist_cnn`` measured in the same run.
+included. Throughput ratios are against ``mnist_cnn`` measured in the same run. When
+``mobilenet_small`` is measured, it is measured a second time with
+``depthwise_impl="xla"`` (grouped XLA convolutions) for comparison.
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ def main(argv=None) -> int:
     names = [n for n in args.models.split(",") if n] or list(models.list_models())
     for n in names:
         models.get_info(n)  # validates the name
+    runs = [(n, n, {}) for n in names]
+    if "mobilenet_small" in names:  # the grouped XLA conv for depthwise layers, for comparison
+        runs.append(("mobilenet_small[xla dw]", "mobilenet_small", {"depthwise_impl": "xla"}))
 
     rows = []
-    for name in names:
+    for label, name, options in runs:
         info = models.get_info(name)
-        model = models.create(name, rngs=nnx.Rngs(0))
+        model = models.create(name, rngs=nnx.Rngs(0), **options)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
         def loss_fn(m, x, y):
@@ -72,16 +77,17 @@ def main(argv=None) -> int:
             jax.block_until_ready(step(params, rest, x, y))
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
-        rows.append((name, models.count_params(model), first, med, min(times), args.batch / med))
+        rows.append((label, models.count_params(model), first, med, min(times), args.batch / med))
 
     base = {r[0]: r for r in rows}.get("mnist_cnn")
     print(f"backend {jax.default_backend()}, {os.cpu_count()} CPUs, batch {args.batch}, "
           f"{args.repeats} timed calls after one compile+run call")
-    print(f"{'model':<16} {'params':>9} {'first s':>8} {'median s':>9} {'min s':>7} "
+    print(f"{'model':<24} {'params':>9} {'first s':>8} {'median s':>9} {'min s':>7} "
           f"{'img/s':>8} {'vs mnist_cnn':>12}")
     for name, params, first, med, mn, ips in rows:
         ratio = f"{ips / base[5]:.3f}" if base else "-"
-        print(f"{name:<16} {params:>9,} {first:>8.2f} {med:>9.4f} {mn:>7.4f} {ips:>8.0f} {ratio:>12}")
+        print(f"{name:<24} {params:>9,} {first:>8.2f} {med:>9.4f} {mn:>7.4f} {ips:>8.0f} "
+              f"{ratio:>12}")
     return 0
 
 

@@ -6,23 +6,142 @@ Public API (re-exported explicitly):
   ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
   :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
-  ``OPERANDS``.
+  ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
+  :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
+  :func:`save_arch`, :func:`load_ert`; metrics (pure JAX, differentiable):
+  :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
+  :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
+  :func:`stack_archs`, :func:`describe`.
+* Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
+  :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
+  :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
+  :func:`candidate_mappings`, :class:`NoLegalMapping`; the differentiable model
+  :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
+  :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
+  brute-force reference :func:`simulate`.
+* ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
+  :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
+  :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
-from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel
+from hwmodel._arch import (
+    COMPRESSION_MODES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    Architecture,
+    ArchitectureError,
+    AreaModel,
+    MemoryLevel,
+    Problem,
+    architecture_problems,
+    area_breakdown_mm2,
+    area_mm2,
+    describe,
+    level_instances,
+    level_storage_bits,
+    onchip_bytes,
+    replace_level,
+    stack_archs,
+    validate_architecture,
+)
+from hwmodel._cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
+from hwmodel._ert import ERT, load_ert
+from hwmodel._mapper import (
+    OBJECTIVES,
+    NoLegalMapping,
+    candidate_mappings,
+    map_layer,
+    map_workload,
+)
+from hwmodel._mapping import (
+    DATAFLOW_SPECS,
+    DATAFLOWS,
+    DataflowSpec,
+    Mapping,
+    MappingStack,
+    stack_mappings,
+    validate_mapping,
+)
+from hwmodel._presets import list_presets, load_arch, preset_path
+from hwmodel._simulate import simulate
 from hwmodel._extract import ExtractionError, extract_workload
 from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
+from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
+from hwmodel._zigzag import (
+    ZIGZAG_DATAFLOWS,
+    ZIGZAG_DIMS,
+    ZigZagDataflow,
+    ZigZagFiles,
+    architecture_from_zigzag,
+    export_zigzag,
+    zigzag_accelerator,
+    zigzag_mapping,
+    zigzag_workload,
+)
 
 __all__ = [
     "CATEGORIES",
+    "COMPRESSION_MODES",
+    "DATAFLOWS",
+    "DATAFLOW_SPECS",
     "DIMS",
-    "ExtractionError",
+    "ERT",
+    "LEVEL_KINDS",
+    "OBJECTIVES",
     "OPERANDS",
+    "SPARSITY_MODES",
     "Architecture",
+    "ArchitectureError",
     "AreaModel",
+    "CandidateSet",
+    "Cost",
+    "DataflowSpec",
+    "ExtractionError",
+    "Knobs",
+    "LayerCost",
     "LayerSpec",
+    "Mapping",
+    "MappingStack",
     "MemoryLevel",
+    "NoLegalMapping",
+    "Problem",
     "Unrecognized",
     "Workload",
+    "arch_to_yaml",
+    "architecture_problems",
+    "area_breakdown_mm2",
+    "area_mm2",
+    "candidate_mappings",
+    "cost",
+    "describe",
     "extract_workload",
+    "level_instances",
+    "level_storage_bits",
+    "list_presets",
+    "load_arch",
+    "load_ert",
+    "map_layer",
+    "map_workload",
+    "mapping_candidates",
+    "onchip_bytes",
+    "parse_arch_yaml",
+    "preset_path",
+    "replace_level",
+    "save_arch",
+    "simulate",
+    "stack_archs",
+    "stack_mappings",
+    "validate_architecture",
+    "validate_mapping",
+    # ZigZag interchange (branch zigzag)
+    "ZIGZAG_DATAFLOWS",
+    "ZIGZAG_DIMS",
+    "ZigZagDataflow",
+    "ZigZagFiles",
+    "architecture_from_zigzag",
+    "export_zigzag",
+    "zigzag_accelerator",
+    "zigzag_mapping",
+    "zigzag_workload",
 ]

@@ -14,20 +14,46 @@ activations, outputs / partial sums.  Per-operand leaves are arrays of shape ``[
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "OPERANDS",
+    "LEVEL_KINDS",
+    "SPARSITY_MODES",
+    "COMPRESSION_MODES",
     "MemoryLevel",
     "AreaModel",
     "Architecture",
+    "ArchitectureError",
+    "Problem",
+    "architecture_problems",
+    "validate_architecture",
+    "level_storage_bits",
+    "level_instances",
+    "area_mm2",
+    "area_breakdown_mm2",
+    "onchip_bytes",
+    "replace_level",
+    "stack_archs",
+    "describe",
 ]
 
 OPERANDS = ("W", "I", "O")
 """Operand order used by every per-operand array: weights, inputs, outputs."""
+
+LEVEL_KINDS = ("dram", "sram", "noc", "rf")
+"""Valid :attr:`MemoryLevel.kind` values."""
+
+SPARSITY_MODES = ("none", "gate", "skip")
+"""Valid :attr:`Architecture.sparsity` values."""
+
+COMPRESSION_MODES = ("none", "bitmask", "rle")
+"""Valid :attr:`Architecture.compression` values."""
 
 Array = jax.Array
 
@@ -167,6 +193,16 @@ class Architecture:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    def describe(self) -> str:
+        """A readable multi-line table of this architecture (see :func:`describe`)."""
+        return describe(self)
+
+    def to_yaml(self) -> str:
+        """This architecture as YAML text that :func:`hwmodel.load_arch` reads back."""
+        from hwmodel._yaml import arch_to_yaml
+
+        return arch_to_yaml(self)
+
 
 _register(
     Architecture,
@@ -187,3 +223,498 @@ _register(
 def as_leaf(x) -> Array:
     """Convert a Python number / sequence to a float32 array leaf."""
     return jnp.asarray(x, dtype=jnp.float32)
+
+
+# ----------------------------------------------------------------------------------
+# Derived quantities (pure JAX, differentiable, work under jit / grad / vmap)
+# ----------------------------------------------------------------------------------
+
+
+def level_storage_bits(level: MemoryLevel) -> Array:
+    """On-chip storage of one instance of ``level``, in bits (a JAX scalar).
+
+    ``min(shared_bits, sum of capacity_bits over the held operands)``: a pool shared
+    by all held operands counts once; per-operand partitions add up.  DRAM (off-chip)
+    and NoC levels (which store nothing) count 0.
+
+    Args:
+      level: a :class:`MemoryLevel` (leaves may be tracers).
+
+    Returns:
+      float32 scalar, bits per instance (``inf`` only for an invalid, unbounded
+      on-chip level; :func:`validate_architecture` rejects those).
+    """
+    if level.kind in ("dram", "noc") or not level.holds:
+        return jnp.zeros_like(level.shared_bits)
+    cap = level.capacity_bits
+    partitions = sum(cap[..., OPERANDS.index(x)] for x in level.holds)
+    return jnp.minimum(level.shared_bits, partitions)
+
+
+def level_instances(arch: Architecture, level: MemoryLevel) -> Array:
+    """How many copies of ``level`` the chip has: ``rows * cols`` if per PE, else 1."""
+    if level.per_pe:
+        return arch.pe_rows * arch.pe_cols
+    return jnp.ones_like(arch.pe_rows)
+
+
+def area_breakdown_mm2(arch: Architecture) -> dict[str, Array]:
+    """Area per component in mm^2 (JAX scalars), by the linear :class:`AreaModel`.
+
+    Returns:
+      ``{"PE": pe_mm2 * rows * cols, <level name>: sram_mm2_per_kb[i] * KB * instances
+      for every level, "fixed": fixed_mm2}`` where ``KB = storage_bits / 8192``
+      (1 KB = 1024 bytes).  DRAM and NoC levels are 0.
+    """
+    out: dict[str, Array] = {"PE": arch.area.pe_mm2 * arch.pe_rows * arch.pe_cols}
+    for i, lvl in enumerate(arch.levels):
+        kb = level_storage_bits(lvl) / 8192.0
+        out[lvl.name] = arch.area.sram_mm2_per_kb[..., i] * kb * level_instances(arch, lvl)
+    out["fixed"] = arch.area.fixed_mm2
+    return out
+
+
+def area_mm2(arch: Architecture) -> Array:
+    """Chip area in mm^2 (JAX scalar; differentiable w.r.t. every leaf).
+
+    ``pe_mm2 * rows * cols + sum_levels(sram_mm2_per_kb * KB * instances) + fixed_mm2``
+    (see :func:`area_breakdown_mm2`).
+
+    Args:
+      arch: an :class:`Architecture` (leaves may be tracers or batched under vmap).
+
+    Returns:
+      float32 scalar, mm^2.
+    """
+    return sum(area_breakdown_mm2(arch).values())
+
+
+def onchip_bytes(arch: Architecture) -> Array:
+    """Total on-chip storage in bytes (JAX scalar): every level except DRAM, times its
+    number of instances (per-PE register files count once per PE)."""
+    total = jnp.zeros_like(arch.pe_rows)
+    for lvl in arch.levels:
+        total = total + level_storage_bits(lvl) * level_instances(arch, lvl)
+    return total / 8.0
+
+
+# ----------------------------------------------------------------------------------
+# Helpers on architectures
+# ----------------------------------------------------------------------------------
+
+
+def replace_level(arch: Architecture, level_name: str, /, **changes) -> Architecture:
+    """A copy of ``arch`` with fields of level ``level_name`` changed (even ``name``).
+
+    Numbers are converted to float32 leaves, e.g.
+    ``replace_level(arch, "DRAM", bandwidth_words=8.0)`` sets the DRAM bandwidth to 8
+    words per cycle, ``replace_level(arch, "GLB", shared_bits=64 * 8192)`` makes the
+    GLB 64 KB.  Call :func:`validate_architecture` on the result if the values are
+    concrete.
+
+    Raises:
+      KeyError: no level of that name (lists the levels).
+      TypeError: a field that :class:`MemoryLevel` does not have (lists the fields).
+    """
+    arch.level(level_name)  # raises KeyError with the valid names
+    fields = [f.name for f in dataclasses.fields(MemoryLevel)]
+    leaf_fields = {"capacity_bits", "shared_bits", "read_energy_pj", "write_energy_pj",
+                   "bandwidth_words"}
+    for k in changes:
+        if k not in fields:
+            raise TypeError(f"MemoryLevel has no field {k!r}; fields: {fields}")
+    conv = {k: (as_leaf(v) if k in leaf_fields and not isinstance(v, jax.core.Tracer) else v)
+            for k, v in changes.items()}
+    levels = tuple(dataclasses.replace(l, **conv) if l.name == level_name else l for l in arch.levels)
+    return arch.replace(levels=levels)
+
+
+def stack_archs(archs) -> Architecture:
+    """Stack architectures of the same structure into one batched architecture.
+
+    Every leaf gets a leading batch axis, so ``jax.vmap(f)(stack_archs(archs))``
+    evaluates ``f`` on each.  Structure (level names, kinds, holds, per_pe, options)
+    must match; ``name``/``description`` are taken from the first.
+
+    Args:
+      archs: a non-empty sequence of :class:`Architecture`.
+
+    Returns:
+      An :class:`Architecture` whose leaves have shape ``[len(archs), ...]``.
+
+    Raises:
+      ValueError: empty input or mismatched structure (says which differs).
+    """
+    archs = list(archs)
+    if not archs:
+        raise ValueError("stack_archs needs at least one architecture")
+    first = archs[0]
+    norm = [a.replace(name=first.name, description=first.description) for a in archs]
+    ref = jax.tree_util.tree_structure(norm[0])
+    for k, a in enumerate(norm[1:], start=1):
+        if jax.tree_util.tree_structure(a) != ref:
+            raise ValueError(
+                f"stack_archs: architecture {k} ({archs[k].name!r}) differs in structure "
+                f"from architecture 0 ({first.name!r}): levels "
+                f"{[(l.name, l.kind, l.holds, l.per_pe) for l in a.levels]} vs "
+                f"{[(l.name, l.kind, l.holds, l.per_pe) for l in first.levels]}, options "
+                f"{(a.sparsity, a.compression, a.rle_run_bits)} vs "
+                f"{(first.sparsity, first.compression, first.rle_run_bits)}"
+            )
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *norm)
+
+
+# ----------------------------------------------------------------------------------
+# Validation (concrete values only)
+# ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an architecture.
+
+    Attributes:
+      path: where, as YAML keys: e.g. ``("levels", 1, "size", "W")``,
+        ``("pe_array", "rows")``, ``("levels",)``.  The YAML loader maps it to a line.
+      message: what is wrong, with the offending value.
+      valid: what would be valid.
+    """
+
+    path: tuple
+    message: str
+    valid: str
+
+
+class ArchitectureError(ValueError):
+    """An invalid architecture (or architecture file).
+
+    Attributes:
+      problems: the list of :class:`Problem` found (may be empty for file-level
+        errors such as YAML syntax errors, whose text is the message).
+      file: the YAML file, when known.
+    """
+
+    def __init__(self, message: str, problems=(), file: str | None = None):
+        super().__init__(message)
+        self.problems = list(problems)
+        self.file = file
+
+
+def format_path(arch_or_names, path: tuple) -> str:
+    """Render a problem path like ``levels[1] (GLB).size[W]``."""
+    names = arch_or_names
+    out = ""
+    i = 0
+    while i < len(path):
+        p = path[i]
+        if p == "levels" and i + 1 < len(path) and isinstance(path[i + 1], int):
+            j = path[i + 1]
+            nm = f" ({names[j]})" if names is not None and 0 <= j < len(names) else ""
+            out += f"levels[{j}]{nm}"
+            i += 2
+            continue
+        if p in OPERANDS and out:
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+        i += 1
+    return out or "<architecture>"
+
+
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _fmt_bits(b: float) -> str:
+    if not math.isfinite(b):
+        return str(b)
+    if b >= 8 * 1024**2 and b % (8 * 1024**2) == 0:
+        return f"{b / (8 * 1024**2):g} MB"
+    if b >= 8192 and b % 8192 == 0:
+        return f"{b / 8192:g} KB"
+    if b >= 8 and b % 8 == 0:
+        return f"{b / 8:g} B"
+    return f"{b:g} b"
+
+
+def architecture_problems(arch: Architecture) -> list[Problem]:
+    """Everything wrong with a concrete architecture (empty list if valid).
+
+    Leaves may carry leading batch dimensions (a stacked architecture); every entry
+    is checked.  See :func:`validate_architecture` for the rules.
+
+    Raises:
+      TypeError: leaves are tracers (call outside ``jit``/``grad``/``vmap``).
+    """
+    for leaf in jax.tree_util.tree_leaves(arch):
+        if _is_tracer(leaf):
+            raise TypeError(
+                "validate_architecture needs concrete values; call it outside "
+                "jit/grad/vmap (leaves of this architecture are tracers)"
+            )
+    P: list[Problem] = []
+    add = lambda path, msg, valid: P.append(Problem(tuple(path), msg, valid))  # noqa: E731
+    A = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+
+    def bad_pos(x, *, allow_inf=False, allow_zero=False):
+        x = A(x)
+        ok = (x >= 0) if allow_zero else (x > 0)
+        ok = ok & (np.isfinite(x) | (allow_inf & (x == np.inf)))
+        return not bool(np.all(ok))
+
+    def show(x):
+        x = A(x)
+        return f"{x.item():g}" if x.size == 1 else np.array2string(x, precision=4)
+
+    n_levels = len(arch.levels)
+    if n_levels == 0:
+        add(("levels",), "the architecture has no memory levels",
+            "at least one level (typically DRAM, GLB, NoC, RF)")
+
+    for nm, path in (("pe_rows", ("pe_array", "rows")), ("pe_cols", ("pe_array", "cols"))):
+        v = A(getattr(arch, nm))
+        if not bool(np.all(np.isfinite(v) & (v >= 1))):
+            add(path, f"{nm} is {show(v)}", "a number >= 1 (an integer PE count)")
+    if bad_pos(arch.clock_hz):
+        add(("clock",), f"clock is {show(arch.clock_hz)} Hz", "a positive frequency, e.g. '200 MHz'")
+    wb = A(arch.word_bits)
+    if wb.shape[-1:] != (3,):
+        add(("word_bits",), f"word_bits has shape {wb.shape}", "shape [3] (W, I, O)")
+    else:
+        for j, x in enumerate(OPERANDS):
+            if bad_pos(wb[..., j]):
+                add(("word_bits", x), f"word_bits[{x}] is {show(wb[..., j])}", "a positive number of bits, e.g. 16")
+    if bad_pos(arch.mac_energy_pj, allow_zero=True):
+        add(("mac_energy",), f"mac_energy is {show(arch.mac_energy_pj)} pJ", "a finite energy >= 0")
+    if bad_pos(arch.nonmac_energy_pj, allow_zero=True):
+        add(("nonmac_energy",), f"nonmac_energy is {show(arch.nonmac_energy_pj)} pJ", "a finite energy >= 0")
+    if arch.sparsity not in SPARSITY_MODES:
+        add(("sparsity",), f"sparsity is {arch.sparsity!r}", f"one of {list(SPARSITY_MODES)}")
+    if arch.compression not in COMPRESSION_MODES:
+        add(("compression",), f"compression is {arch.compression!r}", f"one of {list(COMPRESSION_MODES)}")
+    if not isinstance(arch.rle_run_bits, int) or isinstance(arch.rle_run_bits, bool) or arch.rle_run_bits < 1:
+        add(("rle_run_bits",), f"rle_run_bits is {arch.rle_run_bits!r}", "an integer >= 1")
+    if bad_pos(arch.area.pe_mm2, allow_zero=True):
+        add(("area", "pe_mm2"), f"pe_mm2 is {show(arch.area.pe_mm2)}", "a finite area >= 0 (mm^2)")
+    if bad_pos(arch.area.fixed_mm2, allow_zero=True):
+        add(("area", "fixed_mm2"), f"fixed_mm2 is {show(arch.area.fixed_mm2)}", "a finite area >= 0 (mm^2)")
+    kb_coef = A(arch.area.sram_mm2_per_kb)
+    if kb_coef.shape[-1:] != (n_levels,):
+        add(("area",), f"area.sram_mm2_per_kb has shape {kb_coef.shape} for {n_levels} levels",
+            f"one entry per level: shape [{n_levels}]")
+        kb_coef = None
+
+    names = [l.name for l in arch.levels]
+    seen: dict[str, int] = {}
+    first_per_pe = None
+    for i, lvl in enumerate(arch.levels):
+        L = ("levels", i)
+        if not isinstance(lvl.name, str) or not lvl.name:
+            add(L + ("name",), f"level {i} has name {lvl.name!r}", "a non-empty string")
+        elif lvl.name in seen:
+            add(L + ("name",), f"level name {lvl.name!r} is used twice (levels {seen[lvl.name]} and {i})",
+                f"a name not used by another level; names in use: {names}")
+        else:
+            seen[lvl.name] = i
+        if lvl.kind not in LEVEL_KINDS:
+            add(L + ("kind",), f"kind is {lvl.kind!r}", f"one of {list(LEVEL_KINDS)}")
+            continue
+        holds = tuple(lvl.holds)
+        bad = [x for x in holds if x not in OPERANDS]
+        if bad:
+            add(L + ("holds",), f"holds unknown operand(s) {bad}", f"a subset of {list(OPERANDS)}")
+        if len(set(holds)) != len(holds):
+            add(L + ("holds",), f"holds lists an operand twice: {list(holds)}", f"each of {list(OPERANDS)} at most once")
+        if lvl.kind == "noc" and holds:
+            add(L + ("holds",), f"a 'noc' level stores nothing but holds {list(holds)}",
+                "no holds for a noc level (it charges per word delivered)")
+        if lvl.kind != "noc" and not holds:
+            add(L + ("holds",), f"a {lvl.kind!r} level holds no operand",
+                f"a non-empty subset of {list(OPERANDS)}, or remove the level")
+        if lvl.kind == "dram" and i != 0:
+            add(L + ("kind",), f"a 'dram' level must be the outermost level, but it is level {i}",
+                "put DRAM first (levels are listed outermost first)")
+        if lvl.per_pe:
+            if lvl.kind in ("dram", "noc"):
+                add(L + ("per_pe",), f"a {lvl.kind!r} level cannot be per PE", "per_pe: false")
+            if first_per_pe is None:
+                first_per_pe = i
+        elif first_per_pe is not None:
+            add(L + ("per_pe",),
+                f"level {lvl.name!r} is shared but lies below the per-PE level {names[first_per_pe]!r}",
+                "list shared levels (DRAM, buffers, NoC) before the per-PE levels")
+        cap = A(lvl.capacity_bits)
+        sh = A(lvl.shared_bits)
+        if cap.shape[-1:] != (3,):
+            add(L + ("size",), f"capacity_bits has shape {cap.shape}", "shape [3] (W, I, O)")
+            continue
+        held_idx = [OPERANDS.index(x) for x in holds if x in OPERANDS]
+        if lvl.kind in ("sram", "rf", "dram") and held_idx:
+            size_bad = False
+            if bool(np.any(np.isnan(sh))) or bool(np.any(sh <= 0)):
+                add(L + ("size",), f"size is {show(sh)} bits", "a positive size, e.g. '108 KB' or '224 x 16 b'")
+                size_bad = True
+            for j in held_idx:
+                c = cap[..., j]
+                if bool(np.any(np.isnan(c))) or bool(np.any(c <= 0)):
+                    add(L + ("size", OPERANDS[j]), f"size for {OPERANDS[j]} is {show(c)} bits",
+                        "a positive size, e.g. '12 x 16 b'")
+                    size_bad = True
+            part = sum(cap[..., j] for j in held_idx)
+            storage = np.minimum(sh, part)
+            if lvl.kind != "dram" and not bool(np.all(np.isfinite(storage))):
+                add(L + ("size",), f"on-chip level {lvl.name!r} has unbounded size",
+                    "a finite size: one shared size ('108 KB') or one per held operand")
+            if wb.shape[-1:] == (3,) and not size_bad:
+                for j in held_idx:
+                    eff = np.minimum(cap[..., j], sh)
+                    w = wb[..., j]
+                    if bool(np.any(eff < w)):
+                        add(L + ("size", OPERANDS[j]),
+                            f"level {lvl.name!r} claims to hold {OPERANDS[j]} but its "
+                            f"{'partition' if np.all(np.isfinite(cap[..., j])) else 'size'} "
+                            f"({_fmt_bits(float(np.min(eff)))}) cannot hold one {show(w)}-bit {OPERANDS[j]} word",
+                            f"a size >= {show(w)} b for {OPERANDS[j]}, or remove {OPERANDS[j]} from holds")
+                need = sum(wb[..., j] for j in held_idx)
+                if len(held_idx) > 1 and bool(np.any(sh < need)) and bool(np.all(sh >= np.max(wb))):
+                    add(L + ("size",),
+                        f"level {lvl.name!r} ({_fmt_bits(float(np.min(sh)))}) cannot hold one word of each "
+                        f"operand it holds ({[OPERANDS[j] for j in held_idx]}: {show(need)} bits)",
+                        f"a size >= {show(need)} b")
+        for key, e in (("read_energy", lvl.read_energy_pj), ("write_energy", lvl.write_energy_pj)):
+            e = A(e)
+            if e.shape[-1:] != (3,):
+                add(L + (key,), f"{key} has shape {e.shape}", "shape [3] (W, I, O)")
+                continue
+            for j, x in enumerate(OPERANDS):
+                if bad_pos(e[..., j], allow_zero=True):
+                    add(L + (key, x), f"{key} for {x} is {show(e[..., j])} pJ", "a finite energy >= 0")
+        if bad_pos(lvl.bandwidth_words, allow_inf=True):
+            add(L + ("bandwidth",), f"bandwidth is {show(lvl.bandwidth_words)} words/cycle",
+                "a positive number of words per cycle, or 'unlimited'")
+        if kb_coef is not None and bad_pos(kb_coef[..., i], allow_zero=True):
+            add(L + ("area_mm2_per_kb",), f"area_mm2_per_kb is {show(kb_coef[..., i])}", "a finite area >= 0 (mm^2 per KB)")
+
+    # Every operand needs a home above the PEs (a shared storage level).
+    shared = [l for l in arch.levels if not l.per_pe and l.kind in ("dram", "sram", "rf")]
+    for x in OPERANDS:
+        if not any(x in l.holds for l in shared):
+            add(("levels",), f"no level above the PEs holds operand {x}",
+                f"add {x!r} to `holds` of one of the shared levels "
+                f"{[l.name for l in shared] or '(none: add a DRAM or buffer level)'}")
+    return P
+
+
+def validate_architecture(arch: Architecture) -> None:
+    """Check a concrete architecture; raise if anything is wrong.
+
+    Rules: PE rows/cols >= 1; clock > 0; word bits > 0; energies finite and >= 0;
+    bandwidths > 0 (``inf`` allowed); level names unique and non-empty; kinds in
+    :data:`LEVEL_KINDS`; ``holds`` a subset of ``OPERANDS`` (a NoC holds nothing,
+    other levels hold something); DRAM only outermost; per-PE levels innermost and
+    never DRAM/NoC; every held operand's capacity > 0 and at least one word; on-chip
+    levels finite; each operand held by some level above the PEs; sparsity /
+    compression / rle_run_bits valid; area coefficients finite and >= 0, one per level.
+
+    Args:
+      arch: an :class:`Architecture` with concrete leaves (possibly batched).
+
+    Raises:
+      ArchitectureError (a ValueError): lists every problem as
+        ``where: what; valid: ...``.
+      TypeError: the leaves are tracers.
+    """
+    problems = architecture_problems(arch)
+    if problems:
+        names = [l.name for l in arch.levels]
+        lines = [f"  {format_path(names, p.path)}: {p.message}; valid: {p.valid}" for p in problems]
+        raise ArchitectureError(
+            f"invalid architecture {arch.name!r} ({len(problems)} problem"
+            f"{'s' if len(problems) > 1 else ''}):\n" + "\n".join(lines),
+            problems,
+        )
+
+
+# ----------------------------------------------------------------------------------
+# Human-readable table
+# ----------------------------------------------------------------------------------
+
+
+def _num(x) -> float:
+    return float(np.asarray(x, dtype=np.float64).reshape(-1)[0])
+
+
+def _g(x: float, unit: str = "") -> str:
+    if math.isinf(x):
+        return "unlimited" if unit == "bw" else "inf"
+    s = f"{x:.4g}"
+    return s if unit in ("", "bw") else f"{s} {unit}"
+
+
+def describe(arch: Architecture) -> str:
+    """A readable table of a concrete architecture: array, clock, bits, per-level
+    sizes, energies (pJ and relative to one MAC), bandwidth, area; totals.
+
+    Batched architectures are described by their first entry.
+
+    Args:
+      arch: an :class:`Architecture` with concrete leaves.
+
+    Returns:
+      Multi-line text.
+    """
+    if any(_is_tracer(l) for l in jax.tree_util.tree_leaves(arch)):
+        raise TypeError("describe needs concrete values; call it outside jit/grad/vmap")
+    nb = np.ndim(arch.pe_rows)  # leading batch dimensions of a stacked architecture
+    a = jax.tree_util.tree_map(lambda x: np.asarray(x)[(0,) * nb], arch) if nb else arch
+    rows, cols = _num(a.pe_rows), _num(a.pe_cols)
+    wb = np.asarray(a.word_bits, dtype=np.float64)
+    mac = _num(a.mac_energy_pj)
+    br = {k: _num(v) for k, v in area_breakdown_mm2(a).items()}
+    lines = [
+        f"Architecture {a.name!r}",
+        f"  PE array     {rows:g} x {cols:g} = {rows * cols:g} PEs @ {_num(a.clock_hz) / 1e6:g} MHz",
+        f"  word bits    W {wb[0]:g}, I {wb[1]:g}, O {wb[2]:g}",
+        f"  MAC energy   {mac:.4g} pJ    non-MAC op {_num(a.nonmac_energy_pj):.4g} pJ",
+        f"  sparsity     {a.sparsity}, compression {a.compression}"
+        + (f" ({a.rle_run_bits}-bit runs)" if a.compression == "rle" else ""),
+        "",
+    ]
+    hdr = ("level", "kind", "holds", "size per instance", "inst", "read pJ W/I/O", "write pJ W/I/O",
+           "read xMAC W/I/O", "bw words/cyc", "area mm2")
+    table = [hdr]
+    for lvl in a.levels:
+        cap = np.asarray(lvl.capacity_bits, dtype=np.float64)
+        sh = _num(lvl.shared_bits)
+        if lvl.kind == "noc":
+            size = "-"
+        else:
+            parts = [f"{x}:{_fmt_bits(cap[OPERANDS.index(x)])}" for x in lvl.holds
+                     if math.isfinite(cap[OPERANDS.index(x)])]
+            size = ", ".join(parts)
+            if parts and math.isfinite(sh):
+                size += f"; total {_fmt_bits(sh)}"
+            elif not parts:
+                size = (_fmt_bits(sh) + (" shared" if len(lvl.holds) > 1 else "")
+                        if math.isfinite(sh) else "unbounded")
+        inst = f"{_num(level_instances(a, lvl)):g}"
+        rd = np.asarray(lvl.read_energy_pj, dtype=np.float64)
+        wr = np.asarray(lvl.write_energy_pj, dtype=np.float64)
+        rel = rd / mac if mac > 0 else rd * np.nan
+        fmt3 = lambda v: "/".join(f"{t:.3g}" for t in v)  # noqa: E731
+        table.append((lvl.name, lvl.kind + (" per-PE" if lvl.per_pe else ""),
+                      ",".join(lvl.holds) or "-", size, inst, fmt3(rd), fmt3(wr), fmt3(rel),
+                      _g(_num(lvl.bandwidth_words), "bw"), f"{br[lvl.name]:.4g}"))
+    widths = [max(len(str(r[k])) for r in table) for k in range(len(hdr))]
+    for r in table:
+        lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    lines += [
+        "",
+        f"  on-chip storage  {_num(onchip_bytes(a)) / 1024:.6g} KB",
+        f"  area             {_num(area_mm2(a)):.4g} mm^2 (PEs {br['PE']:.4g}, "
+        + ", ".join(f"{l.name} {br[l.name]:.4g}" for l in a.levels if br[l.name] != 0)
+        + f", fixed {br['fixed']:.4g})",
+    ]
+    if a.description:
+        lines += ["", "  " + a.description.strip().replace("\n", "\n  ")]
+    return "\n".join(lines)

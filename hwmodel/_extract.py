@@ -80,20 +80,27 @@ A layer's name is the first of these that applies:
    arguments at ``param_argnums``, e.g. an ``nnx.State`` or nested dict): that path
    without its last component (``blocks.3.attn.q.kernel`` -> ``blocks.3.attn.q``;
    a one-component path is kept whole);
-2. a dynamic layer (both operands data): the longest common module prefix of the
-   layers that produced its two operands (``Q`` from ``blocks.3.attn.q``, ``K`` from
-   ``blocks.3.attn.k`` -> ``blocks.3.attn``), followed by the innermost
-   ``jax.named_scope`` active at the primitive (``blocks.3.attn.qk``), or by
-   ``matmul`` / ``conv`` when there is none;
-3. the ``jax.named_scope`` stack at the primitive (``eqn.source_info.name_stack``;
-   transformation wrappers such as ``vmap`` are left out), joined with ``.``;
+2. a dynamic layer (both operands data): the innermost ``jax.named_scope`` if it is
+   a dotted path itself (``jax.named_scope("blocks.3.attn.qk")``); else the longest
+   common module prefix of the layers that produced its two operands (``Q`` from
+   ``blocks.3.attn.q``, ``K`` from ``blocks.3.attn.k`` -> ``blocks.3.attn``),
+   followed by the innermost ``jax.named_scope`` active at the primitive
+   (``blocks.3.attn.qk``), or, without one, by ``<lhs>@<rhs>`` built from the last
+   components of the layers that produced the two operands (``q@k``, then ``q@k@v``
+   for ``softmax(Q K^T) V``; ``matmul`` / ``conv`` if one operand has no producer);
+3. the innermost ``jax.named_scope`` if it is a dotted path, else the whole scope
+   stack at the primitive (``eqn.source_info.name_stack``; transformation wrappers
+   such as ``vmap`` and ``jnp.einsum``'s automatic scope are left out), joined with
+   ``.``;
 4. ``<primitive>_<index>`` (``dot_general_7``, ``conv_general_dilated_0``), with the
    layer's position in the workload.
 
 Inside an unrolled ``scan`` the iteration index is inserted into parameter paths
-after the longest common prefix of the scanned-over (stacked) parameters (an
-``nnx.State`` of stacked blocks ``blocks.attn.q.kernel`` gives ``blocks.3.attn.q``);
-names that do not contain the index get ``.<i>`` appended.  Finally names are made
+after the longest common prefix of the scanned-over (stacked) parameters, before the
+leaf name (an ``nnx.State`` of stacked blocks ``blocks.attn.q.kernel`` gives
+``blocks.3.attn.q``; a one-component path ``w`` gives ``w.3``); names that do not
+contain the index (weights closed over by the body, named scopes, unrolled ``while``
+loops) get ``.<i>`` appended.  Finally names are made
 unique in program order: the second occurrence of ``x`` becomes ``x_1``, and so on.
 """
 
@@ -286,7 +293,11 @@ def _leaf(path: Template) -> str:
 
 
 def _parent(path: Template) -> Template:
-    return path[:-1] if len(path) > 1 else path
+    """Module path of a parameter path: drop the leaf name (``kernel``) unless it is
+    the only name in the path (``w`` or ``w.<i>`` stay whole)."""
+    if path and isinstance(path[-1], str) and sum(isinstance(c, str) for c in path) > 1:
+        return path[:-1]
+    return path
 
 
 # ---------------------------------------------------------------------------------------
@@ -420,9 +431,19 @@ def _path_template(path) -> Template:
 class _Walker:
     def __init__(self, batch: int | None):
         self.batch = batch
+        self.outer: list = []  # enclosing call/loop equations, for source locations
+
+    def source(self, eqn) -> str:
+        """User source of ``eqn``, else of the innermost enclosing equation that has one
+        (primitives inside ``jnp`` functions' own jits have no user frame)."""
+        for e in (eqn, *reversed(self.outer)):
+            src = _source(e)
+            if src:
+                return src
+        return ""
 
     # -- generic -----------------------------------------------------------------------
-    def run(self, jaxpr, ins: Sequence[_Info], scope: tuple, unrec: list, consts=None):
+    def run(self, jaxpr, ins: Sequence[_Info], scope: tuple, unrec: list):
         """Walk ``jaxpr`` with input infos ``ins``; return (out infos, events)."""
         env: dict = {}
         for v in jaxpr.constvars:
@@ -445,13 +466,13 @@ class _Walker:
             elif prim == "conv_general_dilated":
                 outs = self._conv(eqn, infos, esc, events, unrec)
             elif prim in _CALLS and _CALLS[prim] in eqn.params:
-                outs = self._call(eqn, infos, esc, events, unrec)
+                outs = self.nested(self._call, eqn, infos, esc, events, unrec)
             elif prim == "scan":
-                outs = self._scan(eqn, infos, esc, events, unrec)
+                outs = self.nested(self._scan, eqn, infos, esc, events, unrec)
             elif prim == "cond":
-                outs = self._cond(eqn, infos, esc, events, unrec)
+                outs = self.nested(self._cond, eqn, infos, esc, events, unrec)
             elif prim == "while":
-                outs = self._while(eqn, infos, esc, events, unrec)
+                outs = self.nested(self._while, eqn, infos, esc, events, unrec)
             else:
                 ops = self._ops(eqn, infos, esc, unrec)
                 if ops:
@@ -473,7 +494,7 @@ class _Walker:
             parts.append(_render(prefix))
         if scope:
             parts.append("/".join(scope))
-        src = _source(eqn)
+        src = self.source(eqn)
         head = " in ".join(parts) if parts else "<top level>"
         return f"{head} ({src})" if src else head
 
@@ -526,16 +547,24 @@ class _Walker:
         if not w_info.data and w_info.params:
             path = w_info.params[0]
             return _parent(path), path
+        # an innermost scope that is itself a dotted path ("blocks.3.attn.qk") is a name
+        dotted = tuple(scope[-1].split(".")) if scope and "." in scope[-1] else None
         if w_info.data and i_info.data:
-            parents = [_parent(p) for p in i_info.producers + w_info.producers]
+            if dotted:
+                return dotted, None
+            parents = [p[:-1] for p in i_info.producers + w_info.producers]
             prefix = _common_prefix(parents)
-            if prefix:
-                if scope:
-                    leaf = scope[-1]
-                elif i_info.producers and w_info.producers:
-                    # Q from .q, K from .k -> "q@k"; then softmax(q@k) V -> "q@k@v"
-                    leaf = f"{_leaf(i_info.producers[0])}@{_leaf(w_info.producers[0])}"
+            if scope:
+                if prefix:
+                    return prefix + (scope[-1],), None
+            elif i_info.producers and w_info.producers:
+                # Q from .q, K from .k -> "q@k"; then softmax(q@k) V -> "q@k@v"
+                at = f"{_leaf(i_info.producers[0])}@{_leaf(w_info.producers[0])}"
+                return prefix + (at,), None
+            elif prefix:
                 return prefix + (leaf,), None
+        if dotted:
+            return dotted, None
         if scope:
             return tuple(scope), None
         return None, None
@@ -590,7 +619,7 @@ class _Walker:
             i_bits=_bits(i_var.aval.dtype),
             o_bits=_bits(out.aval.dtype),
             heads=self._heads([ls[d] for d in lb]),
-            source=_source(eqn),
+            source=self.source(eqn),
         )
         name = self._emit(events, "dot_general", spec, name, weight)
         prod = (name,) if name is not None else ()
@@ -654,7 +683,7 @@ class _Walker:
             w_bits=_bits(rhs.aval.dtype),
             i_bits=_bits(lhs.aval.dtype),
             o_bits=_bits(out.aval.dtype),
-            source=_source(eqn),
+            source=self.source(eqn),
         )
         name = self._emit(events, "conv_general_dilated", spec, name, weight)
         return [out_info._replace(producers=(name,) if name is not None else (), dyn=ri.data)]
@@ -670,6 +699,14 @@ class _Walker:
         outs, evs = self._closed(sub, infos, scope, unrec)
         events.extend(evs)
         return outs
+
+    def nested(self, method, eqn, infos, scope, events, unrec):
+        """Run a sub-jaxpr handler with ``eqn`` on the source stack."""
+        self.outer.append(eqn)
+        try:
+            return method(eqn, infos, scope, events, unrec)
+        finally:
+            self.outer.pop()
 
     def _body_fixpoint(self, body, consts, carry0, xs, scope, unrec, ncar):
         """Analyse a loop body until the carry's data/static taint is stable.
@@ -700,7 +737,11 @@ class _Walker:
             if x.data or not x.params:
                 xs_body.append(x)
                 continue
-            new = tuple(pp[: min(k, len(pp) - 1)] + (it,) + pp[min(k, len(pp) - 1) :] for pp in x.params)
+            new = tuple(
+                pp[:at] + (it,) + pp[at:]
+                for pp in x.params
+                for at in [min(k, len(pp) - 1) if len(pp) > 1 else len(pp)]
+            )
             xs_body.append(x._replace(params=new))
         local: list = []
         outs, evs = self._body_fixpoint(p["jaxpr"], consts, carry, xs_body, scope, local, ncar)
@@ -734,28 +775,44 @@ class _Walker:
     def _while(self, eqn, infos, scope, events, unrec):
         p = eqn.params
         cn, bn = int(p["cond_nconsts"]), int(p["body_nconsts"])
-        body_consts = infos[cn : cn + bn]
+        cond_consts, body_consts = infos[:cn], infos[cn : cn + bn]
         carry = infos[cn + bn :]
         ncar = len(carry)
         local: list = []
         outs, evs = self._body_fixpoint(p["body_jaxpr"], body_consts, carry, [], scope, local, ncar)
+        outs = [_join([c, o]) for c, o in zip(carry, outs)]  # zero trips: the init carry
+        # the condition runs once more than the body; it may hold work too
+        cond_local: list = []
+        _, cond_evs = self._closed(p["cond_jaxpr"], [*cond_consts, *outs], scope, cond_local)
         trips = _while_trip_count(eqn)
         if trips is None:
-            macs = _layer_macs(evs)
+            macs = _layer_macs(evs) + _layer_macs(cond_evs)
             self._unrec(
                 unrec,
                 eqn,
                 scope,
                 infos,
-                "while loop with a trip count unknown at trace time: its body "
-                f"({sum(isinstance(e, _Layer) for e in evs)} MAC layers, {macs:,} MACs and "
-                f"{_nonmac(evs):,} other ops per iteration) is not counted",
+                "while loop with a trip count unknown at trace time: its body and condition "
+                f"({sum(isinstance(e, _Layer) for e in evs + cond_evs)} MAC layers, {macs:,} MACs "
+                f"and {_nonmac(evs) + _nonmac(cond_evs):,} other ops per iteration) are not counted",
             )
-            unrec.extend(local)
+            unrec.extend(local + cond_local)
             return outs
-        for u in local:
+        for u in local + cond_local:
             unrec.append(dataclasses.replace(u, reason=f"{u.reason} [inside while, x{trips}]"))
+        if any(isinstance(e, _Layer) for e in cond_evs):
+            self._unrec(
+                unrec,
+                eqn,
+                scope,
+                infos,
+                f"while-loop condition computes {_layer_macs(cond_evs):,} MACs per test; "
+                "only its non-MAC ops are counted",
+            )
         events.extend(_repeat(evs, None, range(trips)))
+        cond_ops = _nonmac(cond_evs) * (trips + 1)
+        if cond_ops:
+            events.append(cond_ops)
         return outs
 
 

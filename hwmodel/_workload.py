@@ -54,8 +54,11 @@ class LayerSpec:
         cannot be preloaded, and it is not counted as parameters.
       w_bits, i_bits, o_bits: operand bit widths taken from the traced dtypes.
       nonmac_ops: element-wise / reduction work (softmax, normalization, activation
-        functions, residual adds, pooling ...) attributed to this layer: the count of
-        scalar results those primitives produce (one op per output element each).
+        functions, residual adds, pooling ...) attributed to this layer: one op per
+        output element of each element-wise primitive, one per input element of each
+        reduction, output elements x window size for pooling; layout changes are free
+        (the full rules are in ``hwmodel._extract``).  The extractor attributes such
+        work to the nearest preceding MAC layer in program order.
       batch: the network batch size this layer was traced with (for "per inference"
         figures), or None if unknown.
       padding: ``((top, bottom), (left, right))`` zero padding of the input, in

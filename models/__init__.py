@@ -14,6 +14,27 @@ accepted by all of them. Models are built in training mode; ``model.eval()`` swi
 BatchNorm to its running statistics and turns Dropout off, ``model.train()`` back.
 ``count_params(model)`` counts the ``nnx.Param`` scalars.
 
+=================  =========  ============  ===========  ======================================
+name               input      parameters    MACs (B=1)   what
+=================  =========  ============  ===========  ======================================
+lenet5             28x28x1        61,706       416,520   LeNet-5, conv1 padded by 2
+mnist_cnn          28x28x1       824,458     4,643,840   Flax MNIST example CNN
+vgg_small          32x32x3       288,746    38,634,752   6 convs 32-32-64-64-128-128, BN
+resnet20           32x32x3       269,722    40,551,040   He et al. 2016, option-A shortcuts
+mobilenet_small    32x32x3       274,250    18,662,400   MobileNet-v1 style, 6 separable blocks
+vit_tiny           28x28x1       205,962    11,801,216   ViT, 4x4 patches, D=64, 6 blocks, 4 heads
+vit_tiny           32x32x3       208,970    16,221,568   (input_shape=(32, 32, 3))
+=================  =========  ============  ===========  ======================================
+
+(MACs: conv and matmul multiply-accumulates of one forward pass, including the
+attention's ``Q K^T`` and ``A V``; each model's docstring breaks them down by layer, and
+the tests check both columns against the model itself.)
+
+Depthwise convolutions (``mobilenet_small``) trace as one grouped
+``conv_general_dilated`` but train through a ``jax.custom_vjp`` that runs them as
+shifted multiply-adds, which XLA's CPU backend executes several times faster (see
+``models/_depthwise.py``).
+
 Pruning gates (the hook for channel / head pruning)
 ---------------------------------------------------
 Every prunable site of every zoo model applies a :class:`Gate` module to the activation
@@ -60,6 +81,7 @@ from models._gates import (
     set_gates,
 )
 from models._registry import ModelInfo, create, get_info, list_models
+from models._workload import list_countable_models, model_workload
 
 __all__ = [
     "GATE_KINDS",
@@ -73,6 +95,8 @@ __all__ = [
     "create",
     "gate_sites",
     "get_info",
+    "list_countable_models",
     "list_models",
+    "model_workload",
     "set_gates",
 ]

@@ -83,6 +83,9 @@ class LeNet5(ZooModel):
 class MnistCNN(ZooModel):
     """The small CNN of the Flax MNIST example (``examples/mnist``, NNX tutorial).
 
+    Exactly the example's layers (a variant in Flax's tracing benchmarks adds BatchNorm
+    and Dropout(0.025); that variant is not this model).
+
     Layers (default input 28x28x1; convs use SAME padding)::
 
       conv1  3x3, 1 -> 32,  ReLU, avg-pool 2   -> 14x14x32
@@ -135,21 +138,22 @@ class ConvBNReLU(nnx.Module):
     Args:
       cin, cout, k, stride: conv geometry (SAME padding; ``groups`` for grouped convs).
       depthwise: use a :class:`DepthwiseConv` (requires ``cin == cout``; same
-        parameter layout as an ``nnx.Conv`` with ``groups = cin``).
+        parameter layout as an ``nnx.Conv`` with ``groups = cin``); ``depthwise_impl``
+        is its ``impl``.
       path: this unit's module path inside the zoo model (for the gate's site
         metadata); ``consumers``: paths of the layers reading its output channels.
     """
 
     def __init__(
-        self, cin, cout, k=3, stride=1, *, groups=1, depthwise=False, path, consumers, dtype,
-        param_dtype, rngs,
+        self, cin, cout, k=3, stride=1, *, groups=1, depthwise=False, depthwise_impl="taps",
+        path, consumers, dtype, param_dtype, rngs,
     ):
         if depthwise:
             if cin != cout:
                 raise ValueError(f"{path}: a depthwise conv needs cin == cout, got {cin}, {cout}")
             self.conv = DepthwiseConv(
                 cin, k, stride, kernel_init=he_normal, dtype=dtype, param_dtype=param_dtype,
-                rngs=rngs,
+                rngs=rngs, impl=depthwise_impl,
             )
         else:
             self.conv = conv(

@@ -121,7 +121,8 @@ class Gate(nnx.Module):
                 f"size {self.size}) got an activation of shape {x.shape}; expected "
                 f"size {self.size} on axis {axis}"
             )
-        shape = (self.size,) if axis == -1 else (self.size, 1)
+        # full-rank broadcast shape (explicit: rank promotion may be disabled)
+        shape = (1,) * (x.ndim + axis) + (self.size,) + (1,) * (-axis - 1)
         return x * jnp.reshape(values.astype(x.dtype), shape)
 
 
@@ -250,8 +251,12 @@ def set_gates(
 
     Raises:
       TypeError: the factory returned something that is not a ``Gate``.
-      ValueError: the new gate's size or kind differs from the site's.
+      ValueError: the new gate's size or kind differs from the site's, or one gate
+        object is returned for two sites.
     """
+    # validate every replacement first, so a failing factory leaves the model unchanged
+    placed: dict[int, str] = {}
+    plan = []
     for site in gate_sites(model):
         new = factory(site)
         if new is None:
@@ -267,6 +272,14 @@ def set_gates(
                 f"{site.kind} gate of size {site.size}; factory returned a "
                 f"{new.kind} gate of size {new.size}"
             )
+        if id(new) in placed:
+            raise ValueError(
+                f"set_gates: factory returned the same Gate object for sites "
+                f"{placed[id(new)]!r} and {site.path!r}; create one gate per site"
+            )
+        placed[id(new)] = site.path
+        plan.append((site, new))
+    for site, new in plan:
         old = site.gate
         new.site_layer = old.site_layer
         new.site_consumers = old.site_consumers

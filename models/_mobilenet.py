@@ -10,6 +10,7 @@ from flax import nnx
 
 from models._base import ZooModel, linear
 from models._cnn import ConvBNReLU
+from models._depthwise import IMPLS
 from models._gates import number_gates
 
 __all__ = ["MobileNetSmall", "SeparableBlock"]
@@ -23,10 +24,12 @@ class SeparableBlock(nnx.Module):
     (``dw.conv``, ``dw.bn``, ``dw.gate``; ``pw.conv`` ...).
     """
 
-    def __init__(self, cin, cout, stride, *, path, next_layer, dtype, param_dtype, rngs):
+    def __init__(self, cin, cout, stride, *, path, next_layer, depthwise_impl, dtype,
+                 param_dtype, rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.dw = ConvBNReLU(
-            cin, cin, 3, stride, depthwise=True, path=f"{path}.dw", consumers=(f"{path}.pw.conv",), **kw
+            cin, cin, 3, stride, depthwise=True, depthwise_impl=depthwise_impl,
+            path=f"{path}.dw", consumers=(f"{path}.pw.conv",), **kw,
         )
         self.pw = ConvBNReLU(cin, cout, 1, 1, path=f"{path}.pw", consumers=(next_layer,), **kw)
 
@@ -71,6 +74,9 @@ class MobileNetSmall(ZooModel):
       stem_width: output channels of the stem conv.
       blocks: (output channels, stride) of each separable block.
       dropout_rate: dropout before the head (0 disables it).
+      depthwise_impl: ``"taps"`` (default) or ``"xla"``, see
+        :class:`models._depthwise.DepthwiseConv`: both trace as a grouped conv and give
+        the same numbers; ``"taps"`` trains several times faster on XLA's CPU backend.
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class MobileNetSmall(ZooModel):
         stem_width: int = 32,
         blocks: Sequence[tuple[int, int]] = DEFAULT_BLOCKS,
         dropout_rate: float = 0.0,
+        depthwise_impl: str = "taps",
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
@@ -89,10 +96,17 @@ class MobileNetSmall(ZooModel):
         blocks = tuple((int(c), int(s)) for c, s in blocks)
         if not blocks or any(c < 1 or s not in (1, 2) for c, s in blocks):
             raise ValueError(
-                f"MobileNetSmall: blocks must be (channels >= 1, stride 1 or 2) pairs, got {blocks!r}"
+                "MobileNetSmall: blocks must be (channels >= 1, stride 1 or 2) pairs, "
+                f"got {blocks!r}"
             )
         if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"MobileNetSmall: dropout_rate must be in [0, 1), got {dropout_rate!r}")
+            raise ValueError(
+                f"MobileNetSmall: dropout_rate must be in [0, 1), got {dropout_rate!r}"
+            )
+        if depthwise_impl not in IMPLS:
+            raise ValueError(
+                f"MobileNetSmall: depthwise_impl must be one of {IMPLS}, got {depthwise_impl!r}"
+            )
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         _, _, c = self.input_shape
         self.stem = ConvBNReLU(
@@ -103,7 +117,8 @@ class MobileNetSmall(ZooModel):
         for i, (cout, stride) in enumerate(blocks):
             nxt = f"blocks.{i + 1}.dw.conv" if i + 1 < len(blocks) else "head"
             units.append(
-                SeparableBlock(cin, cout, stride, path=f"blocks.{i}", next_layer=nxt, **kw)
+                SeparableBlock(cin, cout, stride, path=f"blocks.{i}", next_layer=nxt,
+                               depthwise_impl=depthwise_impl, **kw)
             )
             cin = cout
         self.blocks = nnx.List(units)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models._base import ZooModel, linear
+from models._base import ZooModel, lecun_normal, linear, normal_init
 from models._gates import number_gates, place_gate
 
 __all__ = ["MLPBlock", "MultiHeadSelfAttention", "TransformerBlock", "ViTTiny"]
@@ -181,14 +181,12 @@ class ViTTiny(ZooModel):
         num_tokens = num_patches + (1 if pool == "cls" else 0)
         self.patch_embed = nnx.Conv(
             c, dim, (patch_size, patch_size), (patch_size, patch_size), padding="VALID",
-            kernel_init=nnx.initializers.lecun_normal(), **kw,
+            kernel_init=lecun_normal, **kw,
         )
         if pool == "cls":
             self.cls_token = nnx.Param(jnp.zeros((1, 1, dim), self.param_dtype))
         self.pos_embed = nnx.Param(
-            0.02 * jax.random.truncated_normal(
-                rngs.params(), -2.0, 2.0, (1, num_tokens, dim), self.param_dtype
-            )
+            normal_init(lambda fi, fo: 0.02)(rngs.params(), (1, num_tokens, dim), self.param_dtype)
         )
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
         self.blocks = nnx.List(

@@ -318,8 +318,13 @@ def load_cifar10_arrays(data_dir: str | os.PathLike | None = None, *, download: 
     files, reader = (CIFAR10_BIN_FILES, _read_bin) if kind == "bin" else (CIFAR10_PY_FILES, _read_py)
     out = {}
     for split, specs in files.items():
-        parts = [reader(d / s.name, s) for s in specs]
-        images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else np.ascontiguousarray(parts[0][0])
-        labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
+        images = np.empty((sum(s.records for s in specs), 32, 32, 3), np.uint8)
+        labels = np.empty(len(images), np.int32)
+        start = 0
+        for s in specs:  # one copy per batch, into a C-contiguous NHWC array
+            x, y = reader(d / s.name, s)
+            images[start:start + len(x)] = x
+            labels[start:start + len(x)] = y
+            start += len(x)
         out[split] = (images, labels)
     return out

@@ -111,7 +111,7 @@ def _describe(exc: BaseException) -> str:
 
 def _stream(url: str, fileobj, desc: str) -> str:
     """Copy ``url`` into ``fileobj`` with a progress bar; return the md5 of the bytes."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     digest = hashlib.md5()

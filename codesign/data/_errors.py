@@ -46,4 +46,15 @@ class DownloadError(OSError):
         lines += [f"  {url}: {reason}" for url, reason in attempts]
         if hint:
             lines.append(hint)
-        super().__init__("\n".join(lines))
+        self.message = "\n".join(lines)
+        super().__init__(self.message)
+
+    def __new__(cls, *args, **kwargs):
+        # OSError.__new__ would read (filename, attempts, hint) as (errno, strerror, ...).
+        return super().__new__(cls)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.filename, self.attempts))

@@ -155,7 +155,7 @@ def _parse_idx(data: bytes, path: Path, spec: IdxSpec | None = None) -> np.ndarr
             raise DataFileError(path, "md5 checksum" + (" of the decompressed content"
                                                         if path.suffix == ".gz" else ""),
                                 spec.raw_md5, got, _HINT)
-    arr = np.frombuffer(data, dtype=dtype, count=expected - header, offset=header)
+    arr = np.frombuffer(data, dtype=dtype, count=(expected - header) // dtype.itemsize, offset=header)
     return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
