@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif f.type == "dict":
             kw["type"], kw["metavar"] = _json_dict, "JSON"
         elif f.type == "str | None":
-            kw["type"], kw["metavar"] = _opt_str, "STR"
+            kw["type"], kw["metavar"] = _opt_str, f.metadata.get("metavar", "STR")
         else:
             kw["type"], kw["metavar"] = str, "STR"
         if isinstance(choices, tuple):
