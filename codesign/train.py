@@ -28,20 +28,24 @@ Multi-host
 Start one process per host with the same config and ``--distributed``
 (``Config.distributed=True``)::
 
-    # on every host (SLURM, Open MPI and Cloud TPU are detected automatically):
+    # on every host (SLURM, Open MPI, Kubernetes and Cloud TPU are detected by JAX):
     codesign train cifar10 --distributed --workdir /shared/runs/c10
-    # elsewhere, tell JAX where the coordinator is:
+    # elsewhere, say where the coordinator (process 0) listens, how many processes
+    # there are and which one this is (process 0 shown; run the same on each host):
     JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \\
         codesign train cifar10 --distributed --workdir /shared/runs/c10
 
-``jax.distributed.initialize()`` is then called before anything else; the mesh
+``jax.distributed.initialize()`` is then called before anything else (with
+``num_processes`` / ``process_id`` from ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``
+when set; JAX itself reads ``JAX_COORDINATOR_ADDRESS``); the mesh
 spans every device of every process, each process reads the same (seed, epoch)
 batch order and feeds its own slice of each global batch
 (``jax.make_array_from_process_local_data``), and only process 0 writes
 ``config.json`` / ``metrics.jsonl`` / ``report.json`` (Orbax coordinates the
-checkpoint writes). The workdir must be on a filesystem all hosts share. Our
-tests exercise multiple devices in one process; multi-process runs are not tested
-on this project's single machine.
+checkpoint writes). The workdir must be on a filesystem all hosts share.
+``tests/test_sharding.py`` runs this path with two CPU processes on one machine
+(gloo collectives) and checks it against one process with two devices; real
+multi-host clusters are untested here.
 
 Reproducibility
 ---------------
@@ -59,6 +63,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -387,6 +392,18 @@ def _prepare_workdir(config: Config, workdir: Path, *, resume: bool, overwrite: 
     return True
 
 
+def _init_distributed() -> None:
+    """``jax.distributed.initialize()``, with process count/id from the environment if set."""
+    kw = {}
+    for var, arg in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if os.environ.get(var):
+            try:
+                kw[arg] = int(os.environ[var])
+            except ValueError:
+                raise ConfigError(f"environment variable {var}={os.environ[var]!r} is not an integer") from None
+    jax.distributed.initialize(**kw)
+
+
 def _make_mesh(config: Config) -> Mesh:
     devices = jax.devices()
     n = config.num_devices or len(devices)
@@ -402,6 +419,22 @@ def _make_mesh(config: Config) -> Mesh:
                 f"{n} data-parallel devices"
             )
     return Mesh(np.array(devices[:n]), ("data",))
+
+
+def _replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """Place host/device values (identical on every process) replicated over the mesh."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+            impl = jax.random.key_impl(x)
+            data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
+            return jax.random.wrap_key_data(data, impl=impl)
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+    return jax.tree.map(put, tree)
 
 
 def _put_batch(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -543,7 +576,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
     if resume and overwrite:
         raise ConfigError("resume and overwrite are mutually exclusive")
     if config.distributed and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+        _init_distributed()
     validate_names(config)
     from codesign.data import load_dataset
 
@@ -602,7 +635,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
         _log("keep_checkpoints=0: nothing to resume from, starting from scratch")
     if is_main:
         atomic_write_text(workdir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    state = jax.device_put(state, repl)
+    state = _replicate(state, repl)
 
     t_compile = time.perf_counter()
     fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean, train_ds.std,
@@ -631,13 +664,12 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
 
     train_time = prior_train
     for epoch in range(start_epoch, config.epochs):
-        acc = jax.device_put(jnp.zeros(3, jnp.float32), repl)
+        acc = _replicate(np.zeros(3, np.float32), repl)
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", config.progress)
         t0 = time.perf_counter()
         for step, (x, y) in enumerate(_epoch_batches(train_ds, config, epoch, steps_per_epoch)):
             state, acc = fns.train(state, acc, _put_batch(x, data_sh), _put_batch(y, data_sh),
-                                   jax.device_put(np.int32(epoch), repl),
-                                   jax.device_put(np.int32(step), repl))
+                                   _replicate(np.int32(epoch), repl), _replicate(np.int32(step), repl))
             if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
                 loss_sum, correct, count = np.asarray(acc)
                 if not math.isfinite(loss_sum):
