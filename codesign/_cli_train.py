@@ -23,7 +23,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, NoReturn
 
-from codesign._config import OPTIMIZERS, PRESETS, SCHEDULES, Config, ConfigError, list_presets
+from codesign._config import PRESETS, Config, ConfigError, list_presets
 
 PROG = "codesign train"
 
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser.parse_args(argv)
         if ns.list_presets:
             for name, fn in PRESETS.items():
-                print(f"{name}:\n    " + "\n    ".join(l.strip() for l in (fn.__doc__ or "").strip().splitlines()) + "\n")
+                doc = (fn.__doc__ or "").strip().splitlines()
+                print(f"{name}:\n    " + "\n    ".join(line.strip() for line in doc) + "\n")
             return 0
         cfg = _resolve(ns)
         if ns.print_config:

@@ -164,7 +164,10 @@ class Config:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise ConfigError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
+            raise ConfigError(
+                f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(names)}"
+            )
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in d:
