@@ -39,7 +39,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 # then equal to an uninterrupted run only up to float reduction order.
 RUNTIME_FIELDS = frozenset(
     {"data_dir", "download", "eval_batch_size", "keep_checkpoints", "progress",
-     "log_every", "num_devices", "distributed"}
+     "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow"}
 )
 
 
@@ -102,6 +102,10 @@ class Config:
     keep_checkpoints: int = _f(3, "keep the last N per-epoch checkpoints (0: do not checkpoint)")
     progress: bool = _f(True, "show a progress bar per epoch (only when stderr is a terminal)")
     log_every: int = _f(20, "refresh the progress bar's loss/accuracy every N steps")
+    # hardware report (does not change training)
+    hw_arch: str = _f("eyeriss", "accelerator for the report's energy/latency per inference: a preset "
+                      "(hwmodel.list_presets()), a YAML file, or 'none' to skip")
+    hw_dataflow: str = _f("rs", "dataflow for the hardware report", choices=("ws", "os", "is", "rs", "nlr"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -135,6 +139,10 @@ class Config:
             raise ConfigError(
                 f"config field 'warmup_epochs': the onecycle schedule needs 0 < warmup_epochs < "
                 f"epochs={self.epochs}, got {self.warmup_epochs!r}"
+            )
+        if self.hw_dataflow not in ("ws", "os", "is", "rs", "nlr"):
+            raise ConfigError(
+                f"config field 'hw_dataflow': unknown {self.hw_dataflow!r}; valid: ws, os, is, rs, nlr"
             )
         if self.nesterov and self.optimizer != "sgd":
             raise ConfigError("config field 'nesterov': only valid with optimizer='sgd'")
@@ -249,6 +257,15 @@ def validate_names(config: Config) -> None:
     import models
     from codesign import data
 
+    import hwmodel
+
+    if config.hw_arch != "none" and config.hw_arch not in hwmodel.list_presets() and not (
+        config.hw_arch.endswith((".yaml", ".yml"))
+    ):
+        raise ConfigError(
+            f"unknown hw_arch {config.hw_arch!r}; valid: {', '.join(hwmodel.list_presets())}, "
+            "a .yaml file, or none"
+        )
     valid_models = tuple(models.list_models())
     if config.model not in valid_models:
         raise ConfigError(f"unknown model {config.model!r}; valid: {', '.join(valid_models)}")

@@ -102,6 +102,10 @@ def _rate(x: Any) -> str:
     return "n/a" if x is None or not math.isfinite(float(x)) else f"{float(x):,.0f}"
 
 
+def _unit(x: Any, unit: str) -> str:
+    return "n/a" if x is None else f"{float(x):.4g} {unit}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
     """One column of the results table.
@@ -128,6 +132,10 @@ RESULT_COLUMNS: list[Column] = [
     Column("batch_size", "batch"),
     Column("wall_time_s", "wall time", _secs),
     Column("images_per_s", "images/s", _rate),
+    Column("hw_arch", "accelerator", align="left"),
+    Column("energy_per_inference_uj", "energy/inference", lambda v: _unit(v, "uJ")),
+    Column("latency_per_inference_ms", "latency/inference", lambda v: _unit(v, "ms")),
+    Column("dram_bytes_per_inference", "DRAM/inference", lambda v: _unit(v and v / 1e3, "kB")),
 ]
 
 

@@ -91,6 +91,7 @@ __all__ = [
     "cross_entropy_loss",
     "decay_mask",
     "eval_step",
+    "hardware_report",
     "make_optimizer",
     "make_schedule",
     "train_and_evaluate",
@@ -334,17 +335,57 @@ def count_params(model: nnx.Module) -> int:
 
 def _count_macs(model: nnx.Module, input_shape: tuple[int, ...]) -> tuple[int | None, str]:
     """MACs per image (batch 1) from ``hwmodel.extract_workload``; (None, why) if unavailable."""
+    wl = _workload(model, input_shape)
+    return int(wl.total_macs), "hwmodel.extract_workload (batch 1, dense)"
+
+
+def _workload(model: nnx.Module, input_shape: tuple[int, ...]):
+    """The model's workload at batch 1 (traced in eval mode; no FLOPs run)."""
     import hwmodel
 
-    extract = getattr(hwmodel, "extract_workload", None)
-    if extract is None:
-        return None, "hwmodel.extract_workload is not available in this build"
     model.eval()
     try:
-        wl = extract(model, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32), name=None, batch=1)
+        return hwmodel.extract_workload(
+            model, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32), batch=1
+        )
     finally:
         model.train()
-    return int(wl.total_macs), "hwmodel.extract_workload (batch 1, dense)"
+
+
+def hardware_report(model: nnx.Module, input_shape: tuple[int, ...], arch: str,
+                    dataflow: str = "rs") -> dict[str, Any]:
+    """Energy, latency and traffic of one inference (batch 1) on an accelerator.
+
+    The dense model is mapped with ``hwmodel.map_workload`` (objective: energy) and
+    costed with ``hwmodel.cost``: simulated figures from the analytical loop-nest
+    model, not measurements.
+
+    Args:
+      model: the (trained) model; traced in eval mode, no FLOPs run.
+      input_shape: one image's shape ``(H, W, C)``.
+      arch: a preset name (``hwmodel.list_presets()``) or a YAML file.
+      dataflow: one of ``hwmodel.DATAFLOWS``.
+
+    Returns:
+      A dict: ``hw_arch``, ``hw_dataflow``, ``energy_per_inference_uj`` (uJ),
+      ``latency_per_inference_ms`` (ms), ``power_mw`` (mW),
+      ``dram_bytes_per_inference`` (bytes), ``hw_utilization`` (0-1),
+      ``hw_area_mm2`` (mm^2).
+    """
+    import hwmodel
+
+    hw = hwmodel.load_arch(arch)
+    c = hwmodel.cost(_workload(model, input_shape), hw, dataflow=dataflow)
+    return {
+        "hw_arch": hw.name,
+        "hw_dataflow": dataflow,
+        "energy_per_inference_uj": float(c.energy_pj) * 1e-6,
+        "latency_per_inference_ms": float(c.latency_s) * 1e3,
+        "power_mw": float(c.power_w) * 1e3,
+        "dram_bytes_per_inference": float(c.dram_bytes),
+        "hw_utilization": float(c.utilization),
+        "hw_area_mm2": float(c.area_mm2),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -610,6 +651,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
                                           steps_per_epoch=steps_per_epoch)
     n_params = count_params(model)
     macs, macs_note = _count_macs(model, image_shape)
+    hw_figures = ({} if config.hw_arch == "none"
+                  else hardware_report(model, image_shape, config.hw_arch, config.hw_dataflow))
     schedule = make_schedule(config, steps_per_epoch)
     model.train()
     graphdef_train, state = nnx.split((model, optimizer))
@@ -737,6 +780,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
         "train_time_s": train_time,
         "compile_time_s": compile_s,
         "images_per_s": images / train_time if train_time > 0 else None,
+        **hw_figures,
         "num_devices": mesh.size,
         "platform": jax.devices()[0].platform,
         "resumed_from_epoch": resumed_from,
