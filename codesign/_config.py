@@ -374,17 +374,16 @@ def cifar10() -> Config:
     """resnet20 on CIFAR-10 with augmentation and a one-cycle schedule (60-minute CPU budget).
 
     Command: ``codesign train cifar10 --data-dir DIR``
-    Result: NOT YET MEASURED (the 60-minute study is scheduled separately). Sized for
-    this 2-core CPU when quiet: resnet20 trains at ~221 images/s (0.58 s per step of
-    128), so an epoch is ~226 s plus ~10 s of test evaluation, and 14 epochs take
-    ~56 minutes. On a slower or busier machine lower ``--epochs`` (keep
-    ``--warmup-epochs`` about 0.3x epochs). Smoke-tested: 2 epochs of 40 steps reach
-    38% test accuracy. Expected (not measured): about 88-90%.
+    Result: RESULT_PENDING. Sized for this 2-core CPU when quiet: the preset's step
+    trains resnet20 at ~264 images/s (0.49 s per step of 128,
+    ``python benchmarks/train_throughput.py``), so an epoch is ~190 s plus ~10 s of
+    test evaluation, and 16 epochs take ~54 minutes. On a slower or busier machine
+    lower ``--epochs`` (keep ``--warmup-epochs`` about 0.3x epochs).
     """
     return Config(
-        dataset="cifar10", model="resnet20", epochs=14, batch_size=128, augment=True,
+        dataset="cifar10", model="resnet20", epochs=16, batch_size=128, augment=True,
         optimizer="sgd", learning_rate=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        schedule="onecycle", warmup_epochs=4.0, label_smoothing=0.1,
+        schedule="onecycle", warmup_epochs=5.0, label_smoothing=0.1,
     )
 
 
