@@ -432,6 +432,23 @@ def matmul_gflops(repeats: int = 5, n: int = 2048) -> dict[str, float]:
     return out
 
 
+def whole_step_seconds(name: str, batch: int, repeats: int = 3, lr: float = 0.01):
+    """``(ours, torch)`` median seconds per train step of ``name`` (as in the main table),
+    or ``None`` when there is no PyTorch version of the model."""
+    builders = torch_models()
+    if name not in builders:
+        return None
+    info = models.get_info(name)
+    batches = host_batches(info.default_input_shape, info.num_classes, batch)
+    cfg = Config(model=name, dataset=info.dataset, batch_size=batch, eval_batch_size=batch,
+                 num_devices=1, optimizer="sgd", learning_rate=lr, momentum=0.9,
+                 schedule="constant", keep_checkpoints=0)
+    runners = {"ours": OursRunner(cfg, info.default_input_shape, info.num_classes, batches),
+               "torch": TorchRunner(builders[name], batches, lr)}
+    t = interleaved(runners, repeats, 2.0)
+    return t["ours"], t["torch"]
+
+
 def load_note() -> str:
     return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
