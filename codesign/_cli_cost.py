@@ -29,100 +29,65 @@ import argparse
 import json
 import sys
 
+from codesign._cli_common import (
+    Parser,
+    UsageError,
+    add_model_args,
+    check_model,
+    one_line,
+    parse_batch,
+    parse_input_shape,
+    run,
+)
+
 PROG = "codesign cost"
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line on stderr, exit 2 (raised, handled in main)
-        raise _UsageError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
     from hwmodel._mapper import OBJECTIVES
     from hwmodel._mapping import DATAFLOWS
 
-    p = _Parser(prog=PROG, description="Energy, latency and area of a model on an accelerator "
-                "(analytical loop-nest model).")
-    p.add_argument("model", help="zoo model or reference network (e.g. alexnet, resnet50)")
+    p = Parser(prog=PROG, description="Energy, latency and area of a model on an accelerator "
+               "(analytical loop-nest model).")
+    add_model_args(p, "alexnet, resnet50")
     p.add_argument("--arch", required=True,
                    help="architecture preset name (e.g. eyeriss) or a .yaml file")
     p.add_argument("--dataflow", default="rs", choices=DATAFLOWS,
                    help="dataflow family (default rs)")
-    p.add_argument("--batch", default="1", help="batch size N (default 1)")
     p.add_argument("--objective", default="energy", choices=OBJECTIVES,
                    help="mapper objective (default energy)")
-    p.add_argument("--input-shape", default=None,
-                   help="per-example input: H,W,C for image models, T for transformers")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+def _hint(msg: str) -> str:
+    if "model" in msg and "required" in msg:
+        from models._workload import list_countable_models
+
+        msg += f"; valid models: {', '.join(list_countable_models())}"
+    if "--arch" in msg and "required" in msg:
+        import hwmodel
+
+        msg += f"; valid presets: {', '.join(hwmodel.list_presets())} or a .yaml file"
+    return msg
 
 
-def main(argv: list[str]) -> int:
-    """Run ``codesign cost``; returns the exit status."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except _UsageError as e:
-        msg = str(e)
-        if "model" in msg and "required" in msg:
-            from models._workload import list_countable_models
-
-            msg += f"; valid models: {', '.join(list_countable_models())}"
-        if "--arch" in msg and "required" in msg:
-            import hwmodel
-
-            msg += f"; valid presets: {', '.join(hwmodel.list_presets())} or a .yaml file"
-        print(f"{PROG}: {msg}", file=sys.stderr)
-        return 2
-    try:
-        batch = int(args.batch)
-    except ValueError:
-        batch = 0
-    if batch < 1:
-        print(f"{PROG}: --batch {args.batch!r} must be a positive int", file=sys.stderr)
-        return 2
-    shape = None
-    if args.input_shape is not None:
-        try:
-            shape = tuple(int(t) for t in args.input_shape.split(","))
-        except ValueError:
-            shape = ()
-        if not shape or any(v < 1 for v in shape):
-            print(f"{PROG}: --input-shape {args.input_shape!r} must be comma-separated positive "
-                  "ints (H,W,C for image models, T for token models)", file=sys.stderr)
-            return 2
+def _body(args: argparse.Namespace) -> int:
+    batch = parse_batch(args.batch)
+    shape = parse_input_shape(args.input_shape)
 
     import hwmodel  # heavy imports only after parsing
-    from models._workload import list_countable_models, model_workload
+    from models._workload import model_workload
 
     try:
         arch = hwmodel.load_arch(args.arch)
     except (ValueError, OSError) as e:
-        print(f"{PROG}: --arch: {_one_line(e)}", file=sys.stderr)
-        return 2
-    if args.model not in list_countable_models():
-        print(f"{PROG}: unknown model {args.model!r}; valid: "
-              f"{', '.join(list_countable_models())}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--arch: {one_line(e)}") from e
+    check_model(args.model)
     try:
         wl = model_workload(args.model, batch=batch, input_shape=shape)
-    except ValueError as e:
-        print(f"{PROG}: {_one_line(e)}", file=sys.stderr)
-        return 2
-    try:
         c = hwmodel.cost(wl, arch, dataflow=args.dataflow, objective=args.objective)
-    except hwmodel.NoLegalMapping as e:
-        print(f"{PROG}: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # includes hwmodel.NoLegalMapping
+        raise UsageError(one_line(e)) from e
     if args.json:
         d = c.to_dict()
         d["model"] = args.model
@@ -132,3 +97,8 @@ def main(argv: list[str]) -> int:
         return 0
     print(c.table())
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Run ``codesign cost``; returns the exit status."""
+    return run(PROG, _parser(), argv, _body, _hint)

@@ -30,95 +30,51 @@ import argparse
 import json
 import sys
 
+from codesign._cli_common import (
+    Parser,
+    UsageError,
+    add_model_args,
+    check_model,
+    one_line,
+    parse_batch,
+    parse_input_shape,
+    run,
+)
+
 PROG = "codesign count"
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line on stderr, exit 2 (raised, handled in main)
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=PROG,
         description="Count a model's layers: weights, MACs, activations (nothing is trained).",
     )
-    p.add_argument("model", help="zoo model or reference network (e.g. resnet50, gpt3_175b)")
-    p.add_argument("--batch", default="1", help="batch size N (default 1)")
-    p.add_argument(
-        "--input-shape",
-        default=None,
-        help="per-example input: H,W,C for image models, T (tokens) for transformers",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_model_args(p, "resnet50, gpt3_175b")
     p.add_argument(
         "--summary", action="store_true", help="table: only the per-category summary"
     )
     return p
 
 
-def _parse_ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        vals = ()
-    if not vals or any(v < 1 for v in vals):
-        raise _UsageError(
-            f"{what} {text!r} must be comma-separated positive ints "
-            "(H,W,C for image models, T for token models)"
-        )
-    return vals
+def _hint(msg: str) -> str:
+    if "model" in msg:  # missing positional: say which models exist
+        from models._workload import list_countable_models
+
+        msg += f"; valid models: {', '.join(list_countable_models())}"
+    return msg
 
 
-def main(argv: list[str]) -> int:
-    """Run ``codesign count``; returns the exit status."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except _UsageError as e:
-        msg = str(e)
-        if "model" in msg:  # missing positional: say which models exist
-            from models._workload import list_countable_models
+def _body(args: argparse.Namespace) -> int:
+    batch = parse_batch(args.batch)
+    shape = parse_input_shape(args.input_shape)
 
-            msg += f"; valid models: {', '.join(list_countable_models())}"
-        print(f"{PROG}: {msg}", file=sys.stderr)
-        return 2
+    from models._workload import default_input_shape, model_workload  # heavy: after parsing
 
-    try:
-        batch = int(args.batch)
-    except ValueError:
-        batch = 0
-    if batch < 1:
-        print(f"{PROG}: --batch {args.batch!r} must be a positive int", file=sys.stderr)
-        return 2
-    try:
-        shape = None if args.input_shape is None else _parse_ints(args.input_shape, "--input-shape")
-    except _UsageError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
-
-    from models._workload import (  # heavy imports: only after parsing
-        default_input_shape,
-        list_countable_models,
-        model_workload,
-    )
-
-    if args.model not in list_countable_models():
-        print(
-            f"{PROG}: unknown model {args.model!r}; valid: {', '.join(list_countable_models())}",
-            file=sys.stderr,
-        )
-        return 2
+    check_model(args.model)
     try:
         wl = model_workload(args.model, batch=batch, input_shape=shape)
     except ValueError as e:
-        print(f"{PROG}: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        raise UsageError(one_line(e)) from e
 
     if shape is None:
         shape = default_input_shape(args.model)
@@ -136,3 +92,8 @@ def main(argv: list[str]) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Run ``codesign count``; returns the exit status."""
+    return run(PROG, _parser(), argv, _body, _hint)

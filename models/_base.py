@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models._conv import conv_general_dilated
+from models._pool import pool2x2
+
 __all__ = ["ZooModel", "count_params"]
 
 
@@ -141,6 +144,7 @@ def conv(
         param_dtype=param_dtype,
         kernel_init=he_normal,
         rngs=rngs,
+        conv_general_dilated=conv_general_dilated,
     )
 
 
@@ -164,8 +168,7 @@ def batch_norm(n, *, dtype, param_dtype, rngs) -> nnx.BatchNorm:
 
 
 def pool2(x: jax.Array, kind: str) -> jax.Array:
-    """2x2 pooling with stride 2 (``"avg"`` or ``"max"``), NHWC."""
-    f = nnx.avg_pool if kind == "avg" else nnx.max_pool
-    return f(x, window_shape=(2, 2), strides=(2, 2))
+    """2x2 pooling with stride 2 (``"avg"`` or ``"max"``), NHWC (see :mod:`models._pool`)."""
+    return pool2x2(x, kind)
 
 

@@ -15,26 +15,9 @@ import hwmodel
 from hwmodel import Knobs
 from hwmodel._mapper import evaluate_stack
 from hwmodel._mapping import stack_mappings
-from tests._archs import TINY, TINY_LAYERS, eyeriss, sized as _sized
+from tests._archs import eyeriss, sized as _sized
+from tests._cost_fixtures import L, LAYERS, WL, arch, cost_fn, maps  # noqa: F401 (fixtures)
 
-LAYERS = TINY_LAYERS
-WL = TINY
-L = len(LAYERS)
-
-
-@pytest.fixture(scope="module")
-def arch():
-    return hwmodel.load_arch("eyeriss")
-
-
-@pytest.fixture(scope="module")
-def maps(arch):
-    return hwmodel.map_workload(WL, arch, dataflow="rs")
-
-
-@pytest.fixture(scope="module")
-def cost_fn(arch, maps):
-    return jax.jit(lambda a, k: hwmodel.cost(WL, a, mappings=maps, knobs=k))
 
 
 @pytest.mark.parametrize("dataflow", hwmodel.DATAFLOWS)

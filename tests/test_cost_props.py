@@ -14,26 +14,9 @@ from jax.test_util import check_grads
 
 import hwmodel
 from hwmodel import Knobs, LayerSpec
-from tests._archs import TINY, TINY_LAYERS, eyeriss
+from tests._archs import eyeriss
+from tests._cost_fixtures import L, LAYERS, WL, arch, maps  # noqa: F401 (fixtures)
 
-LAYERS = TINY_LAYERS
-WL = TINY
-L = len(LAYERS)
-
-
-@pytest.fixture(scope="module")
-def arch():
-    return hwmodel.load_arch("eyeriss")
-
-
-@pytest.fixture(scope="module")
-def maps(arch):
-    return hwmodel.map_workload(WL, arch, dataflow="rs")
-
-
-@pytest.fixture(scope="module")
-def cost_fn(arch, maps):
-    return jax.jit(lambda a, k: hwmodel.cost(WL, a, mappings=maps, knobs=k))
 
 
 unit = st.floats(0.0, 1.0, allow_nan=False, width=32)

@@ -9,21 +9,8 @@ import numpy as np
 import pytest
 
 import hwmodel
-from tests._archs import TINY, TINY_LAYERS, sized as _sized
-
-LAYERS = TINY_LAYERS
-WL = TINY
-L = len(LAYERS)
-
-
-@pytest.fixture(scope="module")
-def arch():
-    return hwmodel.load_arch("eyeriss")
-
-
-@pytest.fixture(scope="module")
-def maps(arch):
-    return hwmodel.map_workload(WL, arch, dataflow="rs")
+from tests._archs import sized as _sized
+from tests._cost_fixtures import WL, arch, maps  # noqa: F401 (fixtures)
 
 
 def test_candidates_path_vmap_over_sizes_equals_loop(arch):

@@ -1,0 +1,156 @@
+"""train_and_evaluate end to end on tiny synthetic data: files, workdir rules, NaN stop."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from codesign import train as train_mod
+from codesign._checkpoint import Checkpointer
+from codesign.config import Config
+from codesign.train import NonFiniteLossError, WorkdirConflictError, train_and_evaluate
+
+
+def tiny(**kw) -> Config:
+    base = dict(
+        dataset="synthetic", dataset_kwargs={"n_train": 128, "n_test": 40}, model="lenet5",
+        epochs=2, batch_size=32, eval_batch_size=16, optimizer="adamw", learning_rate=3e-3,
+        schedule="constant", progress=False, keep_checkpoints=2,
+    )
+    base.update(kw)
+    return Config(**base)
+
+
+def test_run_writes_config_metrics_report_checkpoints(tmp_path, capsys):
+    cfg = tiny(epochs=3)
+    report = train_and_evaluate(cfg, tmp_path)
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "images/s" in out and "lenet5" in out  # results table
+
+    assert Config.from_json((tmp_path / "config.json").read_text()) == cfg
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    rows = [json.loads(l) for l in lines]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert set(r) >= {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr",
+                          "epoch_time_s", "images_per_s"}
+        assert r["images_per_s"] == pytest.approx(4 * 32 / r["epoch_time_s"], rel=1e-6)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["test_accuracy"] == rows[-1]["test_accuracy"]
+    assert saved["params"] > 0 and saved["batch_size"] == 32 and saved["epochs"] == 3
+    assert saved["wall_time_s"] > saved["train_time_s"] > 0
+    assert isinstance(saved["macs"], int) and saved["macs"] > 0
+    ck = Checkpointer(tmp_path / "checkpoints", keep=2)
+    assert ck.all_epochs() == [2, 3]  # keep_checkpoints=2
+    _, meta = ck.restore_flat(3)
+    ck.close()
+    assert meta["epoch"] == 3 and len(meta["history"]) == 3
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_eval_padding_counts_every_test_example(tmp_path):
+    """40 test examples with eval batch 16: 3 batches, the last padded; all 40 counted."""
+    report = train_and_evaluate(tiny(epochs=1, keep_checkpoints=0), tmp_path, print_table=False)
+    assert round(report["test_accuracy"] * 40) == pytest.approx(report["test_accuracy"] * 40, abs=1e-6)
+
+
+def test_validation_split(tmp_path):
+    report = train_and_evaluate(tiny(epochs=1, val_size=32, keep_checkpoints=0), tmp_path, print_table=False)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert "val_accuracy" in row and "test_accuracy" not in row
+    assert 0.0 <= report["test_accuracy"] <= 1.0
+
+
+def test_workdir_rules(tmp_path):
+    cfg = tiny(epochs=1, keep_checkpoints=1)
+    train_and_evaluate(cfg, tmp_path, print_table=False)
+    with pytest.raises(WorkdirConflictError, match="--resume.*--overwrite"):
+        train_and_evaluate(cfg, tmp_path)
+    other = cfg.replace(learning_rate=1e-2)
+    with pytest.raises(WorkdirConflictError, match=r"different config \(learning_rate: 0.003 there, 0.01 now\)"):
+        train_and_evaluate(other, tmp_path)
+    with pytest.raises(WorkdirConflictError, match="different config"):
+        train_and_evaluate(other, tmp_path, resume=True)
+    # runtime fields may differ on resume; a finished run resumes to the same report
+    again = train_and_evaluate(cfg.replace(eval_batch_size=8), tmp_path, resume=True, print_table=False)
+    assert again["resumed_from_epoch"] == 1
+    assert Config.from_json((tmp_path / "config.json").read_text()).eval_batch_size == 8
+    fresh = train_and_evaluate(other, tmp_path, overwrite=True, print_table=False)
+    assert fresh["resumed_from_epoch"] is None
+    assert Config.from_json((tmp_path / "config.json").read_text()) == other
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    """Parameters turn NaN at the first step of epoch 2: the run stops, epoch 1's checkpoint stays."""
+    real = train_mod.make_optimizer
+
+    def poisoned(config, steps_per_epoch):
+        def init(params):
+            return jnp.zeros((), jnp.int32)
+
+        def update(updates, count, params=None):
+            factor = jnp.where(count >= steps_per_epoch, jnp.nan, 1.0)
+            return optax.tree.scale(factor, updates), count + 1
+
+        return optax.chain(real(config, steps_per_epoch), optax.GradientTransformation(init, update))
+
+    monkeypatch.setattr(train_mod, "make_optimizer", poisoned)
+    cfg = tiny(epochs=3, log_every=1)
+    with pytest.raises(NonFiniteLossError) as err:
+        train_and_evaluate(cfg, tmp_path)
+    msg = str(err.value)
+    assert "non-finite training loss" in msg and "epoch 2, step 2" in msg
+    assert "last good checkpoint (epoch 1)" in msg
+    ck = Checkpointer(tmp_path / "checkpoints", keep=2)
+    assert ck.all_epochs() == [1]
+    flat, meta = ck.restore_flat(1)
+    ck.close()
+    assert meta["epoch"] == 1
+    assert all(np.all(np.isfinite(v)) for v in flat.values() if np.issubdtype(v.dtype, np.floating))
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_bad_device_count_and_batch(tmp_path):
+    from codesign.config import ConfigError
+
+    with pytest.raises(ConfigError, match="num_devices"):
+        train_and_evaluate(tiny(num_devices=64), tmp_path / "a")
+    with pytest.raises(ConfigError, match="larger than the 128 training examples"):
+        train_and_evaluate(tiny(batch_size=256), tmp_path / "b")
+
+
+def test_report_carries_the_hardware_cost_of_the_trained_model(tmp_path):
+    import jax
+    from flax import nnx
+
+    import hwmodel
+    import models
+
+    report = train_and_evaluate(tiny(epochs=1, hw_arch="eyeriss", hw_dataflow="ws"), tmp_path,
+                                print_table=False)
+    model = models.create("lenet5", rngs=nnx.Rngs(0), input_shape=(28, 28, 1))
+    model.eval()
+    wl = hwmodel.extract_workload(model, jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))
+    ref = hwmodel.cost(wl, hwmodel.load_arch("eyeriss"), dataflow="ws")
+    assert report["hw_arch"] == "eyeriss" and report["hw_dataflow"] == "ws"
+    assert report["energy_per_inference_uj"] == pytest.approx(float(ref.energy_pj) * 1e-6, rel=1e-6)
+    assert report["latency_per_inference_ms"] == pytest.approx(float(ref.latency_s) * 1e3, rel=1e-6)
+    assert report["dram_bytes_per_inference"] == pytest.approx(float(ref.dram_bytes), rel=1e-6)
+
+
+def test_hardware_report_can_be_switched_off_and_bad_arch_is_named(tmp_path):
+    report = train_and_evaluate(tiny(epochs=1, hw_arch="none"), tmp_path / "a", print_table=False)
+    assert "energy_per_inference_uj" not in report
+    from codesign.config import ConfigError, validate_names
+
+    with pytest.raises(ConfigError, match="unknown hw_arch 'eyriss'; valid: .*eyeriss"):
+        validate_names(tiny(hw_arch="eyriss"))
