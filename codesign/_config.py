@@ -306,10 +306,9 @@ def quickstart() -> Config:
     """mnist_cnn on the embedded 5,000-digit MNIST subset (offline); the README's first command.
 
     Command: ``codesign train quickstart``
-    Result: 97.40% test accuracy (the 1,000 embedded test digits) after 4 epochs; 14.5 s
-    wall time for the run, 15.5 s for the whole command including JAX start-up and
-    compilation, on the 2-core CPU shared with other jobs (load average ~2.6; 32.5 s
-    at load average ~5).
+    Result: 97.40% test accuracy (the 1,000 embedded test digits) after 4 epochs; 10.9 s
+    of training, 29 s for the README's first command including the ``pip install``,
+    on the 2-core CPU (quiet; about twice as long at load average ~5).
     """
     return Config(
         dataset="mnist-5k", model="mnist_cnn", epochs=4, batch_size=64,
