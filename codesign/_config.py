@@ -308,7 +308,7 @@ def quickstart() -> Config:
     Command: ``codesign train quickstart``
     Result: 97.40% test accuracy (the 1,000 embedded test digits) after 4 epochs; 10.9 s
     of training, 29 s for the README's first command including the ``pip install``,
-    on the 2-core CPU (quiet; about twice as long at load average ~5).
+    on the 2-core CPU (quiet machine; longer when it is shared with other jobs).
     """
     return Config(
         dataset="mnist-5k", model="mnist_cnn", epochs=4, batch_size=64,
@@ -373,9 +373,9 @@ def cifar10() -> Config:
     """resnet20 on CIFAR-10 with augmentation and a one-cycle schedule (60-minute CPU budget).
 
     Command: ``codesign train cifar10 --data-dir DIR``
-    Result: 88.88% test accuracy in 54 minutes (3,243 s of training, 16 epochs of
-    ~195 s at ~256 images/s, plus ~7 s of test evaluation each; 2-core AMD EPYC CPU,
-    quiet machine; metrics in ``experiments/results/cifar10_resnet20/``). On a slower
+    Result: 88.88% test accuracy in 54 minutes for the whole command (a 3,243 s run:
+    16 epochs of ~195 s at ~256 images/s plus ~7 s of test evaluation each; 2-core AMD
+    EPYC CPU, quiet machine; metrics in ``experiments/results/cifar10_resnet20/``). On a slower
     or busier machine lower ``--epochs`` (keep ``--warmup-epochs`` about 0.3x epochs).
     """
     return Config(
