@@ -63,7 +63,7 @@ def conv_shapes(model_name: str, batch: int):
         key = (layer.H, layer.W, layer.C, layer.M, layer.R, layer.S, tuple(layer.stride),
                tuple(tuple(p) for p in layer.padding), layer.P, layer.Q)
         out[key] += 1
-    return wl, out
+    return out
 
 
 def best_of(fn, sync, inner: int = 3) -> float:
@@ -86,7 +86,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     torch.set_num_threads(os.cpu_count() or 1)
-    wl, shapes = conv_shapes(args.model, args.batch)
+    shapes = conv_shapes(args.model, args.batch)
     n = args.batch
     print(f"# {args.model}, batch {n}: {sum(shapes.values())} dense convs, {len(shapes)} "
           f"distinct shapes; jax {jax.__version__} ({jax.devices()[0].platform}), torch "

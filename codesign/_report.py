@@ -15,10 +15,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hwmodel._io import atomic_write_text
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -29,29 +30,6 @@ __all__ = [
     "read_jsonl",
     "results_table",
 ]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file + rename).
-
-    Args:
-      path: destination file; its parent directory must exist.
-      text: the full new content (UTF-8).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

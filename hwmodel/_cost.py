@@ -353,23 +353,20 @@ def _table(c: Cost) -> str:
         head,
         "-" * len(head),
     ]
-    for L in d["layers"]:
-        e = L["energy_pj"] or 1.0
-        lines.append(
-            f"{L['name'][:28]:<28} {_si(L['macs'], ''):>9} {_si(L['energy_pj'] * 1e-12, 'J'):>10} "
-            + " ".join(f"{100 * L['energy_breakdown_pj'].get(n, 0.0) / e:6.1f}" for n in comp)
-            + f" {L['cycles']:10.4g} {_si(L['latency_s'], 's'):>9} {100 * L['utilization']:4.0f}%"
-            f" {_si(L['dram_bytes'], 'B'):>9} {L['bound']:>7}"
-            + ("" if L["legal"] else "  ILLEGAL")
+
+    def row(name: str, r: dict) -> str:  # one layer, or the total
+        e = r["energy_pj"] or 1.0
+        return (
+            f"{name[:28]:<28} {_si(r['macs'], ''):>9} {_si(r['energy_pj'] * 1e-12, 'J'):>10} "
+            + " ".join(f"{100 * r['energy_breakdown_pj'].get(n, 0.0) / e:6.1f}" for n in comp)
+            + f" {r['cycles']:10.4g} {_si(r['latency_s'], 's'):>9} {100 * r['utilization']:4.0f}%"
+            f" {_si(r['dram_bytes'], 'B'):>9}"
         )
+
+    for L in d["layers"]:
+        lines.append(row(L["name"], L) + f" {L['bound']:>7}" + ("" if L["legal"] else "  ILLEGAL"))
     lines.append("-" * len(head))
-    e = d["energy_pj"] or 1.0
-    lines.append(
-        f"{'total':<28} {_si(d['macs'], ''):>9} {_si(d['energy_pj'] * 1e-12, 'J'):>10} "
-        + " ".join(f"{100 * d['energy_breakdown_pj'].get(n, 0.0) / e:6.1f}" for n in comp)
-        + f" {d['cycles']:10.4g} {_si(d['latency_s'], 's'):>9} {100 * d['utilization']:4.0f}%"
-        f" {_si(d['dram_bytes'], 'B'):>9}"
-    )
+    lines.append(row("total", d))
     wb = np.asarray(c.layers.w_bits, dtype=np.float64)
     ib = np.asarray(c.layers.i_bits, dtype=np.float64)
     rows = [

@@ -80,7 +80,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 
 import numpy as np
 import yaml
@@ -98,6 +97,7 @@ from hwmodel._arch import (
     as_leaf,
     format_path,
 )
+from hwmodel._io import atomic_write_text
 
 __all__ = ["parse_arch_yaml", "arch_to_yaml", "save_arch"]
 
@@ -716,15 +716,4 @@ def save_arch(arch: Architecture, path) -> None:
       arch: a concrete, unbatched architecture.
       path: destination file.
     """
-    text = arch_to_yaml(arch)
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".arch-", suffix=".yaml.tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, arch_to_yaml(arch))

@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Mapping as _MappingABC
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +63,7 @@ from typing import Any, Literal
 import yaml
 
 from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel, as_leaf
+from hwmodel._io import atomic_write_text
 from hwmodel._workload import DIMS, LayerSpec, Workload
 
 __all__ = [
@@ -176,16 +176,7 @@ def _concrete(x, what: str) -> float:
 
 
 def _vec3(x, what: str) -> list[float]:
-    try:
-        vals = [float(v) for v in list(x)]
-    except Exception as e:
-        raise TypeError(
-            f"{what}: needs three concrete numbers (W, I, O) to export to ZigZag, got {x!r} "
-            "(call the exporter outside jit/grad/vmap)"
-        ) from e
-    if len(vals) != 3:
-        raise ValueError(f"{what}: expected 3 values (W, I, O), got {len(vals)}")
-    return vals
+    return _vec_n(x, 3, what, "W, I, O")
 
 
 def _as_int(x: float, what: str) -> int:
@@ -203,18 +194,8 @@ def _num(x: float) -> float:
 
 def _atomic_write_yaml(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None,
+                                           width=100))
 
 
 def _check_names(workload: Workload) -> None:
@@ -517,16 +498,16 @@ def _get_dataflow(dataflow: str) -> ZigZagDataflow:
     return ZIGZAG_DATAFLOWS[dataflow]
 
 
-def _vec_n(x, n: int, what: str) -> list[float]:
+def _vec_n(x, n: int, what: str, items: str = "one per level") -> list[float]:
     try:
         vals = [float(v) for v in list(x)]
     except Exception as e:
         raise TypeError(
-            f"{what}: needs {n} concrete numbers to export to ZigZag, got {x!r} "
+            f"{what}: needs {n} concrete numbers ({items}) to export to ZigZag, got {x!r} "
             "(call the exporter outside jit/grad/vmap)"
         ) from e
     if len(vals) != n:
-        raise ValueError(f"{what}: expected {n} values (one per level), got {len(vals)}")
+        raise ValueError(f"{what}: expected {n} values ({items}), got {len(vals)}")
     return vals
 
 
