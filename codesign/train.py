@@ -333,10 +333,12 @@ def count_params(model: nnx.Module) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-def _count_macs(model: nnx.Module, input_shape: tuple[int, ...]) -> tuple[int | None, str]:
-    """MACs per image (batch 1) from ``hwmodel.extract_workload``; (None, why) if unavailable."""
-    wl = _workload(model, input_shape)
-    return int(wl.total_macs), "hwmodel.extract_workload (batch 1, dense)"
+MACS_NOTE = "hwmodel.extract_workload (batch 1, dense)"
+
+
+def _count_macs(model: nnx.Module, input_shape: tuple[int, ...]) -> tuple[int, str]:
+    """MACs per image (batch 1) from ``hwmodel.extract_workload``, and where they came from."""
+    return int(_workload(model, input_shape).total_macs), MACS_NOTE
 
 
 def _workload(model: nnx.Module, input_shape: tuple[int, ...]):
@@ -372,10 +374,15 @@ def hardware_report(model: nnx.Module, input_shape: tuple[int, ...], arch: str,
       ``dram_bytes_per_inference`` (bytes), ``hw_utilization`` (0-1),
       ``hw_area_mm2`` (mm^2).
     """
+    return _hardware_figures(_workload(model, input_shape), arch, dataflow)
+
+
+def _hardware_figures(workload, arch: str, dataflow: str) -> dict[str, Any]:
+    """:func:`hardware_report` of an already extracted batch-1 workload."""
     import hwmodel
 
     hw = hwmodel.load_arch(arch)
-    c = hwmodel.cost(_workload(model, input_shape), hw, dataflow=dataflow)
+    c = hwmodel.cost(workload, hw, dataflow=dataflow)
     return {
         "hw_arch": hw.name,
         "hw_dataflow": dataflow,
@@ -650,9 +657,10 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
                                           num_classes=train_ds.num_classes,
                                           steps_per_epoch=steps_per_epoch)
     n_params = count_params(model)
-    macs, macs_note = _count_macs(model, image_shape)
+    workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
+    macs, macs_note = int(workload.total_macs), MACS_NOTE
     hw_figures = ({} if config.hw_arch == "none"
-                  else hardware_report(model, image_shape, config.hw_arch, config.hw_dataflow))
+                  else _hardware_figures(workload, config.hw_arch, config.hw_dataflow))
     schedule = make_schedule(config, steps_per_epoch)
     model.train()
     graphdef_train, state = nnx.split((model, optimizer))
