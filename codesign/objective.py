@@ -50,10 +50,10 @@ from flax import nnx
 
 import hwmodel
 import models
+from codesign._config import HW_OBJECTIVES
 
 __all__ = ["HW_OBJECTIVES", "GateBinding", "HardwareObjective", "objective_value"]
 
-HW_OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp", "dram", "macs")
 
 
 def objective_value(cost: hwmodel.Cost, objective: str) -> jax.Array:
