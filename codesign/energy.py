@@ -263,6 +263,7 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     """
     relaxed = obj.cost(model, hard=True)
     exact = obj.exact_cost(model)
+    weights = [l.weights for l in obj.pruned_workload(model)]
     knobs = obj.knobs(model, hard=True)
     layer_keep = {
         l.name: {"keep_out": float(knobs.keep_out[i]), "keep_in": float(knobs.keep_in[i]),
@@ -276,9 +277,9 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     out["kept_units"] = {p: [k, sizes[p]] for p, k in obj.kept_units(model).items()}
     out["layer_keep"] = layer_keep
     out["layers"] = [
-        {"name": n, "macs": int(m), "energy_uj": float(e) / exact.batch * 1e-6}
-        for n, m, e in zip(exact.layer_names, exact.layer_macs,
-                           np.asarray(exact.layers.energy_pj))]
+        {"name": n, "macs": int(m), "weights": int(w), "energy_uj": float(e) / exact.batch * 1e-6}
+        for n, m, w, e in zip(exact.layer_names, exact.layer_macs, weights,
+                              np.asarray(exact.layers.energy_pj))]
     return out
 
 
@@ -286,9 +287,10 @@ def dense_summary(obj: HardwareObjective) -> dict[str, Any]:
     """:func:`hardware_summary`'s figures for the dense (ungated) network."""
     out = _figures(obj.dense_cost)
     out["layers"] = [
-        {"name": n, "macs": int(m), "energy_uj": float(e) / obj.dense_cost.batch * 1e-6}
-        for n, m, e in zip(obj.dense_cost.layer_names, obj.dense_cost.layer_macs,
-                           np.asarray(obj.dense_cost.layers.energy_pj))]
+        {"name": n, "macs": int(m), "weights": int(l.weights),
+         "energy_uj": float(e) / obj.dense_cost.batch * 1e-6}
+        for n, m, l, e in zip(obj.dense_cost.layer_names, obj.dense_cost.layer_macs, obj.layers,
+                              np.asarray(obj.dense_cost.layers.energy_pj))]
     return out
 
 
