@@ -166,3 +166,13 @@ def test_sweep_spec_errors(tmp_path):
     with pytest.raises(ConfigError, match="point 0:.*energy_weight"):
         from codesign.sweep import expand_points
         expand_points(load_spec(_spec([{"method": "gates", "energy_weight": -2.0}])))
+
+
+def test_init_from_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        train_and_evaluate(tiny(init_from=str(tmp_path / "nope")), tmp_path / "w", print_table=False)
+    dense = tmp_path / "dense"
+    train_and_evaluate(tiny(epochs=1), dense, print_table=False)
+    with pytest.raises(ConfigError, match="init_from: .* has no 'conv1.kernel'|init_from: 'conv1"):
+        train_and_evaluate(tiny(model="mnist_cnn", init_from=str(dense)), tmp_path / "w2",
+                           print_table=False)
