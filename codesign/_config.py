@@ -131,14 +131,14 @@ class Config:
     energy_weight: float = _f(0.0, "penalty mode: loss = task + energy_weight * H / H_dense "
                               "(H: --hw-objective of the gated network)")
     energy_budget: float = _f(0.0, "budget mode: keep H <= energy_budget * H_dense (a fraction, e.g. "
-                              "0.05 for 20x less; 0: off), by dual ascent on a Lagrange multiplier")
+                              "0.05 for 20x less; 0: off), by dual ascent on a Lagrange multiplier (see codesign.energy)")
     hw_objective: str = _f("energy", "hardware objective of the gates methods: energy, latency, edp, "
                            "dram (bytes) per inference, or macs", choices=HW_OBJECTIVES)
     hw_batch: int = _f(1, "batch at which the hardware cost is counted (weights amortized over it), "
                        "in the loss and in the report")
     gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
-    gate_lr: float = _f(0.02, "learning rate of the gates' own Adam optimizer")
-    dual_lr: float = _f(0.05, "budget mode: dual ascent step of the Lagrange multiplier")
+    gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
+    dual_lr: float = _f(0.01, "budget mode: dual ascent step of the Lagrange multiplier, per step")
     prune_target: float = _f(0.0, "magnitude methods: the final target in (0, 1); with "
                              "--prune-target-kind weights the kept fraction of the prunable "
                              "weights (conv/dense kernels), with energy the --hw-objective value "

@@ -12,13 +12,23 @@
 
 Penalty mode uses ``--energy-weight`` (``lambda``); budget mode (``--energy-budget B``, a
 fraction of the dense model's objective, e.g. 0.05 for 20x less) replaces the fixed
-weight by a Lagrange multiplier ``mu >= 0`` updated by projected dual ascent every step,
-``mu <- max(0, mu + dual_lr * (H / (B H_dense) - 1))``, and the loss is
-``task + mu * (H / (B H_dense) - 1)``: the multiplier grows while the network is over
-budget and decays once it is under, so no penalty weight needs tuning. At the end of a
-budget run, if the network's inference-mode cost is still above the budget, the gates
-with the smallest ``log_alpha`` are closed one by one until it fits (reported as
-``budget_closed_units``).
+weight by a Lagrange multiplier ``mu`` updated by dual ascent every step on the gap
+``g = log(H / (B H_dense))`` (the constraint ``H <= B H_dense`` in log form, so that a
+budget 30x below dense does not start with a 30x larger gap than one at half):
+``mu <- mu + dual_lr * g``; the loss is ``task + lam * g`` with ``lam = mu + g`` (a proportional term on top of the integral one: the "PI
+Lagrangian" of Stooke, Achiam, Abbeel, ICML 2020, which damps the overshoot of plain
+dual ascent; gates trained by Adam close at a rate set by their learning rate, not by
+the multiplier's size, so a multiplier that reacts only through its integral keeps
+closing gates long after the budget is met). Accuracy only grows with capacity, so at the best
+network within the budget the constraint is active (``H = B H_dense``): we solve that
+equality-constrained problem, whose multiplier is free in sign. This matters in
+practice: with the usual projection ``mu >= 0`` a multiplier that overshoots closes too
+many gates, then falls to 0 and nothing reopens them (a closed hard-concrete gate gets
+no gradient from the task loss; it does from its expected keep, which a negative ``mu``
+pushes up). At the end of a budget run, if the network's inference-mode cost is still
+above the budget, the open gate units with the smallest ``log_alpha`` are closed one by
+one until it fits (reported as ``budget_closed_units``), so the reported network always
+meets its budget.
 
 Gate parameters have their own optimizer (Adam, ``--gate-lr``): a gate's ``log_alpha``
 must move by several units whatever the scale of its gradient, which plain SGD on the
@@ -194,7 +204,7 @@ class EnergyAwareLoss:
     task: Callable
     weight: float = 0.0
     budget: float = 0.0
-    dual_lr: float = 0.05
+    dual_lr: float = 0.01
 
     def __call__(self, model, images, labels):
         total, metrics = self.task(model, images, labels)
@@ -204,10 +214,11 @@ class EnergyAwareLoss:
         out = dict(metrics)
         out["hw"] = rel
         if self.budget > 0:
-            gap = rel / self.budget - 1.0
+            gap = jnp.log(rel / self.budget)
+            g = jax.lax.stop_gradient(gap)
             mu = model.hw_dual[...]
-            model.hw_dual[...] = jnp.maximum(0.0, mu + self.dual_lr * jax.lax.stop_gradient(gap))
-            term = jax.lax.stop_gradient(mu) * gap
+            model.hw_dual[...] = mu + self.dual_lr * g
+            term = jax.lax.stop_gradient(mu + g) * gap
             out["mu"] = mu
         else:
             term = self.weight * rel
@@ -234,7 +245,7 @@ def close_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) ->
         if best is None:
             break
         _, g, i = best
-        g.log_alpha[...] = g.log_alpha[...].at[i].set(-20.0)
+        g.log_alpha.set_value(jnp.asarray(g.log_alpha[...]).at[i].set(-20.0))
         closed += 1
     return closed
 
@@ -263,6 +274,7 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     """
     relaxed = obj.cost(model, hard=True)
     exact = obj.exact_cost(model)
+    weights = [l.weights for l in obj.pruned_workload(model)]
     knobs = obj.knobs(model, hard=True)
     layer_keep = {
         l.name: {"keep_out": float(knobs.keep_out[i]), "keep_in": float(knobs.keep_in[i]),
@@ -276,9 +288,9 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     out["kept_units"] = {p: [k, sizes[p]] for p, k in obj.kept_units(model).items()}
     out["layer_keep"] = layer_keep
     out["layers"] = [
-        {"name": n, "macs": int(m), "energy_uj": float(e) / exact.batch * 1e-6}
-        for n, m, e in zip(exact.layer_names, exact.layer_macs,
-                           np.asarray(exact.layers.energy_pj))]
+        {"name": n, "macs": int(m), "weights": int(w), "energy_uj": float(e) / exact.batch * 1e-6}
+        for n, m, w, e in zip(exact.layer_names, exact.layer_macs, weights,
+                              np.asarray(exact.layers.energy_pj))]
     return out
 
 
@@ -286,9 +298,10 @@ def dense_summary(obj: HardwareObjective) -> dict[str, Any]:
     """:func:`hardware_summary`'s figures for the dense (ungated) network."""
     out = _figures(obj.dense_cost)
     out["layers"] = [
-        {"name": n, "macs": int(m), "energy_uj": float(e) / obj.dense_cost.batch * 1e-6}
-        for n, m, e in zip(obj.dense_cost.layer_names, obj.dense_cost.layer_macs,
-                           np.asarray(obj.dense_cost.layers.energy_pj))]
+        {"name": n, "macs": int(m), "weights": int(l.weights),
+         "energy_uj": float(e) / obj.dense_cost.batch * 1e-6}
+        for n, m, l, e in zip(obj.dense_cost.layer_names, obj.dense_cost.layer_macs, obj.layers,
+                              np.asarray(obj.dense_cost.layers.energy_pj))]
     return out
 
 
