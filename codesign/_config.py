@@ -18,8 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "HW_COMPRESSION",
+    "HW_SPARSITY",
+    "METHODS",
     "OPTIMIZERS",
     "PRESETS",
+    "PRUNE_METHODS",
+    "PRUNE_TARGET_KINDS",
     "RUNTIME_FIELDS",
     "SCHEDULES",
     "Config",
@@ -34,7 +39,12 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 # Training methods (codesign.energy): plain, learned gates against the hardware objective,
 # the same gates against MACs (the FLOPs-penalty baseline).
-METHODS = ("none", "gates", "flops-gates")
+METHODS = ("none", "gates", "flops-gates", "magnitude", "energy-magnitude")
+# Unstructured pruning methods (codesign.magnitude): global magnitude, energy-aware magnitude.
+PRUNE_METHODS = ("magnitude", "energy-magnitude")
+PRUNE_TARGET_KINDS = ("weights", "energy")
+HW_SPARSITY = ("preset", "none", "gate", "skip")
+HW_COMPRESSION = ("preset", "none", "bitmask", "rle")
 # Hardware objectives (codesign.objective.HW_OBJECTIVES re-exports this tuple).
 HW_OBJECTIVES = ("energy", "latency", "edp", "dram", "macs")
 
@@ -113,7 +123,10 @@ class Config:
     hw_dataflow: str = _f("rs", "dataflow for the hardware report", choices=("ws", "os", "is", "rs", "nlr"))
     # energy-aware training and pruning (codesign.energy)
     method: str = _f("none", "training method: none (plain), gates (learned channel/head gates "
-                     "against the hardware objective), flops-gates (the same gates against MACs)",
+                     "against the hardware objective), flops-gates (the same gates against MACs), "
+                     "magnitude (global magnitude weight pruning), energy-magnitude (weight "
+                     "pruning ranked by magnitude per unit of hardware objective saved; "
+                     "codesign.magnitude)",
                      choices=METHODS)
     energy_weight: float = _f(0.0, "penalty mode: loss = task + energy_weight * H / H_dense "
                               "(H: --hw-objective of the gated network)")
@@ -126,6 +139,26 @@ class Config:
     gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
     gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
     dual_lr: float = _f(0.01, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    prune_target: float = _f(0.0, "magnitude methods: the final target in (0, 1); with "
+                             "--prune-target-kind weights the kept fraction of the prunable "
+                             "weights (conv/dense kernels), with energy the --hw-objective value "
+                             "(energy by default) as a fraction of the dense model's")
+    prune_target_kind: str = _f("weights", "magnitude methods: what --prune-target bounds",
+                                choices=PRUNE_TARGET_KINDS)
+    prune_steps: int = _f(3, "magnitude methods: pruning steps, at the start of epochs 1..N, each "
+                          "to target**(i/N) (geometric); the masks stay fixed between steps and "
+                          "the remaining epochs fine-tune")
+    prune_energy_power: float = _f(0.5, "energy-magnitude: rank weights by |w| / e**p, e the "
+                                   "--hw-objective saved per weight removed from the weight's layer "
+                                   "(d objective / d density over its weight count); 0: global "
+                                   "magnitude, 1: magnitude per unit saved")
+    hw_sparsity: str = _f("preset", "magnitude methods: override the architecture's sparsity "
+                          "(none, gate: zero weights save energy, skip: energy and cycles; "
+                          "preset: keep its own; the eyeriss preset has none, on which weight "
+                          "sparsity saves nothing)", choices=HW_SPARSITY)
+    hw_compression: str = _f("preset", "magnitude methods: override the architecture's weight "
+                             "storage format (none, bitmask, rle; preset: keep its own)",
+                             choices=HW_COMPRESSION)
     init_from: str | None = _f(None, "start from the weights of this run directory's latest "
                                "checkpoint (fine-tuning; same model and model_kwargs)", metavar="RUN")
 
@@ -175,6 +208,31 @@ class Config:
         if self.method == "none" and (self.energy_weight > 0 or self.energy_budget > 0):
             raise ConfigError("energy_weight / energy_budget need a pruning method: pass "
                               "--method gates (or flops-gates)")
+        if self.method in PRUNE_METHODS:
+            if self.energy_weight > 0 or self.energy_budget > 0:
+                raise ConfigError(f"energy_weight / energy_budget are for the gates methods, not "
+                                  f"method {self.method!r} (it takes --prune-target)")
+            if not 0 < self.prune_target < 1:
+                raise ConfigError(f"config field 'prune_target': method {self.method!r} needs a "
+                                  f"target in (0, 1), got {self.prune_target!r}")
+            if not 0 <= self.prune_energy_power <= 4:
+                raise ConfigError(f"config field 'prune_energy_power': must be in [0, 4], got "
+                                  f"{self.prune_energy_power!r}")
+            if not 1 <= self.prune_steps <= self.epochs:
+                raise ConfigError(f"config field 'prune_steps': must be in [1, epochs={self.epochs}] "
+                                  f"(one pruning step per epoch), got {self.prune_steps!r}")
+        else:
+            if self.prune_target != 0:
+                raise ConfigError("config field 'prune_target': only for --method magnitude or "
+                                  f"energy-magnitude, not {self.method!r}")
+            if self.hw_sparsity != "preset" or self.hw_compression != "preset":
+                raise ConfigError("hw_sparsity / hw_compression apply to --method magnitude or "
+                                  f"energy-magnitude only, not {self.method!r}")
+        for name, valid in (("prune_target_kind", PRUNE_TARGET_KINDS), ("hw_sparsity", HW_SPARSITY),
+                            ("hw_compression", HW_COMPRESSION)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"config field {name!r}: unknown {getattr(self, name)!r}; valid: "
+                                  f"{', '.join(valid)}")
         if self.energy_weight > 0 and self.energy_budget > 0:
             raise ConfigError("energy_weight (penalty mode) and energy_budget (budget mode) "
                               "are exclusive: pass one")

@@ -12,6 +12,7 @@ Structure
     run = setup(config, workdir, resume=..., overwrite=..., loss_fn=...)  # -> TrainRun
     state, progress = restore(run)              # latest checkpoint, or the fresh state
     for epoch in range(progress.start_epoch, config.epochs):
+        state, extra = begin_epoch(run, state, epoch)   # the method's step (e.g. pruning)
         state, train_means, seconds = train_epoch(run, state, epoch)
         eval_means = evaluate(run, state, run.eval_ds)
         ...                                     # metrics.jsonl row, checkpoint
@@ -22,7 +23,9 @@ Structure
   a :class:`TrainRun` holding all of it.
 * :func:`restore` returns the (replicated) state to start from and a
   :class:`Progress` (epochs done, metrics history, time spent in earlier sessions).
-* :func:`train_epoch` runs one epoch of jitted steps; :func:`evaluate` one split.
+* :func:`begin_epoch` runs the method's host-side step before an epoch (a pruning
+  step of :mod:`codesign.magnitude`; nothing for other methods); :func:`train_epoch`
+  runs one epoch of jitted steps; :func:`evaluate` one split.
 * :func:`report` does the final test evaluation and writes ``report.json``.
 
 Loss functions and metrics
@@ -121,7 +124,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from codesign import energy
+from codesign import energy, magnitude
 from codesign._checkpoint import Checkpointer
 from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
@@ -135,6 +138,7 @@ __all__ = [
     "TrainRun",
     "WorkdirConflictError",
     "apply_step",
+    "begin_epoch",
     "classification_metrics",
     "count_params",
     "create_train_state",
@@ -365,7 +369,7 @@ def metric_means(sums: MetricSums, names: tuple[str, ...] | None = None) -> dict
 
 
 def apply_step(model: nnx.Module, optimizer: nnx.Optimizer, loss_fn: LossFn, images: jax.Array,
-               labels: jax.Array) -> MetricSums:
+               labels: jax.Array, after_update: Callable | None = None) -> MetricSums:
     """One optimizer step on ``loss_fn``'s total, in place; returns its metrics' :func:`metric_sums`.
 
     Args:
@@ -374,10 +378,14 @@ def apply_step(model: nnx.Module, optimizer: nnx.Optimizer, loss_fn: LossFn, ima
       loss_fn: a :data:`LossFn`.
       images: float32 ``[B, H, W, C]`` (normalized/augmented).
       labels: int32 ``[B]``.
+      after_update: optional ``after_update(model, optimizer)`` run after the update
+        (e.g. re-applying pruning masks: :meth:`codesign.magnitude.PruningHooks.after_update`).
     """
     (_, metrics), grads = nnx.value_and_grad(
         lambda m: loss_fn(m, images, labels), has_aux=True)(model)
     optimizer.update(model, grads)
+    if after_update is not None:
+        after_update(model, optimizer)
     return metric_sums(metrics)
 
 
@@ -461,6 +469,7 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
         input_shape=tuple(input_shape), **config.model_kwargs,
     )
     energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
+    magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
     model.train()
     tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -662,7 +671,8 @@ def _named_sums(metrics_fn: Callable, *specs) -> tuple[tuple[str, ...], Any]:
 
 
 def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, mesh: Mesh,
-               image_shape: tuple[int, ...], loss_fn: LossFn) -> _Fns:
+               image_shape: tuple[int, ...], loss_fn: LossFn,
+               after_update: Callable | None = None) -> _Fns:
     """Compile the split/merge train/eval functions (AOT, so epochs time only steps)."""
     from codesign.data import augment_cifar, normalize
 
@@ -678,7 +688,7 @@ def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, 
             x = augment_cifar(key, x)
         x = normalize(x, mean, std)
         model, opt = nnx.merge(graphdef_train, state)
-        sums = apply_step(model, opt, loss_fn, x, labels)
+        sums = apply_step(model, opt, loss_fn, x, labels, after_update)
         return nnx.state((model, opt)), jax.tree.map(jnp.add, acc, sums)
 
     def eval_fn(state, images, labels, mask):
@@ -759,6 +769,11 @@ class TrainRun:
       t_start: ``time.perf_counter()`` when the run (this session) started.
       objective: the :class:`codesign.objective.HardwareObjective` of a gates method
         (None otherwise).
+      hooks: the method's hooks (:func:`codesign.magnitude.method_hooks`; None for
+        other methods): optional ``after_update(model, optimizer)`` (traced into the
+        train step after the optimizer update), ``before_epoch(model, optimizer,
+        epoch) -> dict | None`` (host side, :func:`begin_epoch`) and ``report(model,
+        report dict) -> report.md text``.
     """
 
     config: Config
@@ -783,6 +798,7 @@ class TrainRun:
     compile_s: float
     t_start: float
     objective: Any = None
+    hooks: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -909,11 +925,13 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
                 objective, task=ClassificationLoss(float(config.label_smoothing)),
                 weight=float(config.energy_weight), budget=float(config.energy_budget),
                 dual_lr=float(config.dual_lr))
+    # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps)
+    hooks = magnitude.method_hooks(model, config, image_shape)
     # Compiled steps
     loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
     t_compile = time.perf_counter()
     fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean, train_ds.std,
-                     mesh, image_shape, loss_fn)
+                     mesh, image_shape, loss_fn, getattr(hooks, "after_update", None))
     compile_s = time.perf_counter() - t_compile
     _log(
         f"{config.model} ({n_params:,} params) on {config.dataset} ({len(train_ds)} train, "
@@ -927,7 +945,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         mesh=mesh, model=model, optimizer=optimizer, state=state, schedule=schedule,
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
-        objective=objective,
+        objective=objective, hooks=hooks,
     )
 
 
@@ -955,6 +973,22 @@ def restore(run: TrainRun) -> tuple[Any, Progress]:
         _log("keep_checkpoints=0: nothing to resume from, starting from scratch")
     run.write_metrics(progress.history)
     return _replicate(state, NamedSharding(run.mesh, P())), progress
+
+
+def begin_epoch(run: TrainRun, state: Any, epoch: int) -> tuple[Any, dict[str, Any]]:
+    """The method's host-side step before epoch ``epoch`` (0-based; e.g. a pruning step).
+
+    Returns ``(state, extra)``: the state to train from (unchanged when the method has
+    nothing to do) and what to add to the epoch's ``metrics.jsonl`` row.
+    """
+    hook = getattr(run.hooks, "before_epoch", None)
+    if hook is None:
+        return state, {}
+    nnx.update((run.model, run.optimizer), jax.device_get(state))
+    extra = hook(run.model, run.optimizer, epoch)
+    if extra is None:
+        return state, {}
+    return _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P())), extra
 
 
 def train_epoch(run: TrainRun, state: Any, epoch: int) -> tuple[Any, dict[str, float], float]:
@@ -1083,10 +1117,15 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
             out["energy_budget"] = config.energy_budget
             out["budget_closed_units"] = closed
         out["dense"] = energy.dense_report(run.objective, config)
+    markdown = None
+    if getattr(run.hooks, "report", None) is not None:
+        markdown = run.hooks.report(run.model, out)  # adds the method's figures to out
+    elif run.objective is not None:
+        markdown = energy.report_markdown(out)
     if run.is_main:
         atomic_write_json(run.workdir / "report.json", out)
-        if run.objective is not None:
-            atomic_write_text(run.workdir / "report.md", energy.report_markdown(out))
+        if markdown is not None:
+            atomic_write_text(run.workdir / "report.md", markdown)
         if print_table:
             print("\n" + results_table([out]), flush=True)
     return out
@@ -1136,6 +1175,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
     state, progress = restore(run)
     eval_name = run.eval_name
     for epoch in range(progress.start_epoch, config.epochs):
+        state, extra = begin_epoch(run, state, epoch)
         state, train, epoch_time = train_epoch(run, state, epoch)
         progress.train_time_s += epoch_time
         t1 = time.perf_counter()
@@ -1147,6 +1187,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
             "epoch": epoch + 1,
             **{f"train_{k}": v for k, v in train.items()},
             **{f"{eval_name}_{k}": v for k, v in ev.items()},
+            **extra,
             "lr": float(run.schedule((epoch + 1) * run.steps_per_epoch - 1)),
             "epoch_time_s": epoch_time,
             "eval_time_s": eval_time,
