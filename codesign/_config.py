@@ -138,7 +138,10 @@ class Config:
                        "in the loss and in the report")
     gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
     gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
-    dual_lr: float = _f(0.01, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    dual_lr: float = _f(0.002, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    gate_freeze_epochs: int = _f(1, "gates methods: for the last N epochs (at most epochs - 1) the "
+                                 "gates are frozen at their inference values (budget mode: first fitted "
+                                 "to the budget) and only the weights train")
     prune_target: float = _f(0.0, "magnitude methods: the final target in (0, 1); with "
                              "--prune-target-kind weights the kept fraction of the prunable "
                              "weights (conv/dense kernels), with energy the --hw-objective value "
@@ -169,7 +172,8 @@ class Config:
         for name in pos_int:
             if getattr(self, name) < 1:
                 raise ConfigError(f"config field {name!r}: must be >= 1, got {getattr(self, name)}")
-        for name in ("val_size", "steps_per_epoch", "num_devices", "keep_checkpoints"):
+        for name in ("val_size", "steps_per_epoch", "num_devices", "keep_checkpoints",
+                     "gate_freeze_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field {name!r}: must be >= 0, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:

@@ -204,7 +204,7 @@ class EnergyAwareLoss:
     task: Callable
     weight: float = 0.0
     budget: float = 0.0
-    dual_lr: float = 0.01
+    dual_lr: float = 0.002
 
     def __call__(self, model, images, labels):
         total, metrics = self.task(model, images, labels)
@@ -224,6 +224,108 @@ class EnergyAwareLoss:
             term = self.weight * rel
         out["hw_term"] = term
         return total + term, out
+
+
+FROZEN_LOG_ALPHA = 20.0  # |log_alpha| at which a hard-concrete sample is exactly 0 or 1
+
+
+def _relative_fn(obj: HardwareObjective):
+    """A jitted ``keeps dict -> objective / dense`` (compiled once per objective)."""
+    fn = getattr(obj, "_relative_jit", None)
+    if fn is None:
+        fn = jax.jit(lambda keeps: obj.relative(keeps))
+        obj._relative_jit = fn
+    return fn
+
+
+def fit_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) -> tuple[int, int]:
+    """Sets the gates' inference-mode keeps to the largest configuration within ``budget``
+    (a fraction of dense), greedily by ``log_alpha``: closes the open units with the
+    smallest ``log_alpha`` until it fits, then reopens the closed units with the largest
+    ``log_alpha`` that still fit. At least one unit per gate stays open. In place (sets
+    ``log_alpha`` of changed units to -/+ :data:`FROZEN_LOG_ALPHA`). Returns
+    ``(closed, reopened)`` unit counts."""
+    sites = models.gate_sites(model)
+    la = {s.path: np.asarray(s.gate.log_alpha[...], np.float64) for s in sites}
+    keep = {s.path: (np.asarray(s.gate.hard_keep()) > 0).astype(np.float32) for s in sites}
+    rel = _relative_fn(obj)
+
+    def value():
+        return float(rel({p: jnp.asarray(k) for p, k in keep.items()}))
+
+    closed = reopened = 0
+    while value() > budget:
+        cands = [(la[p][i], p, i) for p, k in keep.items() if k.sum() > 1
+                 for i in np.flatnonzero(k)]
+        if not cands:
+            break
+        _, p, i = min(cands)
+        keep[p][i] = 0.0
+        closed += 1
+    for _, p, i in sorted(((la[p][i], p, i) for p, k in keep.items() for i in np.flatnonzero(k == 0)),
+                          reverse=True):
+        keep[p][i] = 1.0
+        if value() > budget:
+            keep[p][i] = 0.0
+        else:
+            reopened += 1
+    for s in sites:
+        new = np.where(keep[s.path] > 0, max(FROZEN_LOG_ALPHA, la[s.path].max()),
+                       -FROZEN_LOG_ALPHA)
+        changed = (keep[s.path] > 0) != (np.asarray(s.gate.hard_keep()) > 0)
+        if changed.any():
+            s.gate.log_alpha.set_value(jnp.asarray(np.where(changed, new, la[s.path]), jnp.float32))
+    return closed, reopened
+
+
+def freeze_gates(model: nnx.Module) -> int:
+    """Pins every hard-concrete gate at its inference-mode keep (``log_alpha`` = +/-
+    :data:`FROZEN_LOG_ALPHA`: training samples are then exactly 0 or 1 and the gradients
+    vanish). Returns the number of open units."""
+    n = 0
+    for s in models.gate_sites(model):
+        k = np.asarray(s.gate.hard_keep()) > 0
+        s.gate.log_alpha.set_value(jnp.asarray(np.where(k, FROZEN_LOG_ALPHA, -FROZEN_LOG_ALPHA),
+                                               jnp.float32))
+        n += int(k.sum())
+    return n
+
+
+@dataclasses.dataclass(frozen=True)
+class GateHooks:
+    """The training-loop hooks of a gates run (see :func:`codesign.train.begin_epoch`):
+    before the first of the last ``gate_freeze_epochs`` epochs, fit the gates to the
+    budget (budget mode) and freeze them, so the weights adapt to the final network."""
+
+    config: Any
+    objective: HardwareObjective
+
+    @property
+    def freeze_epoch(self) -> int | None:
+        n = min(self.config.gate_freeze_epochs, self.config.epochs - 1)
+        return self.config.epochs - n if n > 0 else None
+
+    def before_epoch(self, model: nnx.Module, optimizer: Any, epoch: int) -> dict | None:
+        if epoch != self.freeze_epoch:
+            return None
+        model.eval()
+        try:
+            out = {}
+            if self.config.energy_budget > 0:
+                closed, reopened = fit_to_budget(model, self.objective, self.config.energy_budget)
+                out.update(budget_closed=closed, budget_reopened=reopened)
+            out["gates_frozen_open_units"] = freeze_gates(model)
+            out["hw_frozen"] = float(self.objective.relative(model, hard=True))
+            return out
+        finally:
+            model.train()
+
+
+def method_hooks(objective: HardwareObjective | None, config) -> GateHooks | None:
+    """The hooks of a gates run (None for other methods)."""
+    if objective is None or config.method not in GATE_METHODS:
+        return None
+    return GateHooks(config, objective)
 
 
 def close_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) -> int:

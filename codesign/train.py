@@ -926,7 +926,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
                 weight=float(config.energy_weight), budget=float(config.energy_budget),
                 dual_lr=float(config.dual_lr))
     # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps)
-    hooks = magnitude.method_hooks(model, config, image_shape)
+    hooks = (magnitude.method_hooks(model, config, image_shape)
+             or energy.method_hooks(objective, config))
     # Compiled steps
     loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
     t_compile = time.perf_counter()
