@@ -222,3 +222,22 @@ def test_hard_concrete_gate():
     # P(z != 0) matches keep() empirically
     zs = np.stack([np.asarray(g2(jnp.ones((1, 2000))))[0] for _ in range(20)])
     assert abs((zs > 0).mean() - 0.5) < 0.02
+
+
+def test_extracting_a_model_in_training_mode_says_eval():
+    class WithDropout(nnx.Module):
+        def __init__(self):
+            self.lin = nnx.Linear(4, 4, rngs=nnx.Rngs(0))
+            self.drop = nnx.Dropout(0.5, rngs=nnx.Rngs(1))
+
+        def __call__(self, x):
+            return self.drop(self.lin(x))
+
+    m = WithDropout()
+    x = jax.ShapeDtypeStruct((2, 4), jnp.float32)
+    with pytest.raises(hwmodel.ExtractionError, match=r"draws random numbers .*model\.eval\(\)"):
+        hwmodel.extract_workload(m, x)
+    assert len(hwmodel.extract_workload(m, x, allow_random=True).layers) == 1
+    m.eval()
+    wl = hwmodel.extract_workload(m, x)
+    assert [l.name for l in wl] == ["lin"]

@@ -904,12 +904,31 @@ def _describe_args(args) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
+_RANDOM = frozenset({"random_bits", "threefry2x32", "rng_bit_generator", "rng_uniform"})
+
+
+def _random_eqn(jaxpr):
+    """The first random-number equation in ``jaxpr`` or its sub-jaxprs, or None."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in _RANDOM:
+            return eqn
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else (v,):
+                j = getattr(sub, "jaxpr", sub)
+                if hasattr(j, "eqns"):
+                    found = _random_eqn(j)
+                    if found is not None:
+                        return found
+    return None
+
+
 def extract_workload(
     fn: Callable[..., Any],
     *example_args: Any,
     param_argnums: int | Sequence[int] = (),
     name: str | None = None,
     batch: int | None = None,
+    allow_random: bool = False,
 ) -> Workload:
     """Trace ``fn`` and describe the MAC layers it computes (see the module docstring).
 
@@ -928,6 +947,10 @@ def extract_workload(
       name: the workload's name; defaults to ``fn``'s ``__name__`` or class name.
       batch: the batch size to record; defaults to the leading dimension of the first
         input-data leaf (None if it is a scalar or there is none).
+      allow_random: count random-number generation as non-MAC work instead of
+        refusing it. By default a function that draws random numbers is an error: it is
+        almost always a model in training mode (Dropout, stochastic gates), whose
+        inference workload is what the hardware runs.
 
     Returns:
       A :class:`Workload`: layers in program order with unique names, non-MAC ops
@@ -935,7 +958,8 @@ def extract_workload(
 
     Raises:
       ExtractionError: ``fn`` cannot be traced with these arguments (the message
-        names the function and the argument shapes).
+        names the function and the argument shapes), or it draws random numbers and
+        ``allow_random`` is False (the message says to call ``model.eval()``).
       ValueError: ``param_argnums`` out of range.
     """
     if isinstance(param_argnums, int):
@@ -957,6 +981,17 @@ def extract_workload(
             f"extract_workload: could not trace {name!r} with argument shapes "
             f"{_describe_args(example_args)}: {type(e).__name__}: {e}"
         ) from e
+
+    if not allow_random:
+        eqn = _random_eqn(closed.jaxpr)
+        if eqn is not None:
+            where = _source(eqn) or "an unknown line"
+            raise ExtractionError(
+                f"extract_workload({name!r}): the traced function draws random numbers "
+                f"({eqn.primitive.name} at {where}): a model in training mode (Dropout, "
+                "stochastic gates)? Extract the inference-mode model: call model.eval() "
+                "first (or pass nnx.view(model, deterministic=True)); allow_random=True "
+                "counts random-number generation as non-MAC work instead")
 
     infos: list[_Info] = []
     first_data_leaf = None
