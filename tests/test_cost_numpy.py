@@ -15,22 +15,22 @@ import pytest
 
 import hwmodel
 from hwmodel import Knobs
-from hwmodel._mapper import evaluate_stack
-from hwmodel._mapping import stack_mappings
+from hwmodel.costmodel.mapper import evaluate_stack
+from hwmodel.mapping.loopnest import stack_mappings
 from models._workload import model_workload
 from tests._archs import eyeriss
 from tests._cost_fixtures import L, LAYERS, WL, arch, maps  # noqa: F401 (fixtures)
 
-# (network, preset, dataflow): CNNs, depthwise, attention (dynamic matmuls); four
-# architectures (two hierarchies of 4 levels, a 256x256 systolic array, 8/8/32 bits)
+# (network, preset, dataflow, sparsity, compression, knobs): CNNs, depthwise, attention
+# (dynamic matmuls); four architectures (4-level hierarchies, a 256x256 systolic array with
+# 8/8/32 bits); every sparsity and compression mode; dense and random in-domain knobs.
 CASES = [
-    ("lenet5", "eyeriss", "rs"),
-    ("lenet5", "systolic_ws", "ws"),
-    ("mobilenet_small", "eyeriss_45nm", "rs"),
-    ("mobilenet_small", "eyeriss", "ws"),
-    ("vit_tiny", "os_array", "os"),
-    ("vit_tiny", "eyeriss", "rs"),
-    ("resnet20", "systolic_ws", "ws"),
+    ("lenet5", "eyeriss", "rs", "none", "none", False),
+    ("lenet5", "systolic_ws", "ws", "gate", "bitmask", True),
+    ("mobilenet_small", "eyeriss_45nm", "rs", "skip", "rle", True),
+    ("mobilenet_small", "eyeriss", "ws", "none", "none", True),
+    ("vit_tiny", "os_array", "os", "gate", "rle", True),
+    ("resnet20", "systolic_ws", "ws", "skip", "bitmask", True),
 ]
 
 _WL: dict = {}
@@ -52,8 +52,10 @@ def _random_knobs(n, word_bits, seed):
                  i_bits=u(2, wb[1]), o_bits=u(2, wb[2]))
 
 
-def assert_costs_equal(a, b, rtol=2e-5, atol=0.0):
-    """Same static fields, same tree, every leaf equal to float32 rounding."""
+def assert_costs_equal(a, b, rtol=2e-5):
+    """Same static fields, same tree, every leaf equal to float32 rounding: relative to
+    the value, or to the largest value of the same layer (a count that cancels to 0,
+    e.g. partial sums read back ``F - D = 0`` times, is +-1e-5 in float32)."""
     la, ta = jax.tree_util.tree_flatten(a)
     lb, tb = jax.tree_util.tree_flatten(b)
     assert ta == tb
@@ -62,18 +64,22 @@ def assert_costs_equal(a, b, rtol=2e-5, atol=0.0):
         assert x.shape == y.shape
         if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
             np.testing.assert_array_equal(x, y)
-        else:
-            np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64),
-                                       rtol=rtol, atol=atol)
+            continue
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+        scale = np.abs(x)
+        if x.ndim > 1:
+            scale = np.broadcast_to(scale.reshape(len(x), -1).max(axis=1).reshape(
+                (-1,) + (1,) * (x.ndim - 1)), x.shape)
+        ok = np.isnan(x) | (np.abs(x - y) <= rtol * np.maximum(np.abs(x), scale))
+        assert ok.all(), (x[~ok], y[~ok])
 
 
 def _is_numpy_cost(c) -> bool:
     return all(isinstance(x, np.ndarray) for x in jax.tree_util.tree_leaves(c))
 
 
-@pytest.mark.parametrize("net,preset,dataflow", CASES)
-@pytest.mark.parametrize("sparsity,compression,knobbed", [
-    ("none", "none", False), ("gate", "bitmask", True), ("skip", "rle", True)])
+@pytest.mark.parametrize("net,preset,dataflow,sparsity,compression,knobbed", CASES)
 def test_numpy_equals_jax(net, preset, dataflow, sparsity, compression, knobbed):
     wl = _workload(net)
     a = hwmodel.load_arch(preset).replace(sparsity=sparsity, compression=compression)
@@ -83,10 +89,8 @@ def test_numpy_equals_jax(net, preset, dataflow, sparsity, compression, knobbed)
     assert _is_numpy_cost(one_shot)
     jitted = jax.jit(lambda a_, k_: hwmodel.cost(wl, a_, mappings=maps, knobs=k_,
                                                  dataflow=dataflow))(a, k)
+    assert not _is_numpy_cost(jitted)
     assert_costs_equal(one_shot, jitted)
-    forced = hwmodel.cost(wl, a, mappings=maps, knobs=k, dataflow=dataflow, backend="jax")
-    assert not _is_numpy_cost(forced)
-    assert_costs_equal(one_shot, forced)
 
 
 def test_mapper_path_and_report_are_the_same(arch):
@@ -126,10 +130,8 @@ def test_candidates_path(arch):
 def test_traced_knobs_use_jax_and_grad_works(arch, maps):
     f = lambda d: hwmodel.cost(WL, arch, mappings=maps,  # noqa: E731
                                knobs=Knobs(weight_density=d)).energy_pj
-    g = jax.grad(f)(jnp.full((L,), 0.5))
+    g = jax.jit(jax.grad(f))(jnp.full((L,), 0.5))
     assert g.shape == (L,) and bool(jnp.all(jnp.isfinite(g)))
-    v = jax.vmap(f)(jnp.linspace(0.1, 1.0, 3)[:, None] * jnp.ones((1, L)))
-    np.testing.assert_allclose(np.asarray(v[-1]), float(f(jnp.ones(L))), rtol=1e-5)
 
 
 def test_backend_errors(arch, maps):
@@ -151,3 +153,4 @@ def test_pe_count_is_an_exact_integer():
     jitted = jax.jit(lambda a_: hwmodel.cost([layer], a_, mappings=hwmodel.map_workload(
         [layer], a)))(a)
     assert jitted.to_dict()["pes"] == 10 ** 12  # the PE count itself is exact either way
+    assert "1000000 x 1000000 = 1000000000000 PEs" in hwmodel.describe(a)
