@@ -1,11 +1,30 @@
-"""Crash-safe file output shared by everything that writes files (no JAX here)."""
+"""Helpers every stage shares: crash-safe file output, pytree registration, the
+check for traced values.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-__all__ = ["atomic_write_text"]
+import jax
+
+__all__ = ["atomic_write_text", "register_pytree", "is_traced"]
+
+
+def register_pytree(cls, data: list[str], meta: list[str]):
+    """Register frozen dataclass ``cls`` as a JAX pytree: ``data`` fields are leaves
+    (traced under ``jit``/``grad``/``vmap``), ``meta`` fields static metadata.
+    Returns ``cls``."""
+    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    return cls
+
+
+def is_traced(tree) -> bool:
+    """Whether any leaf of ``tree`` (any pytree, or a single value) is a JAX tracer,
+    i.e. the caller runs under ``jit``, ``grad`` or ``vmap`` and its values are not
+    known."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

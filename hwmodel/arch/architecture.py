@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
 from hwmodel.arch.yaml_write import arch_to_yaml
 
@@ -43,11 +44,6 @@ __all__ = [
 ]
 
 Array = jax.Array
-
-
-def _register(cls, data, meta):
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
-    return cls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +87,7 @@ class MemoryLevel:
     bandwidth_words: Array
 
 
-_register(
+register_pytree(
     MemoryLevel,
     data=["capacity_bits", "shared_bits", "read_energy_pj", "write_energy_pj", "bandwidth_words"],
     meta=["name", "kind", "holds", "per_pe"],
@@ -117,7 +113,7 @@ class AreaModel:
     fixed_mm2: Array
 
 
-_register(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2"], meta=[])
+register_pytree(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2"], meta=[])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +185,7 @@ class Architecture:
         return arch_to_yaml(self)
 
 
-_register(
+register_pytree(
     Architecture,
     data=[
         "levels",
@@ -308,7 +304,7 @@ def replace_level(arch: Architecture, level_name: str, /, **changes) -> Architec
     for k in changes:
         if k not in fields:
             raise TypeError(f"MemoryLevel has no field {k!r}; fields: {fields}")
-    conv = {k: (as_leaf(v) if k in leaf_fields and not isinstance(v, jax.core.Tracer) else v)
+    conv = {k: (as_leaf(v) if k in leaf_fields and not is_traced(v) else v)
             for k, v in changes.items()}
     levels = tuple(dataclasses.replace(l, **conv) if l.name == level_name else l for l in arch.levels)
     return arch.replace(levels=levels)
@@ -406,10 +402,6 @@ def format_path(arch_or_names, path: tuple) -> str:
     return out or "<architecture>"
 
 
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _fmt_bits(b: float) -> str:
     if not math.isfinite(b):
         return str(b)
@@ -431,12 +423,11 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
     Raises:
       TypeError: leaves are tracers (call outside ``jit``/``grad``/``vmap``).
     """
-    for leaf in jax.tree_util.tree_leaves(arch):
-        if _is_tracer(leaf):
-            raise TypeError(
-                "validate_architecture needs concrete values; call it outside "
-                "jit/grad/vmap (leaves of this architecture are tracers)"
-            )
+    if is_traced(arch):
+        raise TypeError(
+            "validate_architecture needs concrete values; call it outside "
+            "jit/grad/vmap (leaves of this architecture are tracers)"
+        )
     P: list[Problem] = []
     add = lambda path, msg, valid: P.append(Problem(tuple(path), msg, valid))  # noqa: E731
     A = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
@@ -648,7 +639,7 @@ def describe(arch: Architecture) -> str:
     Returns:
       Multi-line text.
     """
-    if any(_is_tracer(l) for l in jax.tree_util.tree_leaves(arch)):
+    if is_traced(arch):
         raise TypeError("describe needs concrete values; call it outside jit/grad/vmap")
     nb = np.ndim(arch.pe_rows)  # leading batch dimensions of a stacked architecture
     a = jax.tree_util.tree_map(lambda x: np.asarray(x)[(0,) * nb], arch) if nb else arch

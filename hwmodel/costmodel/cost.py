@@ -79,6 +79,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.architecture import Architecture, area_mm2, onchip_bytes
 from hwmodel.costmodel.counts import counts, structure
 from hwmodel.costmodel.evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
@@ -99,11 +100,6 @@ __all__ = ["Knobs", "Cost", "LayerCost", "CandidateSet", "cost", "mapping_candid
 
 TAU = 0.1
 SIGMA = 0.05
-
-
-def _register(cls, data, meta):
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
-    return cls
 
 
 # ----------------------------------------------------------------------------------
@@ -139,7 +135,7 @@ class Knobs:
                    keep_groups=one)
 
 
-_register(Knobs, data=[f.name for f in dataclasses.fields(Knobs)], meta=[])
+register_pytree(Knobs, data=[f.name for f in dataclasses.fields(Knobs)], meta=[])
 
 
 # ----------------------------------------------------------------------------------
@@ -195,7 +191,7 @@ class LayerCost:
     o_bits: Any
 
 
-_register(LayerCost, data=[f.name for f in dataclasses.fields(LayerCost)], meta=[])
+register_pytree(LayerCost, data=[f.name for f in dataclasses.fields(LayerCost)], meta=[])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,7 +309,7 @@ class Cost:
         return _table(self)
 
 
-_register(
+register_pytree(
     Cost,
     data=["energy_pj", "energy_per_inference_pj", "energy_breakdown_pj", "latency_s",
           "cycles", "power_w", "dram_bytes", "dram_bytes_per_inference", "onchip_bytes",
@@ -667,10 +663,6 @@ def _batch(layers) -> int:
     return 1
 
 
-def _is_traced(arch) -> bool:
-    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(arch))
-
-
 def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str = "energy",
          mappings=None, candidates: CandidateSet | None = None, knobs: Knobs | None = None,
          relaxed: bool = False) -> Cost:
@@ -708,7 +700,7 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
             raise TypeError(f"cost: workload items must be LayerSpec, got {type(l).__name__}")
     model = workload.name if isinstance(workload, Workload) else "workload"
     L = len(layers)
-    traced = _is_traced(arch)
+    traced = is_traced(arch)
     st = arch_structure(arch)
     if mappings is not None and candidates is not None:
         raise ValueError("cost: pass either mappings= or candidates=, not both")

@@ -90,6 +90,7 @@ import math
 import jax
 import numpy as np
 
+from hwmodel._util import is_traced
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.kinds import OPERANDS
 from hwmodel.costmodel.counts import counts, structure
@@ -121,14 +122,15 @@ class NoLegalMapping(ValueError):
 
 
 def require_concrete(arch: Architecture, what: str) -> None:
-    for leaf in jax.tree_util.tree_leaves(arch):
-        if isinstance(leaf, jax.core.Tracer):
-            raise TypeError(
-                f"{what} needs concrete architecture values but got a traced value "
-                "(under jit/vmap/grad over the architecture). Compute mappings outside the "
-                "transformation and pass `mappings=`, or build a static candidate set with "
-                "hwmodel.mapping_candidates(...) and pass `candidates=`."
-            )
+    """Raise a TypeError naming ``what`` if ``arch`` has traced leaves (the mapper
+    needs concrete sizes), saying how to map outside the transformation."""
+    if is_traced(arch):
+        raise TypeError(
+            f"{what} needs concrete architecture values but got a traced value "
+            "(under jit/vmap/grad over the architecture). Compute mappings outside the "
+            "transformation and pass `mappings=`, or build a static candidate set with "
+            "hwmodel.mapping_candidates(...) and pass `candidates=`."
+        )
 
 
 def check_args(dataflow: str, objective: str) -> None:

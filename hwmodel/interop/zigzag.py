@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 import yaml
 
-from hwmodel._util import atomic_write_text
+from hwmodel._util import atomic_write_text, is_traced
 from hwmodel.arch.architecture import Architecture, AreaModel, MemoryLevel, as_leaf
 from hwmodel.arch.kinds import OPERANDS
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
@@ -167,13 +167,16 @@ class ZigZagFiles:
 # helpers
 # ----------------------------------------------------------------------------------
 def _concrete(x, what: str) -> float:
-    try:
-        return float(x)
-    except Exception as e:  # jax tracers raise ConcretizationTypeError / TypeError
-        raise TypeError(
-            f"{what}: needs a concrete number to export to ZigZag, got {type(x).__name__} "
-            "(call the exporter outside jit/grad/vmap)"
-        ) from e
+    """``x`` as a Python float; a traced or non-scalar value is a TypeError naming ``what``."""
+    if not is_traced(x):
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(
+        f"{what}: needs a concrete number to export to ZigZag, got {type(x).__name__} "
+        "(call the exporter outside jit/grad/vmap)"
+    )
 
 
 def _vec3(x, what: str) -> list[float]:
