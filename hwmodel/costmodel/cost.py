@@ -90,6 +90,7 @@ from hwmodel.costmodel.mapper import (
     check_args,
     layer_key,
     map_workload,
+    per_distinct_layer,
     require_concrete,
 )
 from hwmodel.mapping.loopnest import MappingStack, arch_structure, stack_mappings
@@ -446,32 +447,30 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
         if arch_structure(a).storage_names != st.storage_names:
             raise ValueError("mapping_candidates: architectures differ in level structure")
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
-    memo: dict = {}
-    per = []
-    for layer in layers:
-        key = layer_key(layer)
-        if key not in memo:
-            rows = []
-            seen = set()
-            for a in archs:
-                try:
-                    ms, _, _ = best_k(layer, a, dataflow, objective, top_k=per_layer,
-                                       max_bytes=MEMORY_CAP_BYTES)
-                except NoLegalMapping:
-                    continue
-                for i in range(len(ms)):
-                    sig = (ms.T[i].tobytes(), ms.order[i].tobytes(), ms.SX[i].tobytes(),
-                           ms.SY[i].tobytes(), ms.keep[i].tobytes())
-                    if sig not in seen:
-                        seen.add(sig)
-                        rows.append(ms.take(np.array([i])))
-            if not rows:
-                raise ValueError(
-                    f"mapping_candidates: layer {layer.name!r} has no legal {dataflow} mapping "
-                    f"on any of the given architectures"
-                )
-            memo[key] = rows
-        per.append(memo[key])
+
+    def union_of_best(layer) -> list[MappingStack]:
+        rows = []
+        seen = set()
+        for a in archs:
+            try:
+                ms, _, _ = best_k(layer, a, dataflow, objective, top_k=per_layer,
+                                  max_bytes=MEMORY_CAP_BYTES)
+            except NoLegalMapping:
+                continue
+            for i in range(len(ms)):
+                sig = (ms.T[i].tobytes(), ms.order[i].tobytes(), ms.SX[i].tobytes(),
+                       ms.SY[i].tobytes(), ms.keep[i].tobytes())
+                if sig not in seen:
+                    seen.add(sig)
+                    rows.append(ms.take(np.array([i])))
+        if not rows:
+            raise ValueError(
+                f"mapping_candidates: layer {layer.name!r} has no legal {dataflow} mapping "
+                f"on any of the given architectures"
+            )
+        return rows
+
+    per = per_distinct_layer(layers, union_of_best)
     K = max(len(r) for r in per)
     parts, valid = [], np.zeros((len(layers), K), dtype=bool)
     for li, rows in enumerate(per):

@@ -102,7 +102,7 @@ from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
            "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "clear_cache", "best_k",
-           "check_args", "require_concrete", "layer_key"]
+           "check_args", "require_concrete", "layer_key", "per_distinct_layer"]
 
 OBJECTIVES = ("energy", "edp")
 
@@ -1004,13 +1004,18 @@ def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
     """
     check_args(dataflow, objective)
     require_concrete(arch, "map_workload")
+    return per_distinct_layer(
+        workload, lambda layer: map_layer(layer, arch, dataflow=dataflow, objective=objective,
+                                          max_bytes=max_bytes))
+
+
+def per_distinct_layer(workload, fn) -> tuple:
+    """``fn(layer)`` for every layer of ``workload`` (a :class:`Workload` or a sequence
+    of :class:`LayerSpec`), in order, computed once per distinct :func:`layer_key`."""
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
     memo: dict = {}
-    out = []
     for layer in layers:
-        k = layer_key(layer)
-        if k not in memo:
-            memo[k] = map_layer(layer, arch, dataflow=dataflow, objective=objective,
-                                max_bytes=max_bytes)
-        out.append(memo[k])
-    return tuple(out)
+        key = layer_key(layer)
+        if key not in memo:
+            memo[key] = fn(layer)
+    return tuple(memo[layer_key(layer)] for layer in layers)

@@ -65,6 +65,7 @@ import yaml
 from hwmodel._util import atomic_write_text, is_traced
 from hwmodel.arch.architecture import Architecture, AreaModel, MemoryLevel, as_leaf
 from hwmodel.arch.kinds import OPERANDS
+from hwmodel.mapping.dataflows import DATAFLOW_SPECS
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = [
@@ -133,15 +134,12 @@ class ZigZagDataflow:
 
 
 ZIGZAG_DATAFLOWS: dict[str, ZigZagDataflow] = {
-    # The same families as hwmodel's mapper (Chen et al., ISCA 2016, Sec. IV-V;
-    # Sze et al., Proc. IEEE 2017): what stays in the PE, and what is spread where.
-    "ws": ZigZagDataflow(pe_keep=("W",), rows=("C", "R", "S"), cols=("M",)),
-    "os": ZigZagDataflow(pe_keep=("O",), rows=("P", "N"), cols=("Q", "M")),
-    "is": ZigZagDataflow(pe_keep=("I",), rows=("C", "P"), cols=("Q", "N")),
-    "rs": ZigZagDataflow(pe_keep=("W", "I", "O"), rows=("R", "C"), cols=("P", "M")),
-    "nlr": ZigZagDataflow(pe_keep=(), rows=("C",), cols=("M",)),
+    name: ZigZagDataflow(pe_keep=spec.pe_keep, rows=spec.spatial_y, cols=spec.spatial_x)
+    for name, spec in DATAFLOW_SPECS.items()
 }
-"""Dataflow name -> how it is exported (see :class:`ZigZagDataflow`).  ZigZag combines
+"""Dataflow name -> how it is exported (see :class:`ZigZagDataflow`), derived from the
+mapper's :data:`~hwmodel.DATAFLOW_SPECS` (the same families: what stays in the PE, what
+is spread over PE rows and columns).  ZigZag combines
 several dims on one array dimension only with mixed spatial mappings enabled
 (``enable_mix_spatial_mapping``); without it, it unrolls one of them."""
 
