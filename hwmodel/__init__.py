@@ -6,7 +6,8 @@ Public API (re-exported explicitly):
   ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
   :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
-  ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
+  ``OPERANDS``; memory-level kinds ``LEVEL_KINDS`` and their properties
+  ``LEVEL_KIND_PROPERTIES`` / :func:`level_kind` (:class:`LevelKind`); loading and checking: :func:`load_arch`, :func:`list_presets`,
   :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
   :func:`save_arch`, :func:`load_ert`; metrics (pure JAX, differentiable):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
@@ -45,7 +46,15 @@ from hwmodel.arch.architecture import (
     validate_architecture,
 )
 from hwmodel.arch.ert import ERT, load_ert
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.kinds import (
+    COMPRESSION_MODES,
+    LEVEL_KIND_PROPERTIES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    LevelKind,
+    level_kind,
+)
 from hwmodel.arch.load import list_presets, load_arch, preset_path
 from hwmodel.arch.yaml_read import parse_arch_yaml
 from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
@@ -83,6 +92,9 @@ __all__ = [
     "DIMS",
     "ERT",
     "LEVEL_KINDS",
+    "LEVEL_KIND_PROPERTIES",
+    "LevelKind",
+    "level_kind",
     "OBJECTIVES",
     "OPERANDS",
     "SPARSITY_MODES",

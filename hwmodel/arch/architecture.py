@@ -22,7 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from hwmodel._util import is_traced, register_pytree
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.kinds import (
+    COMPRESSION_MODES,
+    LEVEL_KIND_PROPERTIES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    level_kind,
+)
 from hwmodel.arch.yaml_write import arch_to_yaml
 
 __all__ = [
@@ -225,7 +232,8 @@ def level_storage_bits(level: MemoryLevel) -> Array:
       float32 scalar, bits per instance (``inf`` only for an invalid, unbounded
       on-chip level; :func:`validate_architecture` rejects those).
     """
-    if level.kind in ("dram", "noc") or not level.holds:
+    kind = level_kind(level.kind)
+    if not (kind.holds_data and kind.on_chip) or not level.holds:
         return jnp.zeros_like(level.shared_bits)
     cap = level.capacity_bits
     partitions = sum(cap[..., OPERANDS.index(x)] for x in level.holds)
@@ -495,23 +503,24 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
         if lvl.kind not in LEVEL_KINDS:
             add(L + ("kind",), f"kind is {lvl.kind!r}", f"one of {list(LEVEL_KINDS)}")
             continue
+        kind = level_kind(lvl.kind)
         holds = tuple(lvl.holds)
         bad = [x for x in holds if x not in OPERANDS]
         if bad:
             add(L + ("holds",), f"holds unknown operand(s) {bad}", f"a subset of {list(OPERANDS)}")
         if len(set(holds)) != len(holds):
             add(L + ("holds",), f"holds lists an operand twice: {list(holds)}", f"each of {list(OPERANDS)} at most once")
-        if lvl.kind == "noc" and holds:
-            add(L + ("holds",), f"a 'noc' level stores nothing but holds {list(holds)}",
-                "no holds for a noc level (it charges per word delivered)")
-        if lvl.kind != "noc" and not holds:
+        if not kind.holds_data and holds:
+            add(L + ("holds",), f"a {lvl.kind!r} level stores nothing but holds {list(holds)}",
+                f"no holds for a {lvl.kind} level (it charges per word delivered)")
+        if kind.holds_data and not holds:
             add(L + ("holds",), f"a {lvl.kind!r} level holds no operand",
                 f"a non-empty subset of {list(OPERANDS)}, or remove the level")
-        if lvl.kind == "dram" and i != 0:
-            add(L + ("kind",), f"a 'dram' level must be the outermost level, but it is level {i}",
+        if not kind.on_chip and i != 0:
+            add(L + ("kind",), f"a {lvl.kind!r} level must be the outermost level, but it is level {i}",
                 "put DRAM first (levels are listed outermost first)")
         if lvl.per_pe:
-            if lvl.kind in ("dram", "noc"):
+            if not kind.per_pe_allowed:
                 add(L + ("per_pe",), f"a {lvl.kind!r} level cannot be per PE", "per_pe: false")
             if first_per_pe is None:
                 first_per_pe = i
@@ -525,7 +534,7 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
             add(L + ("size",), f"capacity_bits has shape {cap.shape}", "shape [3] (W, I, O)")
             continue
         held_idx = [OPERANDS.index(x) for x in holds if x in OPERANDS]
-        if lvl.kind in ("sram", "rf", "dram") and held_idx:
+        if kind.holds_data and held_idx:
             size_bad = False
             if bool(np.any(np.isnan(sh))) or bool(np.any(sh <= 0)):
                 add(L + ("size",), f"size is {show(sh)} bits", "a positive size, e.g. '108 KB' or '224 x 16 b'")
@@ -538,7 +547,7 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
                     size_bad = True
             part = sum(cap[..., j] for j in held_idx)
             storage = np.minimum(sh, part)
-            if lvl.kind != "dram" and not bool(np.all(np.isfinite(storage))):
+            if kind.needs_size and not bool(np.all(np.isfinite(storage))):
                 add(L + ("size",), f"on-chip level {lvl.name!r} has unbounded size",
                     "a finite size: one shared size ('108 KB') or one per held operand")
             if wb.shape[-1:] == (3,) and not size_bad:
@@ -572,7 +581,8 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
             add(L + ("area_mm2_per_kb",), f"area_mm2_per_kb is {show(kb_coef[..., i])}", "a finite area >= 0 (mm^2 per KB)")
 
     # Every operand needs a home above the PEs (a shared storage level).
-    shared = [l for l in arch.levels if not l.per_pe and l.kind in ("dram", "sram", "rf")]
+    shared = [l for l in arch.levels if not l.per_pe and l.kind in LEVEL_KIND_PROPERTIES
+              and LEVEL_KIND_PROPERTIES[l.kind].holds_data]
     for x in OPERANDS:
         if not any(x in l.holds for l in shared):
             add(("levels",), f"no level above the PEs holds operand {x}",
@@ -662,7 +672,7 @@ def describe(arch: Architecture) -> str:
     for lvl in a.levels:
         cap = np.asarray(lvl.capacity_bits, dtype=np.float64)
         sh = _num(lvl.shared_bits)
-        if lvl.kind == "noc":
+        if not level_kind(lvl.kind).holds_data:
             size = "-"
         else:
             parts = [f"{x}:{_fmt_bits(cap[OPERANDS.index(x)])}" for x in lvl.holds

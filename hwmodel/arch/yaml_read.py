@@ -94,7 +94,7 @@ from hwmodel.arch.architecture import (
     as_leaf,
     format_path,
 )
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES, level_kind
 
 __all__ = ["parse_arch_yaml"]
 
@@ -301,13 +301,14 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         names_so_far[lname] = i
         W = f"levels[{i}] ({lname})"
         kind = yn.choice(ctx, m["kind"], f"{W}.kind", LEVEL_KINDS)
+        props = level_kind(kind)
         per_pe = yn.boolean(ctx, m["per_pe"], f"{W}.per_pe") if "per_pe" in m else False
-        if kind == "noc":
+        if not props.holds_data:
             if "holds" in m:
                 hn = m["holds"]
                 if not (isinstance(hn, yaml.SequenceNode) and not hn.value):
-                    raise ctx.err(hn, f"{W}: a noc level stores nothing, it cannot hold operands",
-                                  "remove 'holds' (a noc charges per word delivered to a PE)")
+                    raise ctx.err(hn, f"{W}: a {kind} level stores nothing, it cannot hold operands",
+                                  f"remove 'holds' (a {kind} charges per word delivered to a PE)")
             holds: tuple[str, ...] = ()
         else:
             if "holds" not in m:
@@ -325,16 +326,16 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
             if not hl:
                 raise ctx.err(hn, f"{W}.holds is empty", f"a non-empty list from {list(OPERANDS)}, or remove the level")
             holds = tuple(x for x in OPERANDS if x in hl)  # canonical W, I, O order
-        ops_e = OPERANDS if kind == "noc" else holds  # operands that have energies here
+        ops_e = holds if props.holds_data else OPERANDS  # operands that have energies here
 
         # size
         cap = {x: INF for x in OPERANDS}
         shared = INF
-        if kind == "noc":
+        if not props.holds_data:
             if "size" in m:
-                raise ctx.err(m["size"], f"{W}: a noc level has no size", "remove 'size'")
+                raise ctx.err(m["size"], f"{W}: a {kind} level has no size", "remove 'size'")
         elif "size" not in m:
-            if kind != "dram":
+            if props.needs_size:
                 raise ctx.err(node, f"{W}: missing required key 'size'", _VALID_SIZE)
         else:
             sn = m["size"]
@@ -352,7 +353,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                     if miss:
                         raise ctx.err(sn, f"{W}.size has no partition for {miss} and no total",
                                       f"a size for each held operand {list(holds)}, or a 'total' shared by the rest")
-            elif kind == "dram" and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
+            elif not props.needs_size and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
                 shared = INF
             else:
                 shared = _size_bits(ctx, sn, f"{W}.size")
@@ -361,8 +362,8 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         widest = max(wbits[x] for x in (ops_e or OPERANDS))
         if "bandwidth" in m:
             bw = _bandwidth(ctx, m["bandwidth"], f"{W}.bandwidth", widest, clock)
-        elif kind == "dram":
-            raise ctx.err(node, f"{W}: missing required key 'bandwidth' (DRAM bandwidth bounds latency)",
+        elif props.needs_bandwidth:
+            raise ctx.err(node, f"{W}: missing required key 'bandwidth' ({kind.upper()} bandwidth bounds latency)",
                           _VALID_BW)
         else:
             bw = INF
@@ -370,10 +371,10 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         # area
         if "area_mm2_per_kb" in m:
             coef = yn.number(ctx, m["area_mm2_per_kb"], f"{W}.area_mm2_per_kb")
-            if kind in ("dram", "noc") and coef != 0:
+            if not props.has_area and coef != 0:
                 raise ctx.err(m["area_mm2_per_kb"], f"{W}: a {kind} level has no on-chip storage area",
                               "0, or remove area_mm2_per_kb (put NoC area in area.fixed_mm2)")
-        elif kind in ("sram", "rf"):
+        elif props.has_area:
             raise ctx.err(node, f"{W}: missing required key 'area_mm2_per_kb'",
                           "mm^2 per KB of this level's storage (a number >= 0)")
         else:

@@ -64,7 +64,7 @@ import yaml
 
 from hwmodel._util import atomic_write_text, is_traced
 from hwmodel.arch.architecture import Architecture, AreaModel, MemoryLevel, as_leaf
-from hwmodel.arch.kinds import OPERANDS
+from hwmodel.arch.kinds import OPERANDS, level_kind
 from hwmodel.mapping.dataflows import DATAFLOW_SPECS
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
@@ -321,7 +321,7 @@ def _level_memories(
     k = {op: OPERANDS.index(op) for op in held}
 
     # how the level's capacity splits into ZigZag memories
-    if lvl.kind == "dram":
+    if not level_kind(lvl.kind).on_chip:  # off chip: may be unbounded
         groups = [(lvl.name, held, _DRAM_BITS if not math.isfinite(min(shared, *[cap[k[o]] for o in held]))
                    else _as_int(min(shared, sum(cap[k[o]] for o in held)), f"{where} capacity"))]
     elif math.isfinite(shared) and all(
@@ -391,7 +391,7 @@ def _level_memories(
             "size": int(size_bits),
             "r_cost": _num(per_bit_r[0] * port_bits),
             "w_cost": _num(per_bit_w[0] * port_bits),
-            "area": _num(area_mm2_per_kb * size_bits / 8192.0 if lvl.kind != "dram" else 0.0),
+            "area": _num(area_mm2_per_kb * size_bits / 8192.0 if level_kind(lvl.kind).has_area else 0.0),
             "latency": 1,
             "operands": [_MEM_OPERAND[o] for o in ops],
             "ports": [
@@ -454,12 +454,13 @@ def zigzag_accelerator(
     keep = None if dataflow is None else _get_dataflow(dataflow).pe_keep
     memories: list[tuple[str, dict]] = []
     for li, lvl in enumerate(arch.levels):
-        if lvl.per_pe and keep is not None and lvl.kind != "noc":
+        stores = level_kind(lvl.kind).holds_data
+        if lvl.per_pe and keep is not None and stores:
             held = tuple(o for o in lvl.holds if o in keep)
             if not held:
                 continue
             lvl = dataclasses.replace(lvl, holds=held)
-        if lvl.kind == "noc":
+        if not stores:
             energies = _vec3(lvl.read_energy_pj, "noc read_energy_pj") + _vec3(
                 lvl.write_energy_pj, "noc write_energy_pj"
             )
@@ -870,29 +871,30 @@ def architecture_from_zigzag(
             )
         k = [OPERANDS.index(o) for o in ops]
         bw_bits = float(sum(pbits))
-        kind = "dram" if idx == 0 else "sram"
+        kind = level_kind("dram" if idx == 0 else "sram")  # the outermost memory is off chip
+        bound = size if kind.needs_size else math.inf
         cap = list(nan3)
         if len(ops) == 1:
-            cap[k[0]] = math.inf if kind == "dram" else size
+            cap[k[0]] = bound
             shared = math.inf
         else:
-            shared = math.inf if kind == "dram" else size
+            shared = bound
         rd = [0.0] * 3
         wr = [0.0] * 3
         for kk in k:
             rd[kk] = r_cost * wb[kk] / max(pbits)
             wr[kk] = w_cost * wb[kk] / max(pbits)
         shared_specs.append({
-            "names": [mname], "kind": kind, "ops": set(ops), "cap": cap, "shared": shared,
+            "names": [mname], "kind": kind.name, "ops": set(ops), "cap": cap, "shared": shared,
             "rd": rd, "wr": wr, "bw": bw_bits / max(wb[kk] for kk in k),
-            "area": 0.0 if kind == "dram" else area, "bits": size,
+            "area": area if kind.has_area else 0.0, "bits": size,
         })
     if merge_partitions:
         merged: list[dict] = []
         for sp in shared_specs:
             prev = merged[-1] if merged else None
             if (
-                prev is not None and sp["kind"] == prev["kind"] == "sram"
+                prev is not None and sp["kind"] == prev["kind"] and level_kind(sp["kind"]).on_chip
                 and len(sp["ops"]) == 1 and not math.isfinite(sp["shared"])
                 and not math.isfinite(prev["shared"]) and not (sp["ops"] & prev["ops"])
             ):
@@ -923,7 +925,7 @@ def architecture_from_zigzag(
                 bandwidth_words=as_leaf(sp["bw"]),
             )
         )
-        area_per_kb.append(0.0 if sp["kind"] == "dram" else sp["area"] / (sp["bits"] / 8192.0))
+        area_per_kb.append(sp["area"] / (sp["bits"] / 8192.0) if level_kind(sp["kind"]).has_area else 0.0)
     if rf is not None:
         levels.append(
             MemoryLevel(
