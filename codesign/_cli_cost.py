@@ -3,7 +3,7 @@
 
 Maps every layer of a model (zoo model or reference network) onto an accelerator with
 the chosen dataflow (:func:`hwmodel.map_workload`) and prints the cost per layer and in
-total (:func:`hwmodel.cost`, ``Cost.table()``: the DESIGN.md section 4 report card):
+total (:func:`hwmodel.cost`, ``Cost.table()``: the report card of docs/report_card.md):
 MACs, energy and its breakdown per memory level / MAC / non-MAC, cycles, latency,
 utilization, off-chip bytes and which roofline bound limits each layer.
 

@@ -15,7 +15,7 @@ POOLS = ("cls", "mean")
 
 
 class MultiHeadSelfAttention(nnx.Module):
-    """Multi-head self-attention written out step by step (DESIGN.md sec. 2 names).
+    """Multi-head self-attention written out step by step (names of docs/vocabulary.md).
 
     For tokens ``I [B, T, D]``, per head h (``H`` heads, ``E = F = head_dim``)::
 

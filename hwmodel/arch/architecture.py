@@ -1,4 +1,4 @@
-"""Accelerator descriptions: a PE array under a memory hierarchy (DESIGN.md section 3).
+"""Accelerator descriptions: a PE array under a memory hierarchy (docs/hardware.md).
 
 An :class:`Architecture` is a frozen dataclass registered as a JAX pytree.  Every
 number that a co-design run may want a gradient for (sizes, energies, bandwidths,

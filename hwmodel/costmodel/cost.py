@@ -306,7 +306,7 @@ class Cost:
         }
 
     def table(self) -> str:
-        """The DESIGN.md section 4 report card: per layer and total (concrete values)."""
+        """The report card (docs/report_card.md): per layer and total (concrete values)."""
         return _table(self)
 
 
