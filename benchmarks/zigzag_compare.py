@@ -12,11 +12,12 @@ Printed per layer: MACs from both (must be equal), energy and latency (cycles) f
 both with ratios, the energy per memory level, and network totals; then the wall time
 of each tool on the same network and the speed ratio.
 
-Run (needs a Python with both ``zigzag-dse`` and this project's deps, e.g. a venv
-made with ``pip install zigzag-dse jax flax``)::
+Run (needs a Python with both ``zigzag-dse`` and this project's deps: a virtualenv
+made with ``python3 -m venv .venv-zz && .venv-zz/bin/pip install ".[zigzag,test]"``,
+as in benchmarks/ZIGZAG.md)::
 
-    /tmp/venv-zz/bin/python benchmarks/zigzag_compare.py            # both networks
-    /tmp/venv-zz/bin/python benchmarks/zigzag_compare.py --nets lenet5 --json out.json
+    .venv-zz/bin/python benchmarks/zigzag_compare.py            # both networks
+    .venv-zz/bin/python benchmarks/zigzag_compare.py --nets lenet5 --json out.json
 
 Options: ``--dataflow rs|ws|os|is``, ``--zigzag-hw original|exported`` (ZigZag on
 its YAML, or on our export of the mirrored architecture: the round trip),

@@ -3,7 +3,7 @@
 
 Maps every layer of a model (zoo model or reference network) onto an accelerator with
 the chosen dataflow (:func:`hwmodel.map_workload`) and prints the cost per layer and in
-total (:func:`hwmodel.cost`, ``Cost.table()``: the DESIGN.md section 4 report card):
+total (:func:`hwmodel.cost`, ``Cost.table()``: the report card of docs/report_card.md):
 MACs, energy and its breakdown per memory level / MAC / non-MAC, cycles, latency,
 utilization, off-chip bytes and which roofline bound limits each layer.
 
@@ -44,17 +44,16 @@ PROG = "codesign cost"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from hwmodel.costmodel.mapper import OBJECTIVES
-    from hwmodel.mapping.dataflows import DATAFLOWS
+    import hwmodel
 
     p = Parser(prog=PROG, description="Energy, latency and area of a model on an accelerator "
                "(analytical loop-nest model).")
     add_model_args(p, "alexnet, resnet50")
     p.add_argument("--arch", required=True,
                    help="architecture preset name (e.g. eyeriss) or a .yaml file")
-    p.add_argument("--dataflow", default="rs", choices=DATAFLOWS,
+    p.add_argument("--dataflow", default="rs", choices=hwmodel.DATAFLOWS,
                    help="dataflow family (default rs)")
-    p.add_argument("--objective", default="energy", choices=OBJECTIVES,
+    p.add_argument("--objective", default="energy", choices=hwmodel.OBJECTIVES,
                    help="mapper objective (default energy)")
     return p
 

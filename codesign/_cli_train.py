@@ -88,6 +88,10 @@ def _choices(kind: str) -> tuple[str, ...]:
         from codesign.data import DATASETS
 
         return tuple(DATASETS)
+    if kind == "dataflows":
+        import hwmodel
+
+        return tuple(hwmodel.DATAFLOWS)
     raise AssertionError(kind)
 
 
@@ -142,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(choices, tuple):
             kw["metavar"] = "{" + ",".join(choices) + "}"
             help_ += f"; one of {', '.join(choices)}"
-        elif choices in ("models", "datasets"):
+        elif choices in ("models", "datasets", "dataflows"):
             kw["metavar"] = "NAME"
             help_ += f"; one of {', '.join(_choices(choices))}"
         shown = json.dumps(default) if isinstance(default, dict) else default
@@ -172,11 +176,11 @@ def _resolve(ns: argparse.Namespace) -> Config:
     cfg = base.replace(**changes) if changes else base
     for f in dataclasses.fields(Config):
         kind = f.metadata.get("choices")
-        if kind in ("models", "datasets"):
+        if kind in ("models", "datasets", "dataflows"):
             valid = _choices(kind)
             value = getattr(cfg, f.name)
             if value not in valid:
-                what = "model" if kind == "models" else "dataset"
+                what = {"models": "model", "datasets": "dataset", "dataflows": "dataflow"}[kind]
                 raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return cfg
 

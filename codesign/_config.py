@@ -120,7 +120,7 @@ class Config:
     # hardware report (does not change training)
     hw_arch: str = _f("eyeriss", "accelerator for the report's energy/latency per inference: a preset "
                       "(hwmodel.list_presets()), a YAML file, or 'none' to skip")
-    hw_dataflow: str = _f("rs", "dataflow for the hardware report", choices=("ws", "os", "is", "rs", "nlr"))
+    hw_dataflow: str = _f("rs", "dataflow for the hardware report (hwmodel.DATAFLOWS)", choices="dataflows")
     # energy-aware training and pruning (codesign.energy)
     method: str = _f("none", "training method: none (plain), gates (learned channel/head gates "
                      "against the hardware objective), flops-gates (the same gates against MACs), "
@@ -245,10 +245,6 @@ class Config:
                 f"config field 'warmup_epochs': the onecycle schedule needs 0 < warmup_epochs < "
                 f"epochs={self.epochs}, got {self.warmup_epochs!r}"
             )
-        if self.hw_dataflow not in ("ws", "os", "is", "rs", "nlr"):
-            raise ConfigError(
-                f"config field 'hw_dataflow': unknown {self.hw_dataflow!r}; valid: ws, os, is, rs, nlr"
-            )
         if self.nesterov and self.optimizer != "sgd":
             raise ConfigError("config field 'nesterov': only valid with optimizer='sgd'")
 
@@ -354,10 +350,11 @@ def config_diff(a: Config, b: Config, *, ignore: frozenset[str] = RUNTIME_FIELDS
 
 
 def validate_names(config: Config) -> None:
-    """Check ``config.model`` and ``config.dataset`` against the registries.
+    """Check ``config.model``, ``config.dataset``, ``config.hw_arch`` and
+    ``config.hw_dataflow`` against the registries (imported here, not at start-up).
 
     Raises:
-      ConfigError: an unknown model or dataset, listing the valid names.
+      ConfigError: an unknown name, listing the valid names.
     """
     import models
     from codesign import data
@@ -370,6 +367,10 @@ def validate_names(config: Config) -> None:
         raise ConfigError(
             f"unknown hw_arch {config.hw_arch!r}; valid: {', '.join(hwmodel.list_presets())}, "
             "a .yaml file, or none"
+        )
+    if config.hw_dataflow not in hwmodel.DATAFLOWS:
+        raise ConfigError(
+            f"config field 'hw_dataflow': unknown {config.hw_dataflow!r}; valid: {', '.join(hwmodel.DATAFLOWS)}"
         )
     valid_models = tuple(models.list_models())
     if config.model not in valid_models:

@@ -2,30 +2,11 @@
 
 >>> from codesign.config import get_preset
 >>> cfg = get_preset("quickstart").replace(epochs=2)
+
+The names are exactly ``codesign._config.__all__`` (one list, kept there).
 """
 
-from codesign._config import (
-    OPTIMIZERS,
-    PRESETS,
-    RUNTIME_FIELDS,
-    SCHEDULES,
-    Config,
-    ConfigError,
-    config_diff,
-    get_preset,
-    list_presets,
-    validate_names,
-)
+from codesign import _config
+from codesign._config import *  # noqa: F401,F403 - exactly _config.__all__
 
-__all__ = [
-    "OPTIMIZERS",
-    "PRESETS",
-    "RUNTIME_FIELDS",
-    "SCHEDULES",
-    "Config",
-    "ConfigError",
-    "config_diff",
-    "get_preset",
-    "list_presets",
-    "validate_names",
-]
+__all__ = list(_config.__all__)

@@ -128,6 +128,7 @@ from codesign import energy, magnitude
 from codesign._checkpoint import Checkpointer
 from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
+from models import count_params
 
 __all__ = [
     "ClassificationLoss",
@@ -476,11 +477,6 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
     return model, optimizer
 
 
-def count_params(model: nnx.Module) -> int:
-    """Number of trainable scalars (``nnx.Param`` leaves) in ``model``."""
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
-
-
 MACS_NOTE = "hwmodel.extract_workload (batch 1, dense)"
 
 
@@ -490,16 +486,10 @@ def _count_macs(model: nnx.Module, input_shape: tuple[int, ...]) -> tuple[int, s
 
 
 def _workload(model: nnx.Module, input_shape: tuple[int, ...]):
-    """The model's workload at batch 1 (traced in eval mode; no FLOPs run)."""
-    import hwmodel
+    """The model's workload at batch 1 (an eval-mode view is traced; no FLOPs run)."""
+    import models
 
-    model.eval()
-    try:
-        return hwmodel.extract_workload(
-            model, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32), batch=1
-        )
-    finally:
-        model.train()
+    return models.model_workload(model, batch=1, input_shape=input_shape)
 
 
 def hardware_report(model: nnx.Module, input_shape: tuple[int, ...], arch: str,

@@ -2,7 +2,7 @@
 
 Reproduces the shape of the Eyeriss paper's dataflow comparison (Chen et al., ISCA 2016:
 row stationary is the most energy-efficient dataflow for CNN convolutions, by 1.4x to
-2.5x) with our cost model, and shows DESIGN.md's point that fewer MACs do not always
+2.5x) with our cost model, and shows that fewer MACs do not always
 mean less energy: data movement dominates.
 
 Command (about a minute on a 2-core CPU)::

@@ -6,7 +6,8 @@ Public API (re-exported explicitly):
   ``CATEGORIES``; extraction from any JAX function: :func:`extract_workload`,
   :class:`ExtractionError`.
 * Architectures: :class:`Architecture`, :class:`MemoryLevel`, :class:`AreaModel`,
-  ``OPERANDS``; loading and checking: :func:`load_arch`, :func:`list_presets`,
+  ``OPERANDS``; memory-level kinds ``LEVEL_KINDS`` and their properties
+  ``LEVEL_KIND_PROPERTIES`` / :func:`level_kind` (:class:`LevelKind`); loading and checking: :func:`load_arch`, :func:`list_presets`,
   :func:`preset_path`, :func:`validate_architecture`, :func:`arch_to_yaml`,
   :func:`save_arch`, :func:`load_ert`; metrics (pure JAX, differentiable):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
@@ -19,11 +20,14 @@ Public API (re-exported explicitly):
   :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
   :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
   brute-force reference :func:`simulate`.
+* Files: :func:`atomic_write_text` (temporary file + rename; every file hwmodel and
+  codesign write goes through it).
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
   :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
   :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
+from hwmodel._util import atomic_write_text
 from hwmodel.arch.architecture import (
     Architecture,
     ArchitectureError,
@@ -42,7 +46,15 @@ from hwmodel.arch.architecture import (
     validate_architecture,
 )
 from hwmodel.arch.ert import ERT, load_ert
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.kinds import (
+    COMPRESSION_MODES,
+    LEVEL_KIND_PROPERTIES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    LevelKind,
+    level_kind,
+)
 from hwmodel.arch.load import list_presets, load_arch, preset_path
 from hwmodel.arch.yaml_read import parse_arch_yaml
 from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
@@ -94,6 +106,9 @@ __all__ = [
     "KNOB_DOMAIN",
     "LEVEL_KINDS",
     "MAX_EXACT_MACS",
+    "LEVEL_KIND_PROPERTIES",
+    "LevelKind",
+    "level_kind",
     "OBJECTIVES",
     "OPERANDS",
     "SPARSITY_MODES",
@@ -115,6 +130,7 @@ __all__ = [
     "Unrecognized",
     "Workload",
     "arch_to_yaml",
+    "atomic_write_text",
     "architecture_problems",
     "area_breakdown_mm2",
     "area_mm2",

@@ -1,4 +1,5 @@
-"""File input and output shared by everything that reads or writes files (no JAX here).
+"""Helpers every stage shares: file input and output, pytree registration, the check
+for traced values.
 
 Writes are crash-safe (temporary file + rename), create files with the permissions a
 plain ``open(path, "w")`` would (``0o666`` minus the umask for a new file, the old mode
@@ -12,7 +13,24 @@ import os
 import secrets
 import stat
 
-__all__ = ["atomic_write_text", "read_text"]
+import jax
+
+__all__ = ["atomic_write_text", "is_traced", "read_text", "register_pytree"]
+
+
+def register_pytree(cls, data: list[str], meta: list[str]):
+    """Register frozen dataclass ``cls`` as a JAX pytree: ``data`` fields are leaves
+    (traced under ``jit``/``grad``/``vmap``), ``meta`` fields static metadata.
+    Returns ``cls``."""
+    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    return cls
+
+
+def is_traced(tree) -> bool:
+    """Whether any leaf of ``tree`` (any pytree, or a single value) is a JAX tracer,
+    i.e. the caller runs under ``jit``, ``grad`` or ``vmap`` and its values are not
+    known."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

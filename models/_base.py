@@ -11,7 +11,7 @@ from flax import nnx
 from models._conv import conv_general_dilated
 from models._pool import pool2x2
 
-__all__ = ["ZooModel", "count_params"]
+__all__ = ["ZooModel", "count_params", "lookup"]
 
 
 # ---- initializers ------------------------------------------------------------------------
@@ -90,7 +90,9 @@ class ZooModel(nnx.Module):
     active); ``model.eval()`` / ``model.train()`` switch.
     """
 
-    def _setup(self, input_shape, num_classes, dtype, param_dtype):
+    def _setup(self, input_shape, num_classes, dtype, param_dtype, rngs) -> dict:
+        """Check and store the common constructor arguments; return the keyword
+        arguments every layer of the model takes (``dtype, param_dtype, rngs``)."""
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape
@@ -107,6 +109,7 @@ class ZooModel(nnx.Module):
         self.num_classes = num_classes
         self.dtype = jnp.dtype(dtype)
         self.param_dtype = jnp.dtype(param_dtype)
+        return dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
 
     def _check_input(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
@@ -116,6 +119,18 @@ class ZooModel(nnx.Module):
                 f"create it with input_shape={tuple(x.shape[1:])} for other shapes"
             )
         return x.astype(self.dtype)
+
+    def _stem_blocks_head(self, x: jax.Array, dropout=None) -> jax.Array:
+        """The forward pass of a ``stem -> blocks -> global average pool -> [dropout]
+        -> head`` network (the model's ``stem``, ``blocks`` and ``head`` attributes);
+        float32 logits."""
+        x = self.stem(self._check_input(x))
+        for block in self.blocks:
+            x = block(x)
+        x = jnp.mean(x, axis=(1, 2))
+        if dropout is not None:
+            x = dropout(x)
+        return self.head(x).astype(jnp.float32)
 
 
 def count_params(model: nnx.Module) -> int:
@@ -172,3 +187,12 @@ def pool2(x: jax.Array, kind: str) -> jax.Array:
     return pool2x2(x, kind)
 
 
+
+
+def lookup(table, name, what: str):
+    """``table[name]`` for a registry ``table`` (a mapping from names); an unknown
+    ``name`` is a ValueError naming ``what`` and listing the valid names."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(table)}") from None

@@ -50,9 +50,8 @@ class LeNet5(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         h, w, c = self.input_shape
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         # spatial sizes: conv1 keeps HxW; pool; conv2 valid (-4); pool; conv3 valid (-4)
         h3, w3 = (h // 2 - 4) // 2 - 4, (w // 2 - 4) // 2 - 4
         if h3 < 1 or w3 < 1:
@@ -109,11 +108,10 @@ class MnistCNN(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         h, w, c = self.input_shape
         if h < 4 or w < 4:
             raise ValueError(f"MnistCNN: input {self.input_shape} is too small; H, W >= 4")
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         self.conv1 = conv(c, 32, 3, **kw)
         self.conv1_gate = place_gate(32, "conv1", ("conv2",))
         self.conv2 = conv(32, 64, 3, **kw)
@@ -208,7 +206,7 @@ class VGGSmall(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         stages = tuple(tuple(int(w) for w in s) for s in stages)
         if not stages or any(not s or min(s) < 1 for s in stages):
             raise ValueError(f"VGGSmall: stages must be non-empty lists of widths, got {stages!r}")
@@ -220,7 +218,6 @@ class VGGSmall(ZooModel):
             )
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"VGGSmall: dropout_rate must be in [0, 1), got {dropout_rate!r}")
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         widths = [w_ for s in stages for w_ in s]
         self.pool_after = tuple(
             i for i in range(len(widths)) if i + 1 in _stage_ends(stages)

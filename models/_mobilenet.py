@@ -92,7 +92,7 @@ class MobileNetSmall(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         blocks = tuple((int(c), int(s)) for c, s in blocks)
         if not blocks or any(c < 1 or s not in (1, 2) for c, s in blocks):
             raise ValueError(
@@ -107,7 +107,6 @@ class MobileNetSmall(ZooModel):
             raise ValueError(
                 f"MobileNetSmall: depthwise_impl must be one of {IMPLS}, got {depthwise_impl!r}"
             )
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         _, _, c = self.input_shape
         self.stem = ConvBNReLU(
             c, stem_width, 3, 1, path="stem", consumers=("blocks.0.dw.conv",), **kw
@@ -127,10 +126,4 @@ class MobileNetSmall(ZooModel):
         number_gates(self)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self._check_input(x)
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        x = jnp.mean(x, axis=(1, 2))
-        x = self.dropout(x)
-        return self.head(x).astype(jnp.float32)
+        return self._stem_blocks_head(x, self.dropout)

@@ -7,6 +7,7 @@ import inspect
 
 from flax import nnx
 
+from models._base import lookup
 from models._cnn import LeNet5, MnistCNN, VGGSmall
 from models._mobilenet import MobileNetSmall
 from models._resnet import ResNet20
@@ -83,10 +84,7 @@ def get_info(name: str) -> ModelInfo:
     Raises:
       ValueError: unknown name (the message lists the valid names).
     """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(_REGISTRY)}") from None
+    return lookup(_REGISTRY, name, "model")
 
 
 def create(

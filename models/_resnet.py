@@ -101,7 +101,7 @@ class ResNet20(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"ResNet20: shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
         widths = tuple(int(w) for w in widths)
@@ -112,7 +112,6 @@ class ResNet20(ZooModel):
                 f"ResNet20: blocks_per_stage must be a positive int, got {blocks_per_stage!r}"
             )
         self.shortcut = shortcut
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         _, _, c = self.input_shape
         self.stem = ConvBNReLU(c, widths[0], 3, path="stem", consumers=("blocks.0.conv1",), **kw)
         blocks = []
@@ -130,9 +129,4 @@ class ResNet20(ZooModel):
         number_gates(self)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self._check_input(x)
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        x = jnp.mean(x, axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+        return self._stem_blocks_head(x)

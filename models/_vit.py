@@ -15,7 +15,7 @@ POOLS = ("cls", "mean")
 
 
 class MultiHeadSelfAttention(nnx.Module):
-    """Multi-head self-attention written out step by step (DESIGN.md sec. 2 names).
+    """Multi-head self-attention written out step by step (names of docs/vocabulary.md).
 
     For tokens ``I [B, T, D]``, per head h (``H`` heads, ``E = F = head_dim``)::
 
@@ -153,7 +153,7 @@ class ViTTiny(ZooModel):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):
-        self._setup(input_shape, num_classes, dtype, param_dtype)
+        kw = self._setup(input_shape, num_classes, dtype, param_dtype, rngs)
         h, w, c = self.input_shape
         for name, v in (("patch_size", patch_size), ("dim", dim), ("depth", depth),
                         ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
@@ -175,7 +175,6 @@ class ViTTiny(ZooModel):
             raise ValueError(f"ViTTiny: pool must be one of {POOLS}, got {pool!r}")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"ViTTiny: dropout_rate must be in [0, 1), got {dropout_rate!r}")
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
         self.patch_size, self.dim, self.pool = patch_size, dim, pool
         num_patches = (h // patch_size) * (w // patch_size)
         num_tokens = num_patches + (1 if pool == "cls" else 0)

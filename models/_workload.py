@@ -139,16 +139,9 @@ def model_workload(
         raise TypeError(
             f"model_workload: expected a model name or an nnx.Module, got {type(name_or_module).__name__}"
         )
-    graphdef, state = nnx.split(_eval_view(module))
-
-    def forward(state, x):
-        return nnx.merge(graphdef, state)(x)
-
-    try:
+    try:  # hwmodel.extract_workload splits an NNX module: its state becomes the parameters
         with gates_bypassed():  # a gate is free on the hardware: its keep is a cost knob
-            return hwmodel.extract_workload(
-                forward, state, x, param_argnums=(0,), name=name or model_name, batch=batch
-            )
+            return hwmodel.extract_workload(_eval_view(module), x, name=name or model_name, batch=batch)
     except hwmodel.ExtractionError as e:
         cause = e.__cause__
         detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(e)

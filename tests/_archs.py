@@ -1,7 +1,7 @@
 """Test fixtures: architectures built directly from the dataclasses, random mappings.
 
 These stand in for the ``arch`` branch's presets inside the tests only.  The
-Eyeriss-like numbers follow DESIGN.md section 3 (normalized energies DRAM 200, GLB 6,
+Eyeriss-like numbers follow docs/hardware.md (normalized energies DRAM 200, GLB 6,
 NoC 2, RF 1, MAC 1; 12 x 14 PEs; RF 224 / 12 / 24 words of 16 b; 108 KB GLB).
 """
 

@@ -31,6 +31,7 @@ def _err(capsys, argv):
         (["smoke", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "valid:", "mnist-5k", "cifar10"]),
         (["smoke", "--optimizer", "adam"], ["'optimizer'", "valid: sgd, adamw"]),
         (["smoke", "--schedule", "step"], ["valid: constant, cosine, onecycle"]),
+        (["smoke", "--hw-dataflow", "xs"], ["unknown dataflow 'xs'", "valid: ws, os, is, rs, nlr"]),
         (["smoke", "--epochs", "many"], ["--epochs", "invalid int value"]),
         (["smoke", "--learning-rate", "-1"], ["'learning_rate'", "must be > 0"]),
         (["smoke", "--label-smoothing", "1.5"], ["label_smoothing", "[0, 1)"]),

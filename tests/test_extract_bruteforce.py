@@ -291,7 +291,7 @@ def test_dot_general_matches_brute_force(case):
 
 
 # ---------------------------------------------------------------------------------------
-# attention: five matmuls per head plus the output projection (DESIGN.md section 2)
+# attention: five matmuls per head plus the output projection (docs/vocabulary.md)
 # ---------------------------------------------------------------------------------------
 
 

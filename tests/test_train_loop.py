@@ -154,6 +154,8 @@ def test_hardware_report_can_be_switched_off_and_bad_arch_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown hw_arch 'eyriss'; valid: .*eyeriss"):
         validate_names(tiny(hw_arch="eyriss"))
+    with pytest.raises(ConfigError, match="'hw_dataflow': unknown 'xs'; valid: ws, os, is, rs, nlr"):
+        validate_names(tiny(hw_dataflow="xs"))
 
 
 def test_loss_fn_terms_are_logged_and_a_zero_weight_term_changes_little(tmp_path):

@@ -36,8 +36,8 @@ INF = math.inf
 HAVE_ZIGZAG = importlib.util.find_spec("zigzag") is not None
 NEED_ZIGZAG = pytest.mark.skipif(
     not HAVE_ZIGZAG,
-    reason="zigzag-dse is not installed in this environment (optional extra `zigzag`; "
-    "run these with a venv that has it, e.g. /tmp/venv-zz/bin/python -m pytest)",
+    reason="zigzag-dse is not installed in this environment (optional extra `zigzag`: "
+    "pip install '.[zigzag,test]' in a virtualenv and run pytest from it; see benchmarks/ZIGZAG.md)",
 )
 
 

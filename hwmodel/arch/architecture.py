@@ -1,4 +1,4 @@
-"""Accelerator descriptions: a PE array under a memory hierarchy (DESIGN.md section 3).
+"""Accelerator descriptions: a PE array under a memory hierarchy (docs/hardware.md).
 
 An :class:`Architecture` is a frozen dataclass registered as a JAX pytree.  Every
 number that a co-design run may want a gradient for (sizes, energies, bandwidths,
@@ -21,7 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel._util import is_traced, register_pytree
+from hwmodel.arch.kinds import (
+    COMPRESSION_MODES,
+    LEVEL_KIND_PROPERTIES,
+    LEVEL_KINDS,
+    OPERANDS,
+    SPARSITY_MODES,
+    level_kind,
+)
 from hwmodel.arch.yaml_write import arch_to_yaml
 
 __all__ = [
@@ -43,11 +51,6 @@ __all__ = [
 ]
 
 Array = jax.Array
-
-
-def _register(cls, data, meta):
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
-    return cls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +94,7 @@ class MemoryLevel:
     bandwidth_words: Array
 
 
-_register(
+register_pytree(
     MemoryLevel,
     data=["capacity_bits", "shared_bits", "read_energy_pj", "write_energy_pj", "bandwidth_words"],
     meta=["name", "kind", "holds", "per_pe"],
@@ -117,7 +120,7 @@ class AreaModel:
     fixed_mm2: Array
 
 
-_register(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2"], meta=[])
+register_pytree(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2"], meta=[])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +192,7 @@ class Architecture:
         return arch_to_yaml(self)
 
 
-_register(
+register_pytree(
     Architecture,
     data=[
         "levels",
@@ -241,7 +244,8 @@ def level_storage_bits(level: MemoryLevel) -> Array:
       on-chip level; :func:`validate_architecture` rejects those).
     """
     xp = _xp(level.shared_bits)
-    if level.kind in ("dram", "noc") or not level.holds:
+    kind = level_kind(level.kind)
+    if not (kind.holds_data and kind.on_chip) or not level.holds:
         return xp.zeros_like(level.shared_bits)
     cap = level.capacity_bits
     partitions = sum(cap[..., OPERANDS.index(x)] for x in level.holds)
@@ -320,7 +324,7 @@ def replace_level(arch: Architecture, level_name: str, /, **changes) -> Architec
     for k in changes:
         if k not in fields:
             raise TypeError(f"MemoryLevel has no field {k!r}; fields: {fields}")
-    conv = {k: (as_leaf(v) if k in leaf_fields and not isinstance(v, jax.core.Tracer) else v)
+    conv = {k: (as_leaf(v) if k in leaf_fields and not is_traced(v) else v)
             for k, v in changes.items()}
     levels = tuple(dataclasses.replace(l, **conv) if l.name == level_name else l for l in arch.levels)
     return arch.replace(levels=levels)
@@ -418,10 +422,6 @@ def format_path(arch_or_names, path: tuple) -> str:
     return out or "<architecture>"
 
 
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _fmt_bits(b: float) -> str:
     if not math.isfinite(b):
         return str(b)
@@ -443,163 +443,212 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
     Raises:
       TypeError: leaves are tracers (call outside ``jit``/``grad``/``vmap``).
     """
-    for leaf in jax.tree_util.tree_leaves(arch):
-        if _is_tracer(leaf):
-            raise TypeError(
-                "validate_architecture needs concrete values; call it outside "
-                "jit/grad/vmap (leaves of this architecture are tracers)"
-            )
-    P: list[Problem] = []
-    add = lambda path, msg, valid: P.append(Problem(tuple(path), msg, valid))  # noqa: E731
-    A = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
-
-    def bad_pos(x, *, allow_inf=False, allow_zero=False):
-        x = A(x)
-        ok = (x >= 0) if allow_zero else (x > 0)
-        ok = ok & (np.isfinite(x) | (allow_inf & (x == np.inf)))
-        return not bool(np.all(ok))
-
-    def show(x):
-        x = A(x)
-        return f"{x.item():g}" if x.size == 1 else np.array2string(x, precision=4)
-
-    n_levels = len(arch.levels)
-    if n_levels == 0:
-        add(("levels",), "the architecture has no memory levels",
-            "at least one level (typically DRAM, GLB, NoC, RF)")
-
-    for nm, path in (("pe_rows", ("pe_array", "rows")), ("pe_cols", ("pe_array", "cols"))):
-        v = A(getattr(arch, nm))
-        if not bool(np.all(np.isfinite(v) & (v >= 1))):
-            add(path, f"{nm} is {show(v)}", "a number >= 1 (an integer PE count)")
-    if bad_pos(arch.clock_hz):
-        add(("clock",), f"clock is {show(arch.clock_hz)} Hz", "a positive frequency, e.g. '200 MHz'")
-    wb = A(arch.word_bits)
-    if wb.shape[-1:] != (3,):
-        add(("word_bits",), f"word_bits has shape {wb.shape}", "shape [3] (W, I, O)")
-    else:
-        for j, x in enumerate(OPERANDS):
-            if bad_pos(wb[..., j]):
-                add(("word_bits", x), f"word_bits[{x}] is {show(wb[..., j])}", "a positive number of bits, e.g. 16")
-    if bad_pos(arch.mac_energy_pj, allow_zero=True):
-        add(("mac_energy",), f"mac_energy is {show(arch.mac_energy_pj)} pJ", "a finite energy >= 0")
-    if bad_pos(arch.nonmac_energy_pj, allow_zero=True):
-        add(("nonmac_energy",), f"nonmac_energy is {show(arch.nonmac_energy_pj)} pJ", "a finite energy >= 0")
-    if arch.sparsity not in SPARSITY_MODES:
-        add(("sparsity",), f"sparsity is {arch.sparsity!r}", f"one of {list(SPARSITY_MODES)}")
-    if arch.compression not in COMPRESSION_MODES:
-        add(("compression",), f"compression is {arch.compression!r}", f"one of {list(COMPRESSION_MODES)}")
-    if not isinstance(arch.rle_run_bits, int) or isinstance(arch.rle_run_bits, bool) or arch.rle_run_bits < 1:
-        add(("rle_run_bits",), f"rle_run_bits is {arch.rle_run_bits!r}", "an integer >= 1")
-    if bad_pos(arch.area.pe_mm2, allow_zero=True):
-        add(("area", "pe_mm2"), f"pe_mm2 is {show(arch.area.pe_mm2)}", "a finite area >= 0 (mm^2)")
-    if bad_pos(arch.area.fixed_mm2, allow_zero=True):
-        add(("area", "fixed_mm2"), f"fixed_mm2 is {show(arch.area.fixed_mm2)}", "a finite area >= 0 (mm^2)")
-    kb_coef = A(arch.area.sram_mm2_per_kb)
-    if kb_coef.shape[-1:] != (n_levels,):
-        add(("area",), f"area.sram_mm2_per_kb has shape {kb_coef.shape} for {n_levels} levels",
-            f"one entry per level: shape [{n_levels}]")
-        kb_coef = None
-
+    if is_traced(arch):
+        raise TypeError(
+            "validate_architecture needs concrete values; call it outside "
+            "jit/grad/vmap (leaves of this architecture are tracers)"
+        )
+    pr = _Problems()
+    kb_coef = _check_scalars(arch, pr)
     names = [l.name for l in arch.levels]
     seen: dict[str, int] = {}
     first_per_pe = None
     for i, lvl in enumerate(arch.levels):
-        L = ("levels", i)
-        if not isinstance(lvl.name, str) or not lvl.name:
-            add(L + ("name",), f"level {i} has name {lvl.name!r}", "a non-empty string")
-        elif lvl.name in seen:
-            add(L + ("name",), f"level name {lvl.name!r} is used twice (levels {seen[lvl.name]} and {i})",
-                f"a name not used by another level; names in use: {names}")
-        else:
-            seen[lvl.name] = i
-        if lvl.kind not in LEVEL_KINDS:
-            add(L + ("kind",), f"kind is {lvl.kind!r}", f"one of {list(LEVEL_KINDS)}")
-            continue
-        holds = tuple(lvl.holds)
-        bad = [x for x in holds if x not in OPERANDS]
-        if bad:
-            add(L + ("holds",), f"holds unknown operand(s) {bad}", f"a subset of {list(OPERANDS)}")
-        if len(set(holds)) != len(holds):
-            add(L + ("holds",), f"holds lists an operand twice: {list(holds)}", f"each of {list(OPERANDS)} at most once")
-        if lvl.kind == "noc" and holds:
-            add(L + ("holds",), f"a 'noc' level stores nothing but holds {list(holds)}",
-                "no holds for a noc level (it charges per word delivered)")
-        if lvl.kind != "noc" and not holds:
-            add(L + ("holds",), f"a {lvl.kind!r} level holds no operand",
-                f"a non-empty subset of {list(OPERANDS)}, or remove the level")
-        if lvl.kind == "dram" and i != 0:
-            add(L + ("kind",), f"a 'dram' level must be the outermost level, but it is level {i}",
-                "put DRAM first (levels are listed outermost first)")
-        if lvl.per_pe:
-            if lvl.kind in ("dram", "noc"):
-                add(L + ("per_pe",), f"a {lvl.kind!r} level cannot be per PE", "per_pe: false")
-            if first_per_pe is None:
-                first_per_pe = i
-        elif first_per_pe is not None:
-            add(L + ("per_pe",),
-                f"level {lvl.name!r} is shared but lies below the per-PE level {names[first_per_pe]!r}",
-                "list shared levels (DRAM, buffers, NoC) before the per-PE levels")
-        cap = A(lvl.capacity_bits)
-        sh = A(lvl.shared_bits)
-        if cap.shape[-1:] != (3,):
-            add(L + ("size",), f"capacity_bits has shape {cap.shape}", "shape [3] (W, I, O)")
-            continue
-        held_idx = [OPERANDS.index(x) for x in holds if x in OPERANDS]
-        if lvl.kind in ("sram", "rf", "dram") and held_idx:
-            size_bad = False
-            if bool(np.any(np.isnan(sh))) or bool(np.any(sh <= 0)):
-                add(L + ("size",), f"size is {show(sh)} bits", "a positive size, e.g. '108 KB' or '224 x 16 b'")
-                size_bad = True
-            for j in held_idx:
-                c = cap[..., j]
-                if bool(np.any(np.isnan(c))) or bool(np.any(c <= 0)):
-                    add(L + ("size", OPERANDS[j]), f"size for {OPERANDS[j]} is {show(c)} bits",
-                        "a positive size, e.g. '12 x 16 b'")
-                    size_bad = True
-            part = sum(cap[..., j] for j in held_idx)
-            storage = np.minimum(sh, part)
-            if lvl.kind != "dram" and not bool(np.all(np.isfinite(storage))):
-                add(L + ("size",), f"on-chip level {lvl.name!r} has unbounded size",
-                    "a finite size: one shared size ('108 KB') or one per held operand")
-            if wb.shape[-1:] == (3,) and not size_bad:
-                for j in held_idx:
-                    eff = np.minimum(cap[..., j], sh)
-                    w = wb[..., j]
-                    if bool(np.any(eff < w)):
-                        add(L + ("size", OPERANDS[j]),
-                            f"level {lvl.name!r} claims to hold {OPERANDS[j]} but its "
-                            f"{'partition' if np.all(np.isfinite(cap[..., j])) else 'size'} "
-                            f"({_fmt_bits(float(np.min(eff)))}) cannot hold one {show(w)}-bit {OPERANDS[j]} word",
-                            f"a size >= {show(w)} b for {OPERANDS[j]}, or remove {OPERANDS[j]} from holds")
-                need = sum(wb[..., j] for j in held_idx)
-                if len(held_idx) > 1 and bool(np.any(sh < need)) and bool(np.all(sh >= np.max(wb))):
-                    add(L + ("size",),
-                        f"level {lvl.name!r} ({_fmt_bits(float(np.min(sh)))}) cannot hold one word of each "
-                        f"operand it holds ({[OPERANDS[j] for j in held_idx]}: {show(need)} bits)",
-                        f"a size >= {show(need)} b")
-        for key, e in (("read_energy", lvl.read_energy_pj), ("write_energy", lvl.write_energy_pj)):
-            e = A(e)
-            if e.shape[-1:] != (3,):
-                add(L + (key,), f"{key} has shape {e.shape}", "shape [3] (W, I, O)")
-                continue
-            for j, x in enumerate(OPERANDS):
-                if bad_pos(e[..., j], allow_zero=True):
-                    add(L + (key, x), f"{key} for {x} is {show(e[..., j])} pJ", "a finite energy >= 0")
-        if bad_pos(lvl.bandwidth_words, allow_inf=True):
-            add(L + ("bandwidth",), f"bandwidth is {show(lvl.bandwidth_words)} words/cycle",
-                "a positive number of words per cycle, or 'unlimited'")
-        if kb_coef is not None and bad_pos(kb_coef[..., i], allow_zero=True):
-            add(L + ("area_mm2_per_kb",), f"area_mm2_per_kb is {show(kb_coef[..., i])}", "a finite area >= 0 (mm^2 per KB)")
+        first_per_pe, known_kind = _check_level_structure(lvl, i, names, seen, first_per_pe, pr)
+        if known_kind and _check_level_size(lvl, i, _f64(arch.word_bits), pr):
+            _check_level_numbers(lvl, i, kb_coef, pr)
+    _check_homes(arch, pr)
+    return pr.problems
 
-    # Every operand needs a home above the PEs (a shared storage level).
-    shared = [l for l in arch.levels if not l.per_pe and l.kind in ("dram", "sram", "rf")]
+
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+class _Problems:
+    """Collects :class:`Problem` entries; formats and tests values for the messages."""
+
+    def __init__(self):
+        self.problems: list[Problem] = []
+
+    def add(self, path, msg: str, valid: str) -> None:
+        self.problems.append(Problem(tuple(path), msg, valid))
+
+    @staticmethod
+    def bad_pos(x, *, allow_inf=False, allow_zero=False) -> bool:
+        """Whether any entry of ``x`` is not positive (``>= 0`` with ``allow_zero``) and
+        finite (``inf`` allowed with ``allow_inf``)."""
+        x = _f64(x)
+        ok = (x >= 0) if allow_zero else (x > 0)
+        ok = ok & (np.isfinite(x) | (allow_inf & (x == np.inf)))
+        return not bool(np.all(ok))
+
+    @staticmethod
+    def show(x) -> str:
+        x = _f64(x)
+        return f"{x.item():g}" if x.size == 1 else np.array2string(x, precision=4)
+
+
+def _check_scalars(arch: Architecture, pr: _Problems):
+    """The PE array, clock, word widths, MAC energies, modes and area coefficients;
+    returns the per-level area coefficients, or None when their shape is wrong."""
+    n_levels = len(arch.levels)
+    if n_levels == 0:
+        pr.add(("levels",), "the architecture has no memory levels",
+               "at least one level (typically DRAM, GLB, NoC, RF)")
+
+    for nm, path in (("pe_rows", ("pe_array", "rows")), ("pe_cols", ("pe_array", "cols"))):
+        v = _f64(getattr(arch, nm))
+        if not bool(np.all(np.isfinite(v) & (v >= 1))):
+            pr.add(path, f"{nm} is {pr.show(v)}", "a number >= 1 (an integer PE count)")
+    if pr.bad_pos(arch.clock_hz):
+        pr.add(("clock",), f"clock is {pr.show(arch.clock_hz)} Hz", "a positive frequency, e.g. '200 MHz'")
+    wb = _f64(arch.word_bits)
+    if wb.shape[-1:] != (3,):
+        pr.add(("word_bits",), f"word_bits has shape {wb.shape}", "shape [3] (W, I, O)")
+    else:
+        for j, x in enumerate(OPERANDS):
+            if pr.bad_pos(wb[..., j]):
+                pr.add(("word_bits", x), f"word_bits[{x}] is {pr.show(wb[..., j])}", "a positive number of bits, e.g. 16")
+    if pr.bad_pos(arch.mac_energy_pj, allow_zero=True):
+        pr.add(("mac_energy",), f"mac_energy is {pr.show(arch.mac_energy_pj)} pJ", "a finite energy >= 0")
+    if pr.bad_pos(arch.nonmac_energy_pj, allow_zero=True):
+        pr.add(("nonmac_energy",), f"nonmac_energy is {pr.show(arch.nonmac_energy_pj)} pJ", "a finite energy >= 0")
+    if arch.sparsity not in SPARSITY_MODES:
+        pr.add(("sparsity",), f"sparsity is {arch.sparsity!r}", f"one of {list(SPARSITY_MODES)}")
+    if arch.compression not in COMPRESSION_MODES:
+        pr.add(("compression",), f"compression is {arch.compression!r}", f"one of {list(COMPRESSION_MODES)}")
+    if not isinstance(arch.rle_run_bits, int) or isinstance(arch.rle_run_bits, bool) or arch.rle_run_bits < 1:
+        pr.add(("rle_run_bits",), f"rle_run_bits is {arch.rle_run_bits!r}", "an integer >= 1")
+    if pr.bad_pos(arch.area.pe_mm2, allow_zero=True):
+        pr.add(("area", "pe_mm2"), f"pe_mm2 is {pr.show(arch.area.pe_mm2)}", "a finite area >= 0 (mm^2)")
+    if pr.bad_pos(arch.area.fixed_mm2, allow_zero=True):
+        pr.add(("area", "fixed_mm2"), f"fixed_mm2 is {pr.show(arch.area.fixed_mm2)}", "a finite area >= 0 (mm^2)")
+    kb_coef = _f64(arch.area.sram_mm2_per_kb)
+    if kb_coef.shape[-1:] != (n_levels,):
+        pr.add(("area",), f"area.sram_mm2_per_kb has shape {kb_coef.shape} for {n_levels} levels",
+               f"one entry per level: shape [{n_levels}]")
+        kb_coef = None
+    return kb_coef
+
+
+def _check_level_structure(lvl: MemoryLevel, i: int, names, seen: dict, first_per_pe, pr: _Problems):
+    """Name, kind, holds, per-PE placement of level ``i``; returns ``(the first per-PE
+    level so far, whether the kind is known)``."""
+    L = ("levels", i)
+    if not isinstance(lvl.name, str) or not lvl.name:
+        pr.add(L + ("name",), f"level {i} has name {lvl.name!r}", "a non-empty string")
+    elif lvl.name in seen:
+        pr.add(L + ("name",), f"level name {lvl.name!r} is used twice (levels {seen[lvl.name]} and {i})",
+               f"a name not used by another level; names in use: {names}")
+    else:
+        seen[lvl.name] = i
+    if lvl.kind not in LEVEL_KINDS:
+        pr.add(L + ("kind",), f"kind is {lvl.kind!r}", f"one of {list(LEVEL_KINDS)}")
+        return first_per_pe, False
+    kind = level_kind(lvl.kind)
+    holds = tuple(lvl.holds)
+    bad = [x for x in holds if x not in OPERANDS]
+    if bad:
+        pr.add(L + ("holds",), f"holds unknown operand(s) {bad}", f"a subset of {list(OPERANDS)}")
+    if len(set(holds)) != len(holds):
+        pr.add(L + ("holds",), f"holds lists an operand twice: {list(holds)}", f"each of {list(OPERANDS)} at most once")
+    if not kind.holds_data and holds:
+        pr.add(L + ("holds",), f"a {lvl.kind!r} level stores nothing but holds {list(holds)}",
+               f"no holds for a {lvl.kind} level (it charges per word delivered)")
+    if kind.holds_data and not holds:
+        pr.add(L + ("holds",), f"a {lvl.kind!r} level holds no operand",
+               f"a non-empty subset of {list(OPERANDS)}, or remove the level")
+    if not kind.on_chip and i != 0:
+        pr.add(L + ("kind",), f"a {lvl.kind!r} level must be the outermost level, but it is level {i}",
+               "put DRAM first (levels are listed outermost first)")
+    if lvl.per_pe:
+        if not kind.per_pe_allowed:
+            pr.add(L + ("per_pe",), f"a {lvl.kind!r} level cannot be per PE", "per_pe: false")
+        if first_per_pe is None:
+            first_per_pe = i
+    elif first_per_pe is not None:
+        pr.add(L + ("per_pe",),
+               f"level {lvl.name!r} is shared but lies below the per-PE level {names[first_per_pe]!r}",
+               "list shared levels (DRAM, buffers, NoC) before the per-PE levels")
+    return first_per_pe, True
+
+
+def _check_level_size(lvl: MemoryLevel, i: int, wb: np.ndarray, pr: _Problems) -> bool:
+    """Level ``i``'s sizes: positive, finite on chip, room for one word of each held
+    operand; False when the capacity array is malformed (the level's other numbers
+    are then not checked)."""
+    L = ("levels", i)
+    kind = level_kind(lvl.kind)
+    holds = tuple(lvl.holds)
+    cap = _f64(lvl.capacity_bits)
+    sh = _f64(lvl.shared_bits)
+    if cap.shape[-1:] != (3,):
+        pr.add(L + ("size",), f"capacity_bits has shape {cap.shape}", "shape [3] (W, I, O)")
+        return False
+    held_idx = [OPERANDS.index(x) for x in holds if x in OPERANDS]
+    if kind.holds_data and held_idx:
+        size_bad = False
+        if bool(np.any(np.isnan(sh))) or bool(np.any(sh <= 0)):
+            pr.add(L + ("size",), f"size is {pr.show(sh)} bits", "a positive size, e.g. '108 KB' or '224 x 16 b'")
+            size_bad = True
+        for j in held_idx:
+            c = cap[..., j]
+            if bool(np.any(np.isnan(c))) or bool(np.any(c <= 0)):
+                pr.add(L + ("size", OPERANDS[j]), f"size for {OPERANDS[j]} is {pr.show(c)} bits",
+                       "a positive size, e.g. '12 x 16 b'")
+                size_bad = True
+        part = sum(cap[..., j] for j in held_idx)
+        storage = np.minimum(sh, part)
+        if kind.needs_size and not bool(np.all(np.isfinite(storage))):
+            pr.add(L + ("size",), f"on-chip level {lvl.name!r} has unbounded size",
+                   "a finite size: one shared size ('108 KB') or one per held operand")
+        if wb.shape[-1:] == (3,) and not size_bad:
+            for j in held_idx:
+                eff = np.minimum(cap[..., j], sh)
+                w = wb[..., j]
+                if bool(np.any(eff < w)):
+                    pr.add(L + ("size", OPERANDS[j]),
+                           f"level {lvl.name!r} claims to hold {OPERANDS[j]} but its "
+                           f"{'partition' if np.all(np.isfinite(cap[..., j])) else 'size'} "
+                           f"({_fmt_bits(float(np.min(eff)))}) cannot hold one {pr.show(w)}-bit {OPERANDS[j]} word",
+                           f"a size >= {pr.show(w)} b for {OPERANDS[j]}, or remove {OPERANDS[j]} from holds")
+            need = sum(wb[..., j] for j in held_idx)
+            if len(held_idx) > 1 and bool(np.any(sh < need)) and bool(np.all(sh >= np.max(wb))):
+                pr.add(L + ("size",),
+                       f"level {lvl.name!r} ({_fmt_bits(float(np.min(sh)))}) cannot hold one word of each "
+                       f"operand it holds ({[OPERANDS[j] for j in held_idx]}: {pr.show(need)} bits)",
+                       f"a size >= {pr.show(need)} b")
+    return True
+
+
+def _check_level_numbers(lvl: MemoryLevel, i: int, kb_coef, pr: _Problems) -> None:
+    """Level ``i``'s energies, bandwidth and area coefficient."""
+    L = ("levels", i)
+    for key, e in (("read_energy", lvl.read_energy_pj), ("write_energy", lvl.write_energy_pj)):
+        e = _f64(e)
+        if e.shape[-1:] != (3,):
+            pr.add(L + (key,), f"{key} has shape {e.shape}", "shape [3] (W, I, O)")
+            continue
+        for j, x in enumerate(OPERANDS):
+            if pr.bad_pos(e[..., j], allow_zero=True):
+                pr.add(L + (key, x), f"{key} for {x} is {pr.show(e[..., j])} pJ", "a finite energy >= 0")
+    if pr.bad_pos(lvl.bandwidth_words, allow_inf=True):
+        pr.add(L + ("bandwidth",), f"bandwidth is {pr.show(lvl.bandwidth_words)} words/cycle",
+               "a positive number of words per cycle, or 'unlimited'")
+    if kb_coef is not None and pr.bad_pos(kb_coef[..., i], allow_zero=True):
+        pr.add(L + ("area_mm2_per_kb",), f"area_mm2_per_kb is {pr.show(kb_coef[..., i])}", "a finite area >= 0 (mm^2 per KB)")
+
+
+def _check_homes(arch: Architecture, pr: _Problems) -> None:
+    """Every operand needs a home above the PEs (a shared storage level)."""
+    shared = [l for l in arch.levels if not l.per_pe and l.kind in LEVEL_KIND_PROPERTIES
+              and LEVEL_KIND_PROPERTIES[l.kind].holds_data]
     for x in OPERANDS:
         if not any(x in l.holds for l in shared):
-            add(("levels",), f"no level above the PEs holds operand {x}",
-                f"add {x!r} to `holds` of one of the shared levels "
-                f"{[l.name for l in shared] or '(none: add a DRAM or buffer level)'}")
-    return P
+            pr.add(("levels",), f"no level above the PEs holds operand {x}",
+                   f"add {x!r} to `holds` of one of the shared levels "
+                   f"{[l.name for l in shared] or '(none: add a DRAM or buffer level)'}")
 
 
 def validate_architecture(arch: Architecture) -> None:
@@ -665,7 +714,7 @@ def describe(arch: Architecture) -> str:
     Returns:
       Multi-line text.
     """
-    if any(_is_tracer(l) for l in jax.tree_util.tree_leaves(arch)):
+    if is_traced(arch):
         raise TypeError("describe needs concrete values; call it outside jit/grad/vmap")
     nb = np.ndim(arch.pe_rows)  # leading batch dimensions of a stacked architecture
     a = jax.tree_util.tree_map(lambda x: np.asarray(x)[(0,) * nb], arch) if nb else arch
@@ -689,7 +738,7 @@ def describe(arch: Architecture) -> str:
     for lvl in a.levels:
         cap = np.asarray(lvl.capacity_bits, dtype=np.float64)
         sh = _num(lvl.shared_bits)
-        if lvl.kind == "noc":
+        if not level_kind(lvl.kind).holds_data:
             size = "-"
         else:
             parts = [f"{x}:{_fmt_bits(cap[OPERANDS.index(x)])}" for x in lvl.holds

@@ -94,7 +94,7 @@ from hwmodel.arch.architecture import (
     as_leaf,
     format_path,
 )
-from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES, level_kind
 
 __all__ = ["parse_arch_yaml"]
 
@@ -211,38 +211,10 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
       ArchitectureError: with ``file:line: what; valid: ...``.
     """
     ctx = yn.Context(file)
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else "?"
-        raise ArchitectureError(f"{file}:{line}: not valid YAML: {getattr(e, 'problem', e)}; "
-                                "valid: a YAML mapping (see hwmodel/arch/yaml_read.py for the format)", file=file) from None
-    if len(nodes) != 1 or nodes[0] is None:
-        raise ArchitectureError(f"{file}:1: expected exactly one YAML document, found {len(nodes)}; "
-                                "valid: one mapping with keys " + str(list(TOP_REQUIRED + TOP_OPTIONAL)), file=file)
-    root = nodes[0]
-    ctx.nodes[()] = root
-    top = yn.mapping(ctx, root, "architecture", TOP_REQUIRED + TOP_OPTIONAL, TOP_REQUIRED)
-    for k, v in top.items():
-        ctx.nodes[(k,)] = v
-
+    root, top = _document(ctx, text, file)
     name = yn.text(ctx, top["name"], "name")
     description = yn.text(ctx, top["description"], "description") if "description" in top else ""
-    unit = yn.choice(ctx, top["energy_unit"], "energy_unit", ENERGY_UNITS)
-    if unit == "MAC":
-        if "pj_per_unit" not in top:
-            raise ctx.err(top["energy_unit"], "energy_unit is MAC but pj_per_unit is missing",
-                          "add 'pj_per_unit: <pJ per MAC-relative unit>'")
-        scale = yn.number(ctx, top["pj_per_unit"], "pj_per_unit")
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ctx.err(top["pj_per_unit"], f"pj_per_unit is {scale:g}", "a positive number of pJ")
-    else:
-        if "pj_per_unit" in top:
-            raise ctx.err(top["pj_per_unit"], "pj_per_unit is only meaningful with energy_unit: MAC",
-                          "remove pj_per_unit, or set energy_unit: MAC")
-        scale = 1.0
-
+    scale = _energy_scale(ctx, top)
     pe = yn.mapping(ctx, top["pe_array"], "pe_array", ("rows", "cols"), ("rows", "cols"))
     ctx.nodes[("pe_array", "rows")] = pe["rows"]
     ctx.nodes[("pe_array", "cols")] = pe["cols"]
@@ -267,175 +239,8 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
     pe_mm2 = yn.number(ctx, area["pe_mm2"], "area.pe_mm2")
     fixed_mm2 = yn.number(ctx, area["fixed_mm2"], "area.fixed_mm2")
 
-    # The ERT, if any.
-    table = None
-    if ert is not None:
-        table = _ert.as_ert(ert)
-    elif "ert_file" in top:
-        rel = yn.text(ctx, top["ert_file"], "ert_file")
-        bdir = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(file))
-        path = rel if os.path.isabs(rel) else os.path.join(bdir, rel)
-        if not os.path.isfile(path):
-            raise ctx.err(top["ert_file"], f"ert_file {rel!r} not found (looked at {path})",
-                          "a path to an Accelergy ERT.yaml, relative to this file")
-        table = _ert.load_ert(path)
-
-    lv_node = top["levels"]
-    if not isinstance(lv_node, yaml.SequenceNode) or not lv_node.value:
-        raise ctx.err(lv_node, f"levels must be a non-empty list, got {yn.kind_of(lv_node)}",
-                      "a list of level mappings, outermost first (DRAM, GLB, NoC, RF)")
-    levels, kb_coef = [], []
-    ert_used = False
-    names_so_far: dict[str, int] = {}
-    for i, node in enumerate(lv_node.value):
-        L = ("levels", i)
-        ctx.nodes[L] = node
-        m = yn.mapping(ctx, node, f"levels[{i}]", LEVEL_KEYS, ("name", "kind"))
-        for k, v in m.items():
-            ctx.nodes[L + (k,)] = v
-        lname = yn.text(ctx, m["name"], f"levels[{i}].name")
-        if lname in names_so_far:
-            raise ctx.err(m["name"], f"levels[{i}].name: level name {lname!r} is used twice "
-                          f"(also levels[{names_so_far[lname]}])",
-                          f"a name not used by another level; used: {list(names_so_far)}")
-        names_so_far[lname] = i
-        W = f"levels[{i}] ({lname})"
-        kind = yn.choice(ctx, m["kind"], f"{W}.kind", LEVEL_KINDS)
-        per_pe = yn.boolean(ctx, m["per_pe"], f"{W}.per_pe") if "per_pe" in m else False
-        if kind == "noc":
-            if "holds" in m:
-                hn = m["holds"]
-                if not (isinstance(hn, yaml.SequenceNode) and not hn.value):
-                    raise ctx.err(hn, f"{W}: a noc level stores nothing, it cannot hold operands",
-                                  "remove 'holds' (a noc charges per word delivered to a PE)")
-            holds: tuple[str, ...] = ()
-        else:
-            if "holds" not in m:
-                raise ctx.err(node, f"{W}: missing required key 'holds'",
-                              f"holds: a list from {list(OPERANDS)}, e.g. [W, I, O]")
-            hn = m["holds"]
-            if not isinstance(hn, yaml.SequenceNode):
-                raise ctx.err(hn, f"{W}.holds must be a list, got {yn.kind_of(hn)}", f"a list from {list(OPERANDS)}, e.g. [I, O]")
-            hl = []
-            for e in hn.value:
-                x = yn.choice(ctx, e, f"{W}.holds", OPERANDS)
-                if x in hl:
-                    raise ctx.err(e, f"{W}.holds lists {x!r} twice", f"each of {list(OPERANDS)} at most once")
-                hl.append(x)
-            if not hl:
-                raise ctx.err(hn, f"{W}.holds is empty", f"a non-empty list from {list(OPERANDS)}, or remove the level")
-            holds = tuple(x for x in OPERANDS if x in hl)  # canonical W, I, O order
-        ops_e = OPERANDS if kind == "noc" else holds  # operands that have energies here
-
-        # size
-        cap = {x: INF for x in OPERANDS}
-        shared = INF
-        if kind == "noc":
-            if "size" in m:
-                raise ctx.err(m["size"], f"{W}: a noc level has no size", "remove 'size'")
-        elif "size" not in m:
-            if kind != "dram":
-                raise ctx.err(node, f"{W}: missing required key 'size'", _VALID_SIZE)
-        else:
-            sn = m["size"]
-            if isinstance(sn, yaml.MappingNode):
-                sm = yn.mapping(ctx, sn, f"{W}.size", holds + ("total",))
-                for k, v in sm.items():
-                    ctx.nodes[L + ("size",) + ((k,) if k != "total" else ())] = v
-                for x in holds:
-                    if x in sm:
-                        cap[x] = _size_bits(ctx, sm[x], f"{W}.size.{x}")
-                if "total" in sm:
-                    shared = _size_bits(ctx, sm["total"], f"{W}.size.total")
-                else:
-                    miss = [x for x in holds if x not in sm]
-                    if miss:
-                        raise ctx.err(sn, f"{W}.size has no partition for {miss} and no total",
-                                      f"a size for each held operand {list(holds)}, or a 'total' shared by the rest")
-            elif kind == "dram" and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
-                shared = INF
-            else:
-                shared = _size_bits(ctx, sn, f"{W}.size")
-
-        # bandwidth
-        widest = max(wbits[x] for x in (ops_e or OPERANDS))
-        if "bandwidth" in m:
-            bw = _bandwidth(ctx, m["bandwidth"], f"{W}.bandwidth", widest, clock)
-        elif kind == "dram":
-            raise ctx.err(node, f"{W}: missing required key 'bandwidth' (DRAM bandwidth bounds latency)",
-                          _VALID_BW)
-        else:
-            bw = INF
-
-        # area
-        if "area_mm2_per_kb" in m:
-            coef = yn.number(ctx, m["area_mm2_per_kb"], f"{W}.area_mm2_per_kb")
-            if kind in ("dram", "noc") and coef != 0:
-                raise ctx.err(m["area_mm2_per_kb"], f"{W}: a {kind} level has no on-chip storage area",
-                              "0, or remove area_mm2_per_kb (put NoC area in area.fixed_mm2)")
-        elif kind in ("sram", "rf"):
-            raise ctx.err(node, f"{W}: missing required key 'area_mm2_per_kb'",
-                          "mm^2 per KB of this level's storage (a number >= 0)")
-        else:
-            coef = 0.0
-
-        # energies
-        rd = {x: 0.0 for x in OPERANDS}
-        wr = {x: 0.0 for x in OPERANDS}
-        have_yaml_energy = False
-        if "energy" in m:
-            for k in ("read_energy", "write_energy"):
-                if k in m:
-                    raise ctx.err(m[k], f"{W}: both 'energy' and {k!r} given",
-                                  "either 'energy' (read = write) or 'read_energy' and 'write_energy'")
-            e, en = _per_operand(ctx, m["energy"], f"{W}.energy", yn.number, ops_e, what="energy")
-            rd.update({x: v * scale for x, v in e.items()})
-            wr.update({x: v * scale for x, v in e.items()})
-            for k in ("read_energy", "write_energy"):
-                ctx.nodes[L + (k,)] = m["energy"]
-                for x, n in en.items():
-                    ctx.nodes[L + (k, x)] = n
-            have_yaml_energy = True
-        elif "read_energy" in m or "write_energy" in m:
-            for k in ("read_energy", "write_energy"):
-                if k not in m:
-                    other = "read_energy" if k == "write_energy" else "write_energy"
-                    raise ctx.err(m[other], f"{W}: {other!r} given without {k!r}",
-                                  f"both read_energy and write_energy, or one 'energy'")
-            for k, dst in (("read_energy", rd), ("write_energy", wr)):
-                e, en = _per_operand(ctx, m[k], f"{W}.{k}", yn.number, ops_e, what=k)
-                dst.update({x: v * scale for x, v in e.items()})
-                for x, n in en.items():
-                    ctx.nodes[L + (k, x)] = n
-            have_yaml_energy = True
-
-        if "ert" in m:
-            spec = _ert.parse_level_spec(ctx, m["ert"], W, ops_e)
-            if table is not None:
-                r_e, w_e = _ert.level_energies(ctx, table, spec, m["ert"], W)
-                rd.update(r_e)
-                wr.update(w_e)
-                for k in ("read_energy", "write_energy"):
-                    ctx.nodes[L + (k,)] = m["ert"]
-                    for x in OPERANDS:
-                        ctx.nodes.pop(L + (k, x), None)
-                ert_used = True
-                have_yaml_energy = True
-        if not have_yaml_energy:
-            raise ctx.err(node, f"{W}: no energy given",
-                          "'energy' (or 'read_energy' + 'write_energy'), or an 'ert' component "
-                          "together with an ERT file")
-
-        levels.append(MemoryLevel(
-            name=lname, kind=kind, holds=holds, per_pe=per_pe,
-            capacity_bits=as_leaf([cap[x] for x in OPERANDS]),
-            shared_bits=as_leaf(shared),
-            read_energy_pj=as_leaf([rd[x] for x in OPERANDS]),
-            write_energy_pj=as_leaf([wr[x] for x in OPERANDS]),
-            bandwidth_words=as_leaf(bw),
-        ))
-        kb_coef.append(coef)
-
+    table = _ert_table(ctx, top, ert, base_dir, file)
+    levels, kb_coef, ert_used = _levels(ctx, top, scale=scale, wbits=wbits, clock=clock, table=table)
     if "mac_ert" in top:
         mspec = _ert.parse_mac_spec(ctx, top["mac_ert"])
         if table is not None:
@@ -454,14 +259,272 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         area=AreaModel(pe_mm2=as_leaf(pe_mm2), sram_mm2_per_kb=as_leaf(kb_coef), fixed_mm2=as_leaf(fixed_mm2)),
         sparsity=sparsity, compression=compression, rle_run_bits=rle_bits, description=description,
     )
+    _raise_problems(ctx, arch, file)
+    return arch
+
+
+def _document(ctx, text: str, file: str):
+    """The YAML document's root node and its top-level keys (strict: one mapping)."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else "?"
+        raise ArchitectureError(f"{file}:{line}: not valid YAML: {getattr(e, 'problem', e)}; "
+                                "valid: a YAML mapping (see hwmodel/arch/yaml_read.py for the format)", file=file) from None
+    if len(nodes) != 1 or nodes[0] is None:
+        raise ArchitectureError(f"{file}:1: expected exactly one YAML document, found {len(nodes)}; "
+                                "valid: one mapping with keys " + str(list(TOP_REQUIRED + TOP_OPTIONAL)), file=file)
+    root = nodes[0]
+    ctx.nodes[()] = root
+    top = yn.mapping(ctx, root, "architecture", TOP_REQUIRED + TOP_OPTIONAL, TOP_REQUIRED)
+    for k, v in top.items():
+        ctx.nodes[(k,)] = v
+    return root, top
+
+
+def _energy_scale(ctx, top) -> float:
+    """pJ per energy unit of the file (``energy_unit`` / ``pj_per_unit``)."""
+    unit = yn.choice(ctx, top["energy_unit"], "energy_unit", ENERGY_UNITS)
+    if unit == "MAC":
+        if "pj_per_unit" not in top:
+            raise ctx.err(top["energy_unit"], "energy_unit is MAC but pj_per_unit is missing",
+                          "add 'pj_per_unit: <pJ per MAC-relative unit>'")
+        scale = yn.number(ctx, top["pj_per_unit"], "pj_per_unit")
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ctx.err(top["pj_per_unit"], f"pj_per_unit is {scale:g}", "a positive number of pJ")
+    else:
+        if "pj_per_unit" in top:
+            raise ctx.err(top["pj_per_unit"], "pj_per_unit is only meaningful with energy_unit: MAC",
+                          "remove pj_per_unit, or set energy_unit: MAC")
+        scale = 1.0
+    return scale
+
+
+def _ert_table(ctx, top, ert, base_dir, file):
+    """The Accelergy ERT to take energies from: ``ert`` if given, else the file's
+    ``ert_file`` (relative to ``base_dir`` or the file's directory), else None."""
+    table = None
+    if ert is not None:
+        table = _ert.as_ert(ert)
+    elif "ert_file" in top:
+        rel = yn.text(ctx, top["ert_file"], "ert_file")
+        bdir = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(file))
+        path = rel if os.path.isabs(rel) else os.path.join(bdir, rel)
+        if not os.path.isfile(path):
+            raise ctx.err(top["ert_file"], f"ert_file {rel!r} not found (looked at {path})",
+                          "a path to an Accelergy ERT.yaml, relative to this file")
+        table = _ert.load_ert(path)
+    return table
+
+
+def _levels(ctx, top, *, scale: float, wbits: dict, clock: float, table):
+    """Every level of ``levels`` (outermost first): ``(levels, area coefficients,
+    whether an ERT energy was used)``."""
+    lv_node = top["levels"]
+    if not isinstance(lv_node, yaml.SequenceNode) or not lv_node.value:
+        raise ctx.err(lv_node, f"levels must be a non-empty list, got {yn.kind_of(lv_node)}",
+                      "a list of level mappings, outermost first (DRAM, GLB, NoC, RF)")
+    levels, kb_coef = [], []
+    ert_used = False
+    names_so_far: dict[str, int] = {}
+    for i, node in enumerate(lv_node.value):
+        level, coef, used = _level(ctx, i, node, names_so_far, scale=scale, wbits=wbits,
+                                   clock=clock, table=table)
+        levels.append(level)
+        kb_coef.append(coef)
+        ert_used = ert_used or used
+    return levels, kb_coef, ert_used
+
+
+def _level(ctx, i: int, node, names_so_far: dict, *, scale: float, wbits: dict, clock: float, table):
+    """One level: ``(MemoryLevel, area mm^2 per KB, whether an ERT energy was used)``."""
+    L = ("levels", i)
+    ctx.nodes[L] = node
+    m = yn.mapping(ctx, node, f"levels[{i}]", LEVEL_KEYS, ("name", "kind"))
+    for k, v in m.items():
+        ctx.nodes[L + (k,)] = v
+    lname = yn.text(ctx, m["name"], f"levels[{i}].name")
+    if lname in names_so_far:
+        raise ctx.err(m["name"], f"levels[{i}].name: level name {lname!r} is used twice "
+                      f"(also levels[{names_so_far[lname]}])",
+                      f"a name not used by another level; used: {list(names_so_far)}")
+    names_so_far[lname] = i
+    W = f"levels[{i}] ({lname})"
+    kind = yn.choice(ctx, m["kind"], f"{W}.kind", LEVEL_KINDS)
+    props = level_kind(kind)
+    per_pe = yn.boolean(ctx, m["per_pe"], f"{W}.per_pe") if "per_pe" in m else False
+    holds = _level_holds(ctx, m, node, W, kind, props)
+    ops_e = holds if props.holds_data else OPERANDS  # operands that have energies here
+
+    cap, shared = _level_size(ctx, m, node, L, W, kind, props, holds)
+    bw = _level_bandwidth(ctx, m, node, W, kind, props, ops_e, wbits, clock)
+    coef = _level_area(ctx, m, node, W, kind, props)
+    rd, wr, ert_used = _level_energies(ctx, m, node, L, W, ops_e, scale, table)
+    level = MemoryLevel(
+        name=lname, kind=kind, holds=holds, per_pe=per_pe,
+        capacity_bits=as_leaf([cap[x] for x in OPERANDS]),
+        shared_bits=as_leaf(shared),
+        read_energy_pj=as_leaf([rd[x] for x in OPERANDS]),
+        write_energy_pj=as_leaf([wr[x] for x in OPERANDS]),
+        bandwidth_words=as_leaf(bw),
+    )
+    return level, coef, ert_used
+
+
+def _level_holds(ctx, m, node, W: str, kind: str, props) -> tuple[str, ...]:
+    """The operands a level stores, in canonical W, I, O order (none for a kind that
+    holds no data)."""
+    if not props.holds_data:
+        if "holds" in m:
+            hn = m["holds"]
+            if not (isinstance(hn, yaml.SequenceNode) and not hn.value):
+                raise ctx.err(hn, f"{W}: a {kind} level stores nothing, it cannot hold operands",
+                              f"remove 'holds' (a {kind} charges per word delivered to a PE)")
+        holds: tuple[str, ...] = ()
+    else:
+        if "holds" not in m:
+            raise ctx.err(node, f"{W}: missing required key 'holds'",
+                          f"holds: a list from {list(OPERANDS)}, e.g. [W, I, O]")
+        hn = m["holds"]
+        if not isinstance(hn, yaml.SequenceNode):
+            raise ctx.err(hn, f"{W}.holds must be a list, got {yn.kind_of(hn)}", f"a list from {list(OPERANDS)}, e.g. [I, O]")
+        hl = []
+        for e in hn.value:
+            x = yn.choice(ctx, e, f"{W}.holds", OPERANDS)
+            if x in hl:
+                raise ctx.err(e, f"{W}.holds lists {x!r} twice", f"each of {list(OPERANDS)} at most once")
+            hl.append(x)
+        if not hl:
+            raise ctx.err(hn, f"{W}.holds is empty", f"a non-empty list from {list(OPERANDS)}, or remove the level")
+        holds = tuple(x for x in OPERANDS if x in hl)  # canonical W, I, O order
+    return holds
+
+
+def _level_size(ctx, m, node, L: tuple, W: str, kind: str, props, holds) -> tuple[dict, float]:
+    """Per-operand partitions (bits, ``inf`` if none) and the shared size (bits)."""
+    cap = {x: INF for x in OPERANDS}
+    shared = INF
+    if not props.holds_data:
+        if "size" in m:
+            raise ctx.err(m["size"], f"{W}: a {kind} level has no size", "remove 'size'")
+    elif "size" not in m:
+        if props.needs_size:
+            raise ctx.err(node, f"{W}: missing required key 'size'", _VALID_SIZE)
+    else:
+        sn = m["size"]
+        if isinstance(sn, yaml.MappingNode):
+            sm = yn.mapping(ctx, sn, f"{W}.size", holds + ("total",))
+            for k, v in sm.items():
+                ctx.nodes[L + ("size",) + ((k,) if k != "total" else ())] = v
+            for x in holds:
+                if x in sm:
+                    cap[x] = _size_bits(ctx, sm[x], f"{W}.size.{x}")
+            if "total" in sm:
+                shared = _size_bits(ctx, sm["total"], f"{W}.size.total")
+            else:
+                miss = [x for x in holds if x not in sm]
+                if miss:
+                    raise ctx.err(sn, f"{W}.size has no partition for {miss} and no total",
+                                  f"a size for each held operand {list(holds)}, or a 'total' shared by the rest")
+        elif not props.needs_size and isinstance(sn, yaml.ScalarNode) and sn.value.strip() == "unlimited":
+            shared = INF
+        else:
+            shared = _size_bits(ctx, sn, f"{W}.size")
+    return cap, shared
+
+
+def _level_bandwidth(ctx, m, node, W: str, kind: str, props, ops_e, wbits: dict, clock: float) -> float:
+    """Words per cycle (``inf``: unlimited), bit and byte rates in words of the widest
+    operand the level moves."""
+    widest = max(wbits[x] for x in (ops_e or OPERANDS))
+    if "bandwidth" in m:
+        bw = _bandwidth(ctx, m["bandwidth"], f"{W}.bandwidth", widest, clock)
+    elif props.needs_bandwidth:
+        raise ctx.err(node, f"{W}: missing required key 'bandwidth' ({kind.upper()} bandwidth bounds latency)",
+                      _VALID_BW)
+    else:
+        bw = INF
+    return bw
+
+
+def _level_area(ctx, m, node, W: str, kind: str, props) -> float:
+    """mm^2 per KB of the level's storage."""
+    if "area_mm2_per_kb" in m:
+        coef = yn.number(ctx, m["area_mm2_per_kb"], f"{W}.area_mm2_per_kb")
+        if not props.has_area and coef != 0:
+            raise ctx.err(m["area_mm2_per_kb"], f"{W}: a {kind} level has no on-chip storage area",
+                          "0, or remove area_mm2_per_kb (put NoC area in area.fixed_mm2)")
+    elif props.has_area:
+        raise ctx.err(node, f"{W}: missing required key 'area_mm2_per_kb'",
+                      "mm^2 per KB of this level's storage (a number >= 0)")
+    else:
+        coef = 0.0
+    return coef
+
+
+def _level_energies(ctx, m, node, L: tuple, W: str, ops_e, scale: float, table):
+    """``(read pJ, write pJ, whether an ERT energy was used)`` per operand: from
+    ``energy`` or ``read_energy`` / ``write_energy``, replaced by the ERT's where the
+    level names a component and an ERT is given."""
+    ert_used = False
+    rd = {x: 0.0 for x in OPERANDS}
+    wr = {x: 0.0 for x in OPERANDS}
+    have_yaml_energy = False
+    if "energy" in m:
+        for k in ("read_energy", "write_energy"):
+            if k in m:
+                raise ctx.err(m[k], f"{W}: both 'energy' and {k!r} given",
+                              "either 'energy' (read = write) or 'read_energy' and 'write_energy'")
+        e, en = _per_operand(ctx, m["energy"], f"{W}.energy", yn.number, ops_e, what="energy")
+        rd.update({x: v * scale for x, v in e.items()})
+        wr.update({x: v * scale for x, v in e.items()})
+        for k in ("read_energy", "write_energy"):
+            ctx.nodes[L + (k,)] = m["energy"]
+            for x, n in en.items():
+                ctx.nodes[L + (k, x)] = n
+        have_yaml_energy = True
+    elif "read_energy" in m or "write_energy" in m:
+        for k in ("read_energy", "write_energy"):
+            if k not in m:
+                other = "read_energy" if k == "write_energy" else "write_energy"
+                raise ctx.err(m[other], f"{W}: {other!r} given without {k!r}",
+                              f"both read_energy and write_energy, or one 'energy'")
+        for k, dst in (("read_energy", rd), ("write_energy", wr)):
+            e, en = _per_operand(ctx, m[k], f"{W}.{k}", yn.number, ops_e, what=k)
+            dst.update({x: v * scale for x, v in e.items()})
+            for x, n in en.items():
+                ctx.nodes[L + (k, x)] = n
+        have_yaml_energy = True
+
+    if "ert" in m:
+        spec = _ert.parse_level_spec(ctx, m["ert"], W, ops_e)
+        if table is not None:
+            r_e, w_e = _ert.level_energies(ctx, table, spec, m["ert"], W)
+            rd.update(r_e)
+            wr.update(w_e)
+            for k in ("read_energy", "write_energy"):
+                ctx.nodes[L + (k,)] = m["ert"]
+                for x in OPERANDS:
+                    ctx.nodes.pop(L + (k, x), None)
+            ert_used = True
+            have_yaml_energy = True
+    if not have_yaml_energy:
+        raise ctx.err(node, f"{W}: no energy given",
+                      "'energy' (or 'read_energy' + 'write_energy'), or an 'ert' component "
+                      "together with an ERT file")
+    return rd, wr, ert_used
+
+
+def _raise_problems(ctx, arch: Architecture, file: str) -> None:
+    """Raise one ArchitectureError listing every problem of ``arch`` with its line."""
     problems = architecture_problems(arch)
     if problems:
-        names = [l.name for l in levels]
+        names = [l.name for l in arch.levels]
         msgs = []
         for p in problems:
             node = ctx.node_for(p.path)
             line = node.start_mark.line + 1 if node is not None else "?"
             msgs.append(f"{file}:{line}: {format_path(names, p.path)}: {p.message}; valid: {p.valid}")
         raise ArchitectureError("\n".join(msgs), problems, file=file)
-    return arch
 

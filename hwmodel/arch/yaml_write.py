@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from hwmodel._util import atomic_write_text
-from hwmodel.arch.kinds import OPERANDS
+from hwmodel.arch.kinds import OPERANDS, level_kind
 
 if TYPE_CHECKING:  # annotations only: architecture.py imports this module
     from hwmodel.arch.architecture import Architecture
@@ -105,12 +105,13 @@ def arch_to_yaml(arch: Architecture) -> str:
     for i, lvl in enumerate(a.levels):
         out.append(f"  - name: {_q(lvl.name)}")
         out.append(f"    kind: {lvl.kind}")
-        if lvl.kind != "noc":
+        kind = level_kind(lvl.kind)
+        if kind.holds_data:
             out.append(f"    holds: [{', '.join(lvl.holds)}]")
         if lvl.per_pe:
             out.append("    per_pe: true")
         cap, sh = n(lvl.capacity_bits), n(lvl.shared_bits)
-        if lvl.kind != "noc":
+        if kind.holds_data:
             parts = {x: cap[OPERANDS.index(x)] for x in lvl.holds if np.isfinite(cap[OPERANDS.index(x)])}
             if parts:
                 items = [f"{x}: {_q(_bits_text(v))}" for x, v in parts.items()]
@@ -121,7 +122,7 @@ def arch_to_yaml(arch: Architecture) -> str:
                 out.append(f"    size: {_q(_bits_text(sh))}")
         bw = n(lvl.bandwidth_words)
         out.append(f"    bandwidth: {_f(bw)}")
-        ops = OPERANDS if lvl.kind == "noc" else lvl.holds
+        ops = lvl.holds if kind.holds_data else OPERANDS
         rd, wr = n(lvl.read_energy_pj), n(lvl.write_energy_pj)
 
         def en(v):
@@ -135,7 +136,7 @@ def arch_to_yaml(arch: Architecture) -> str:
         else:
             out.append(f"    read_energy: {en(rd)}")
             out.append(f"    write_energy: {en(wr)}")
-        if lvl.kind in ("sram", "rf") or coef[i] != 0:
+        if kind.has_area or coef[i] != 0:
             out.append(f"    area_mm2_per_kb: {_f(coef[i])}")
     return "\n".join(out) + "\n"
 

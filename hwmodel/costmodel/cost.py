@@ -99,6 +99,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.architecture import Architecture, area_mm2, onchip_bytes
 from hwmodel.costmodel.counts import counts, structure
 from hwmodel.costmodel.evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
@@ -110,6 +111,7 @@ from hwmodel.costmodel.mapper import (
     layer_key,
     check_exact_range,
     map_workload,
+    per_distinct_layer,
     require_concrete,
 )
 from hwmodel.mapping.loopnest import MappingStack, arch_structure, stack_mappings
@@ -120,11 +122,6 @@ __all__ = ["Knobs", "Cost", "LayerCost", "CandidateSet", "cost", "mapping_candid
 
 TAU = 0.1
 SIGMA = 0.05
-
-
-def _register(cls, data, meta):
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
-    return cls
 
 
 # ----------------------------------------------------------------------------------
@@ -160,7 +157,7 @@ class Knobs:
                    keep_groups=one)
 
 
-_register(Knobs, data=[f.name for f in dataclasses.fields(Knobs)], meta=[])
+register_pytree(Knobs, data=[f.name for f in dataclasses.fields(Knobs)], meta=[])
 
 
 # ----------------------------------------------------------------------------------
@@ -216,7 +213,7 @@ class LayerCost:
     o_bits: Any
 
 
-_register(LayerCost, data=[f.name for f in dataclasses.fields(LayerCost)], meta=[])
+register_pytree(LayerCost, data=[f.name for f in dataclasses.fields(LayerCost)], meta=[])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,11 +330,11 @@ class Cost:
         }
 
     def table(self) -> str:
-        """The DESIGN.md section 4 report card: per layer and total (concrete values)."""
+        """The report card (docs/report_card.md): per layer and total (concrete values)."""
         return _table(self)
 
 
-_register(
+register_pytree(
     Cost,
     data=["energy_pj", "energy_per_inference_pj", "energy_breakdown_pj", "latency_s",
           "cycles", "power_w", "dram_bytes", "dram_bytes_per_inference", "onchip_bytes",
@@ -483,32 +480,30 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
         if arch_structure(a).storage_names != st.storage_names:
             raise ValueError("mapping_candidates: architectures differ in level structure")
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
-    memo: dict = {}
-    per = []
-    for layer in layers:
-        key = layer_key(layer)
-        if key not in memo:
-            rows = []
-            seen = set()
-            for a in archs:
-                try:
-                    ms, _, _ = best_k(layer, a, dataflow, objective, top_k=per_layer,
-                                       max_bytes=MEMORY_CAP_BYTES)
-                except NoLegalMapping:
-                    continue
-                for i in range(len(ms)):
-                    sig = (ms.T[i].tobytes(), ms.order[i].tobytes(), ms.SX[i].tobytes(),
-                           ms.SY[i].tobytes(), ms.keep[i].tobytes())
-                    if sig not in seen:
-                        seen.add(sig)
-                        rows.append(ms.take(np.array([i])))
-            if not rows:
-                raise ValueError(
-                    f"mapping_candidates: layer {layer.name!r} has no legal {dataflow} mapping "
-                    f"on any of the given architectures"
-                )
-            memo[key] = rows
-        per.append(memo[key])
+
+    def union_of_best(layer) -> list[MappingStack]:
+        rows = []
+        seen = set()
+        for a in archs:
+            try:
+                ms, _, _ = best_k(layer, a, dataflow, objective, top_k=per_layer,
+                                  max_bytes=MEMORY_CAP_BYTES)
+            except NoLegalMapping:
+                continue
+            for i in range(len(ms)):
+                sig = (ms.T[i].tobytes(), ms.order[i].tobytes(), ms.SX[i].tobytes(),
+                       ms.SY[i].tobytes(), ms.keep[i].tobytes())
+                if sig not in seen:
+                    seen.add(sig)
+                    rows.append(ms.take(np.array([i])))
+        if not rows:
+            raise ValueError(
+                f"mapping_candidates: layer {layer.name!r} has no legal {dataflow} mapping "
+                f"on any of the given architectures"
+            )
+        return rows
+
+    per = per_distinct_layer(layers, union_of_best)
     K = max(len(r) for r in per)
     parts, valid = [], np.zeros((len(layers), K), dtype=bool)
     for li, rows in enumerate(per):
@@ -563,11 +558,6 @@ KNOB_DOMAIN = {
 BACKENDS = ("numpy", "jax")
 
 
-def _is_traced(tree) -> bool:
-    """Whether any leaf of ``tree`` (an array, an architecture, knobs) is a tracer."""
-    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(tree))
-
-
 def _knob_bounds(name, word_bits):
     """``(lo, hi)`` of knob ``name``; ``hi`` is ``word_bits[x]`` for bit widths."""
     lo, hi = KNOB_DOMAIN[name]
@@ -590,10 +580,10 @@ def check_knobs(knobs: Knobs | None, layers, arch: Architecture) -> None:
     """
     if knobs is None:
         return
-    wb = None if _is_traced(arch.word_bits) else np.asarray(arch.word_bits, np.float64)
+    wb = None if is_traced(arch.word_bits) else np.asarray(arch.word_bits, np.float64)
     for name in KNOB_DOMAIN:
         v = getattr(knobs, name)
-        if v is None or _is_traced(v):
+        if v is None or is_traced(v):
             continue
         lo, hi = _knob_bounds(name, wb if wb is not None else (np.inf,) * 3)
         a = np.asarray(v, dtype=np.float64)
@@ -834,8 +824,8 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
         check_exact_range(l)
     model = workload.name if isinstance(workload, Workload) else "workload"
     L = len(layers)
-    traced_arch = _is_traced(arch)
-    traced = traced_arch or _is_traced(knobs)
+    traced_arch = is_traced(arch)
+    traced = traced_arch or is_traced(knobs)
     if backend is None:
         backend = "jax" if traced else "numpy"
     elif backend == "numpy" and traced:

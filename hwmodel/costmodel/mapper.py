@@ -90,6 +90,7 @@ import math
 import jax
 import numpy as np
 
+from hwmodel._util import is_traced
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.kinds import OPERANDS
 from hwmodel.costmodel.counts import counts, structure
@@ -102,7 +103,7 @@ from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 __all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
            "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "MAX_EXACT_MACS",
            "check_exact_range", "clear_cache", "best_k", "check_args", "require_concrete",
-           "layer_key"]
+           "layer_key", "per_distinct_layer"]
 
 OBJECTIVES = ("energy", "edp")
 
@@ -126,14 +127,15 @@ class NoLegalMapping(ValueError):
 
 
 def require_concrete(arch: Architecture, what: str) -> None:
-    for leaf in jax.tree_util.tree_leaves(arch):
-        if isinstance(leaf, jax.core.Tracer):
-            raise TypeError(
-                f"{what} needs concrete architecture values but got a traced value "
-                "(under jit/vmap/grad over the architecture). Compute mappings outside the "
-                "transformation and pass `mappings=`, or build a static candidate set with "
-                "hwmodel.mapping_candidates(...) and pass `candidates=`."
-            )
+    """Raise a TypeError naming ``what`` if ``arch`` has traced leaves (the mapper
+    needs concrete sizes), saying how to map outside the transformation."""
+    if is_traced(arch):
+        raise TypeError(
+            f"{what} needs concrete architecture values but got a traced value "
+            "(under jit/vmap/grad over the architecture). Compute mappings outside the "
+            "transformation and pass `mappings=`, or build a static candidate set with "
+            "hwmodel.mapping_candidates(...) and pass `candidates=`."
+        )
 
 
 def check_args(dataflow: str, objective: str) -> None:
@@ -1017,13 +1019,18 @@ def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
     """
     check_args(dataflow, objective)
     require_concrete(arch, "map_workload")
+    return per_distinct_layer(
+        workload, lambda layer: map_layer(layer, arch, dataflow=dataflow, objective=objective,
+                                          max_bytes=max_bytes))
+
+
+def per_distinct_layer(workload, fn) -> tuple:
+    """``fn(layer)`` for every layer of ``workload`` (a :class:`Workload` or a sequence
+    of :class:`LayerSpec`), in order, computed once per distinct :func:`layer_key`."""
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
     memo: dict = {}
-    out = []
     for layer in layers:
-        k = layer_key(layer)
-        if k not in memo:
-            memo[k] = map_layer(layer, arch, dataflow=dataflow, objective=objective,
-                                max_bytes=max_bytes)
-        out.append(memo[k])
-    return tuple(out)
+        key = layer_key(layer)
+        if key not in memo:
+            memo[key] = fn(layer)
+    return tuple(memo[layer_key(layer)] for layer in layers)

@@ -62,9 +62,10 @@ from typing import Any, Literal
 
 import yaml
 
-from hwmodel._util import atomic_write_text
+from hwmodel._util import atomic_write_text, is_traced
 from hwmodel.arch.architecture import Architecture, AreaModel, MemoryLevel, as_leaf
-from hwmodel.arch.kinds import OPERANDS
+from hwmodel.arch.kinds import OPERANDS, level_kind
+from hwmodel.mapping.dataflows import DATAFLOW_SPECS
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = [
@@ -133,15 +134,12 @@ class ZigZagDataflow:
 
 
 ZIGZAG_DATAFLOWS: dict[str, ZigZagDataflow] = {
-    # The same families as hwmodel's mapper (Chen et al., ISCA 2016, Sec. IV-V;
-    # Sze et al., Proc. IEEE 2017): what stays in the PE, and what is spread where.
-    "ws": ZigZagDataflow(pe_keep=("W",), rows=("C", "R", "S"), cols=("M",)),
-    "os": ZigZagDataflow(pe_keep=("O",), rows=("P", "N"), cols=("Q", "M")),
-    "is": ZigZagDataflow(pe_keep=("I",), rows=("C", "P"), cols=("Q", "N")),
-    "rs": ZigZagDataflow(pe_keep=("W", "I", "O"), rows=("R", "C"), cols=("P", "M")),
-    "nlr": ZigZagDataflow(pe_keep=(), rows=("C",), cols=("M",)),
+    name: ZigZagDataflow(pe_keep=spec.pe_keep, rows=spec.spatial_y, cols=spec.spatial_x)
+    for name, spec in DATAFLOW_SPECS.items()
 }
-"""Dataflow name -> how it is exported (see :class:`ZigZagDataflow`).  ZigZag combines
+"""Dataflow name -> how it is exported (see :class:`ZigZagDataflow`), derived from the
+mapper's :data:`~hwmodel.DATAFLOW_SPECS` (the same families: what stays in the PE, what
+is spread over PE rows and columns).  ZigZag combines
 several dims on one array dimension only with mixed spatial mappings enabled
 (``enable_mix_spatial_mapping``); without it, it unrolls one of them."""
 
@@ -167,13 +165,16 @@ class ZigZagFiles:
 # helpers
 # ----------------------------------------------------------------------------------
 def _concrete(x, what: str) -> float:
-    try:
-        return float(x)
-    except Exception as e:  # jax tracers raise ConcretizationTypeError / TypeError
-        raise TypeError(
-            f"{what}: needs a concrete number to export to ZigZag, got {type(x).__name__} "
-            "(call the exporter outside jit/grad/vmap)"
-        ) from e
+    """``x`` as a Python float; a traced or non-scalar value is a TypeError naming ``what``."""
+    if not is_traced(x):
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(
+        f"{what}: needs a concrete number to export to ZigZag, got {type(x).__name__} "
+        "(call the exporter outside jit/grad/vmap)"
+    )
 
 
 def _vec3(x, what: str) -> list[float]:
@@ -320,7 +321,7 @@ def _level_memories(
     k = {op: OPERANDS.index(op) for op in held}
 
     # how the level's capacity splits into ZigZag memories
-    if lvl.kind == "dram":
+    if not level_kind(lvl.kind).on_chip:  # off chip: may be unbounded
         groups = [(lvl.name, held, _DRAM_BITS if not math.isfinite(min(shared, *[cap[k[o]] for o in held]))
                    else _as_int(min(shared, sum(cap[k[o]] for o in held)), f"{where} capacity"))]
     elif math.isfinite(shared) and all(
@@ -390,7 +391,7 @@ def _level_memories(
             "size": int(size_bits),
             "r_cost": _num(per_bit_r[0] * port_bits),
             "w_cost": _num(per_bit_w[0] * port_bits),
-            "area": _num(area_mm2_per_kb * size_bits / 8192.0 if lvl.kind != "dram" else 0.0),
+            "area": _num(area_mm2_per_kb * size_bits / 8192.0 if level_kind(lvl.kind).has_area else 0.0),
             "latency": 1,
             "operands": [_MEM_OPERAND[o] for o in ops],
             "ports": [
@@ -453,12 +454,13 @@ def zigzag_accelerator(
     keep = None if dataflow is None else _get_dataflow(dataflow).pe_keep
     memories: list[tuple[str, dict]] = []
     for li, lvl in enumerate(arch.levels):
-        if lvl.per_pe and keep is not None and lvl.kind != "noc":
+        stores = level_kind(lvl.kind).holds_data
+        if lvl.per_pe and keep is not None and stores:
             held = tuple(o for o in lvl.holds if o in keep)
             if not held:
                 continue
             lvl = dataclasses.replace(lvl, holds=held)
-        if lvl.kind == "noc":
+        if not stores:
             energies = _vec3(lvl.read_energy_pj, "noc read_energy_pj") + _vec3(
                 lvl.write_energy_pj, "noc write_energy_pj"
             )
@@ -869,29 +871,30 @@ def architecture_from_zigzag(
             )
         k = [OPERANDS.index(o) for o in ops]
         bw_bits = float(sum(pbits))
-        kind = "dram" if idx == 0 else "sram"
+        kind = level_kind("dram" if idx == 0 else "sram")  # the outermost memory is off chip
+        bound = size if kind.needs_size else math.inf
         cap = list(nan3)
         if len(ops) == 1:
-            cap[k[0]] = math.inf if kind == "dram" else size
+            cap[k[0]] = bound
             shared = math.inf
         else:
-            shared = math.inf if kind == "dram" else size
+            shared = bound
         rd = [0.0] * 3
         wr = [0.0] * 3
         for kk in k:
             rd[kk] = r_cost * wb[kk] / max(pbits)
             wr[kk] = w_cost * wb[kk] / max(pbits)
         shared_specs.append({
-            "names": [mname], "kind": kind, "ops": set(ops), "cap": cap, "shared": shared,
+            "names": [mname], "kind": kind.name, "ops": set(ops), "cap": cap, "shared": shared,
             "rd": rd, "wr": wr, "bw": bw_bits / max(wb[kk] for kk in k),
-            "area": 0.0 if kind == "dram" else area, "bits": size,
+            "area": area if kind.has_area else 0.0, "bits": size,
         })
     if merge_partitions:
         merged: list[dict] = []
         for sp in shared_specs:
             prev = merged[-1] if merged else None
             if (
-                prev is not None and sp["kind"] == prev["kind"] == "sram"
+                prev is not None and sp["kind"] == prev["kind"] and level_kind(sp["kind"]).on_chip
                 and len(sp["ops"]) == 1 and not math.isfinite(sp["shared"])
                 and not math.isfinite(prev["shared"]) and not (sp["ops"] & prev["ops"])
             ):
@@ -922,7 +925,7 @@ def architecture_from_zigzag(
                 bandwidth_words=as_leaf(sp["bw"]),
             )
         )
-        area_per_kb.append(0.0 if sp["kind"] == "dram" else sp["area"] / (sp["bits"] / 8192.0))
+        area_per_kb.append(sp["area"] / (sp["bits"] / 8192.0) if level_kind(sp["kind"]).has_area else 0.0)
     if rf is not None:
         levels.append(
             MemoryLevel(

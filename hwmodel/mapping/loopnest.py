@@ -39,7 +39,7 @@ from typing import Iterable
 import numpy as np
 
 from hwmodel.arch.architecture import Architecture
-from hwmodel.arch.kinds import OPERANDS
+from hwmodel.arch.kinds import OPERANDS, level_kind
 from hwmodel.workload.spec import DIMS
 
 __all__ = [
@@ -114,7 +114,7 @@ def arch_structure(arch: Architecture) -> ArchStructure:
         raise ValueError(f"architecture {arch.name!r}: no memory levels")
     storage, noc, noc_below = [], [], []
     for i, lvl in enumerate(arch.levels):
-        if lvl.kind == "noc":
+        if not level_kind(lvl.kind).holds_data:
             noc.append(i)
         else:
             storage.append(i)

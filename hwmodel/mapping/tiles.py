@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax
 import numpy as np
 
+from hwmodel._util import is_traced
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.kinds import OPERANDS
 from hwmodel.mapping.loopnest import ArchStructure, Mapping, MappingStack, arch_structure, stack_mappings
@@ -171,7 +171,7 @@ def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
                 f"the layer's bound is {getattr(layer, d)} (factors must multiply to the "
                 "bound exactly)"
             )
-    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(arch))
+    traced = is_traced(arch)
     if traced:
         check_capacity = False
     cols = float("inf") if traced else float(np.asarray(arch.pe_cols))

@@ -1,4 +1,4 @@
-"""Layer specs and workloads: what a network computes, in the DESIGN.md vocabulary.
+"""Layer specs and workloads: what a network computes (vocabulary: docs/vocabulary.md).
 
 Every MAC-bearing operation is described by one canonical loop nest (the
 Timeloop/Eyeriss convolution nest, extended with a group dimension ``G``)::

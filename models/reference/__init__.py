@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models._base import lookup
 from models.reference._cnn import AlexNet, GoogLeNet, MobileNetV1, ResNet50, VGG16
 from models.reference._transformer import CONFIGS, Transformer, TransformerConfig
 
@@ -377,9 +378,4 @@ def get_reference(name: str) -> ReferenceModel:
     Raises:
       ValueError: unknown name (the message lists the valid ones).
     """
-    try:
-        return REFERENCE_MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown reference model {name!r}; valid: {', '.join(REFERENCE_MODELS)}"
-        ) from None
+    return lookup(REFERENCE_MODELS, name, "reference model")

@@ -11,7 +11,7 @@ Input: token ids int32 ``[B, T]``; output: ``[B, T, vocab]`` logits for decoders
 key at once (``P = M = T``), causal decoders mask with a triangular mask (the masked
 half is still multiplied: the count is for a dense implementation).
 
-Attention per block (DESIGN.md section 2): ``q, k, v`` projections ``D -> H*E``,
+Attention per block (names of docs/vocabulary.md): ``q, k, v`` projections ``D -> H*E``,
 ``qk = Q K^T`` and ``av = A V`` per head (dynamic operands, under
 ``jax.named_scope("qk")`` / ``("av")`` so they are named ``blocks.<i>.attn.qk`` and
 ``blocks.<i>.attn.av``), output projection ``o``; then the MLP (``fc1``/``fc2``, or
