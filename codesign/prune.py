@@ -327,7 +327,7 @@ def _plans(model: nnx.Module) -> list[_Plan]:
 # ---- array surgery ------------------------------------------------------------------------
 
 
-def _take_out(a: jax.Array, keep: np.ndarray, kind: str, size: int) -> jax.Array:
+def _take_out(a: np.ndarray, keep: np.ndarray, kind: str, size: int) -> np.ndarray:
     """Keep units ``keep`` of the last axis (heads: blocks of ``last / size``)."""
     if kind == "head":
         r = a.shape[-1] // size
@@ -335,7 +335,7 @@ def _take_out(a: jax.Array, keep: np.ndarray, kind: str, size: int) -> jax.Array
     return a[..., keep]
 
 
-def _take_in(a: jax.Array, keep: np.ndarray, kind: str, size: int) -> jax.Array:
+def _take_in(a: np.ndarray, keep: np.ndarray, kind: str, size: int) -> np.ndarray:
     """Keep units ``keep`` of a kernel's input axis (-2): channel-last flatten for
     channels (``[positions, size]``), head-major for heads (``[size, head_dim]``)."""
     lead, n, out = a.shape[:-2], a.shape[-2], a.shape[-1]
@@ -347,38 +347,42 @@ def _take_in(a: jax.Array, keep: np.ndarray, kind: str, size: int) -> jax.Array:
     return b.reshape(lead + (len(keep) * r, out))
 
 
-def _scale_in(a: jax.Array, v: jax.Array, kind: str, size: int) -> jax.Array:
+def _scale_in(a: np.ndarray, v: np.ndarray, kind: str, size: int) -> np.ndarray:
     lead, n, out = a.shape[:-2], a.shape[-2], a.shape[-1]
     r = n // size
+    ones = (1,) * len(lead)
     if kind == "head":
-        return (a.reshape(lead + (size, r, out)) * v[:, None, None]).reshape(a.shape)
-    return (a.reshape(lead + (r, size, out)) * v[:, None]).reshape(a.shape)
+        return (a.reshape(lead + (size, r, out)) * v.reshape(ones + (size, 1, 1))).reshape(a.shape)
+    return (a.reshape(lead + (r, size, out)) * v.reshape(ones + (1, size, 1))).reshape(a.shape)
 
 
-def _check_divisible(layer, n: int, size: int, where: str) -> None:
+def _check_divisible(n: int, size: int, where: str) -> None:
     if n % size:
         raise ValueError(f"{where}: {n} input features are not a multiple of the {size} gated units")
 
 
-def _fold(model: nnx.Module, plan: _Plan, v: jax.Array) -> None:
-    """Multiply gate values ``v [size]`` into the weights (before any slicing)."""
+def _fold(model: nnx.Module, plan: _Plan, v: np.ndarray) -> None:
+    """Multiply gate values ``v [size]`` (numpy) into the weights (before any slicing)."""
     if plan.fold == "norm":
         for n in plan.norms:
             bn = _get(model, n)
-            bn.scale[...] = bn.scale[...] * v.astype(bn.scale.dtype)
-            bn.bias[...] = bn.bias[...] * v.astype(bn.bias.dtype)
+            for var in (bn.scale, bn.bias):
+                a = np.asarray(var[...])
+                var[...] = jnp.asarray(a * v.astype(a.dtype))
     elif plan.fold == "out":
         for o in plan.outs:
             lay = _get(model, o)
-            lay.kernel[...] = lay.kernel[...] * v.astype(lay.kernel.dtype)
+            k = np.asarray(lay.kernel[...])
+            lay.kernel[...] = jnp.asarray(k * v.astype(k.dtype))
             if getattr(lay, "bias", None) is not None:
-                lay.bias[...] = lay.bias[...] * v.astype(lay.bias.dtype)
+                b = np.asarray(lay.bias[...])
+                lay.bias[...] = jnp.asarray(b * v.astype(b.dtype))
     else:
         for c in plan.ins:
             lay = _get(model, c)
-            k = lay.kernel[...]
-            _check_divisible(lay, k.shape[-2], plan.size, f"prune_model: consumer {c!r}")
-            lay.kernel[...] = _scale_in(k, v.astype(k.dtype), plan.kind, plan.size)
+            k = np.asarray(lay.kernel[...])
+            _check_divisible(k.shape[-2], plan.size, f"prune_model: consumer {c!r}")
+            lay.kernel[...] = jnp.asarray(_scale_in(k, v.astype(k.dtype), plan.kind, plan.size))
 
 
 def _shrink(model: nnx.Module, plan: _Plan, keep: Sequence[int]) -> None:
@@ -387,21 +391,24 @@ def _shrink(model: nnx.Module, plan: _Plan, keep: Sequence[int]) -> None:
     k = len(keep)
     for o in plan.outs:
         lay = _get(model, o)
-        lay.kernel = nnx.Param(_take_out(lay.kernel[...], keep, plan.kind, plan.size))
+        lay.kernel = nnx.Param(jnp.asarray(_take_out(np.asarray(lay.kernel[...]), keep, plan.kind,
+                                                     plan.size)))
         if getattr(lay, "bias", None) is not None:
-            lay.bias = nnx.Param(_take_out(lay.bias[...], keep, plan.kind, plan.size))
+            lay.bias = nnx.Param(jnp.asarray(_take_out(np.asarray(lay.bias[...]), keep, plan.kind,
+                                                       plan.size)))
         lay.out_features = lay.kernel.shape[-1]
     for n in plan.norms:
         bn = _get(model, n)
         for attr in ("scale", "bias", "mean", "var"):
             var = getattr(bn, attr, None)
             if var is not None:
-                setattr(bn, attr, type(var)(var[...][keep]))
+                setattr(bn, attr, type(var)(jnp.asarray(np.asarray(var[...])[keep])))
         bn.num_features = k
     for c in plan.ins:
         lay = _get(model, c)
-        _check_divisible(lay, lay.kernel.shape[-2], plan.size, f"consumer {c!r}")
-        lay.kernel = nnx.Param(_take_in(lay.kernel[...], keep, plan.kind, plan.size))
+        _check_divisible(lay.kernel.shape[-2], plan.size, f"consumer {c!r}")
+        lay.kernel = nnx.Param(jnp.asarray(_take_in(np.asarray(lay.kernel[...]), keep, plan.kind,
+                                                    plan.size)))
         lay.in_features = lay.kernel.shape[-2] * getattr(lay, "feature_group_count", 1)
     if plan.kind == "head":
         attn = _get(model, _parent(plan.outs[0])[0])
@@ -501,7 +508,7 @@ def prune_model(model: nnx.Module, *, name: str | None = None,
     for p in plans:
         v = _gate_values(_get(pruned, p.gate), p.gate)
         keep = _kept(v)
-        _fold(pruned, p, jnp.asarray(v, jnp.float32))
+        _fold(pruned, p, v)
         kept[p.gate], sizes[p.gate] = tuple(int(i) for i in keep), p.size
     for p in plans:
         _shrink(pruned, p, kept[p.gate])
@@ -565,7 +572,11 @@ def save_pruned(pruned: nnx.Module, spec: PruneSpec, directory: str | os.PathLik
     except TypeError as e:
         raise ValueError(f"save_pruned: model_kwargs must be JSON values: {e}") from None
     flat = flatten_state(nnx.state(pruned))
-    like = flatten_state(nnx.state(_rebuild(PruneSpec.from_dict(json.loads(text)))))
+    try:
+        like = flatten_state(nnx.state(_rebuild(PruneSpec.from_dict(json.loads(text)))))
+    except ValueError as e:
+        raise ValueError(f"save_pruned: the spec does not rebuild this model (model_kwargs "
+                         f"{spec.model_kwargs}): {e}") from None
     bad = sorted(k for k in set(flat) | set(like)
                  if k not in flat or k not in like or flat[k].shape != like[k].shape)
     if bad:
