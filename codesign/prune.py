@@ -86,7 +86,7 @@ from flax import nnx
 
 import models
 from codesign._checkpoint import CheckpointMismatchError, flatten_state, unflatten_state
-from hwmodel._io import atomic_write_text
+from hwmodel._util import atomic_write_text
 from models._base import ZooModel
 from models._cnn import ConvBNReLU
 from models._depthwise import DepthwiseConv
