@@ -54,8 +54,8 @@ def load_run(args: argparse.Namespace):
         if args.model is None:
             from models._workload import list_countable_models
 
-            raise UsageError("missing MODEL or --run WORKDIR; valid models: "
-                             f"{', '.join(list_countable_models())}")
+            raise UsageError("the following arguments are required: model; valid models: "
+                             f"{', '.join(list_countable_models())} (or --run WORKDIR)")
         return None
     if args.input_shape is not None:
         raise UsageError("--input-shape does not apply to --run (the run's dataset fixes it)")

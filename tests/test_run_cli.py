@@ -100,4 +100,39 @@ def test_a_checkpoint_of_another_model_is_a_one_line_error(tmp_path, capsys):
 
 def test_neither_model_nor_run(capsys):
     assert _cli_count.main([]) == 2
-    assert "missing MODEL or --run" in capsys.readouterr().err
+    assert "(or --run WORKDIR)" in capsys.readouterr().err
+
+
+def test_a_gated_run_is_pruned_and_costs_the_exact_figure(tmp_path, capsys, monkeypatch):
+    """A run whose model carries gates: --run loads the checkpoint's gate values, prunes,
+    and costs the re-mapped pruned network (HardwareObjective.exact_cost)."""
+    import codesign._run as run_mod
+
+    def gated_model(config):
+        m = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=10,
+                          input_shape=(28, 28, 1))
+        models.set_gates(m, lambda s: models.ScaleGate(s.size, s.kind))
+        return m
+
+    config = Config(dataset="synthetic", model="lenet5")
+    trained = gated_model(config)  # "trained": its gates closed half of every site
+    rng = np.random.default_rng(1)
+    for s in models.gate_sites(trained):
+        s.gate.values[...] = jnp.asarray(rng.uniform(0.1, 1, s.size) * (np.arange(s.size) % 2),
+                                         jnp.float32)
+    opt = nnx.Optimizer(trained, train.make_optimizer(config, 1), wrt=nnx.Param)
+    run = tmp_path / "gated"
+    run.mkdir()
+    (run / "config.json").write_text(config.to_json())
+    ck = Checkpointer(run / train.CHECKPOINT_DIR, keep=1, asynchronous=False)
+    ck.save(3, nnx.split((trained, opt))[1], {"epoch": 3})
+    ck.close()
+    monkeypatch.setattr(run_mod, "_build_model", gated_model)
+
+    trained.eval()
+    obj = HardwareObjective(trained, (28, 28, 1), arch="eyeriss", dataflow="rs")
+    exact = obj.exact_cost(trained)
+    d = _json(capsys, _cli_cost.main, ["--run", str(run), "--arch", "eyeriss", "--json"])
+    assert "gates pruned (113 of 226 gated units kept)" in d["loaded"]
+    assert d["macs"] == int(sum(exact.layer_macs))
+    assert d["energy_pj"] == pytest.approx(float(exact.energy_per_inference_pj), rel=1e-6)
