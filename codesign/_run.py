@@ -25,9 +25,6 @@ from flax import nnx
 
 __all__ = ["RunError", "RunModel", "load_run_model"]
 
-GATED_METHODS = ("gates", "flops-gates")
-
-
 class RunError(ValueError):
     """A directory that is not a usable run (one-line message)."""
 
@@ -60,22 +57,16 @@ def _geometry(config) -> tuple[tuple[int, int, int], int]:
 
 
 def _build_model(config) -> nnx.Module:
-    """The (gated) model of a run config, with fresh parameters.
-
-    Stand-in for ``codesign.energy.build_model`` until energy-aware training lands:
-    the zoo model of the config, with a ``HardConcreteGate`` on every site when the
-    config's ``method`` trains gates.
-    """
+    """The model of a run config as training built it (fresh parameters): the zoo model,
+    then :func:`codesign.energy.prepare_model` (learned gates for the gate methods, the
+    budget multiplier); ``init_from`` is not read (the checkpoint replaces the weights)."""
     import models
+    from codesign import energy
 
     shape, classes = _geometry(config)
     model = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=classes,
                           input_shape=shape, **config.model_kwargs)
-    if getattr(config, "method", "none") in GATED_METHODS:
-        keep = getattr(config, "gate_init_keep", 0.95)
-        models.set_gates(model, lambda s: models.HardConcreteGate(
-            s.size, s.kind, rngs=nnx.Rngs(config.seed), init_keep=keep))
-    return model
+    return energy.prepare_model(model, config.replace(init_from=None))
 
 
 def _restore(model: nnx.Module, workdir: Path, config) -> int:

@@ -50,10 +50,10 @@ from flax import nnx
 
 import hwmodel
 import models
+from codesign._config import HW_OBJECTIVES
 
 __all__ = ["HW_OBJECTIVES", "GateBinding", "HardwareObjective", "objective_value"]
 
-HW_OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp", "dram", "macs")
 
 
 def objective_value(cost: hwmodel.Cost, objective: str) -> jax.Array:
@@ -169,7 +169,8 @@ class HardwareObjective:
       mapper_objective: what the mapper minimizes per layer (``energy`` or ``edp``).
 
     Attributes:
-      workload, arch, mappings, bindings; ``dense_cost`` (the model with every gate
+      workload (its layers' ``w_bits`` / ``i_bits`` / ``o_bits`` are the architecture's
+      word widths, the bits the cost model charges), arch, mappings, bindings; ``dense_cost`` (the model with every gate
       open) and ``dense_value`` (its objective value, a Python float).
 
     Raises:
@@ -194,7 +195,12 @@ class HardwareObjective:
         self.input_shape = tuple(input_shape)
         self.mapper_objective = mapper_objective
         self.arch = arch if isinstance(arch, hwmodel.Architecture) else hwmodel.load_arch(arch)
-        self.workload = models.model_workload(model, batch=batch, input_shape=self.input_shape)
+        traced = models.model_workload(model, batch=batch, input_shape=self.input_shape)
+        # The cost model charges every operand at the architecture's word widths (the
+        # traced dtypes are float32): record the bits actually costed in the layers.
+        wb, ib, ob = (int(round(float(b))) for b in np.asarray(self.arch.word_bits))
+        self.workload = dataclasses.replace(traced, layers=tuple(
+            dataclasses.replace(l, w_bits=wb, i_bits=ib, o_bits=ob) for l in traced.layers))
         self.layers = tuple(self.workload.layers)
         self.sites = models.gate_sites(model)
         self.bindings = _bind(self.sites, self.layers)

@@ -367,6 +367,11 @@ def set_gates(
     Returns:
       The sites after replacement (as :func:`gate_sites` would return them).
 
+    Order: call it on the model itself, *before* building an ``nnx.Optimizer`` or an
+    ``nnx.view`` of it. Both capture the model's structure: an optimizer built earlier
+    has no state for the new gate parameters (its update fails with a pytree structure
+    error), and an earlier view still holds the old gates. Build them afterwards.
+
     Raises:
       TypeError: the factory returned something that is not a ``Gate``.
       ValueError: the new gate's size or kind differs from the site's, or one gate
