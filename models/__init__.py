@@ -76,8 +76,11 @@ from models._gates import (
     Gate,
     GateParam,
     GateSite,
+    HardConcreteGate,
     ScaleGate,
+    add_gates,
     gate_sites,
+    gates_bypassed,
     set_gates,
 )
 from models._registry import ModelInfo, create, get_info, list_models
@@ -88,8 +91,11 @@ __all__ = [
     "Gate",
     "GateParam",
     "GateSite",
+    "HardConcreteGate",
     "ModelInfo",
     "ScaleGate",
+    "add_gates",
+    "gates_bypassed",
     "ZooModel",
     "count_params",
     "create",
