@@ -32,7 +32,7 @@ import hwmodel
 import models
 from codesign import design as D
 
-DEFAULT_MODELS = ("alexnet", "resnet50", "resnet20", "vit_tiny")
+DEFAULT_MODELS = ("resnet20", "vit_tiny", "alexnet", "resnet50")
 
 GRID = {  # the exhaustive grid of --grid (eyeriss knobs; GLB and RF in 16-bit words)
     "pe_rows": [4, 8, 12, 16, 24, 32],
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
                      f"{t_grad:.0f}", f"{t_rnd:.0f}"))
         print(f"{name}: found {space.describe(res.best.values)}, {res.best.dataflow}, "
               f"{res.best.area_mm2:.3f} mm^2; random's best {space.describe(rnd.best.values)}, "
-              f"{rnd.best.dataflow}", flush=True)
+              f"{rnd.best.dataflow}\n  " + " | ".join(rows[-1]), flush=True)
     print()
     _table(rows)
 
