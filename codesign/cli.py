@@ -1,4 +1,4 @@
-"""The ``codesign`` command line: ``codesign {train,count,cost,sweep} ...``.
+"""The ``codesign`` command line: ``codesign {train,count,cost,sweep,design} ...``.
 
 Each subcommand lives in its own module (``codesign._cli_<name>``) exposing
 ``main(argv: list[str]) -> int``; this dispatcher imports only the one asked for,
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "count": ("codesign._cli_count", "count a model's layers: weights, MACs, activations"),
     "cost": ("codesign._cli_cost", "energy, latency and area of a model on an accelerator"),
     "sweep": ("codesign._cli_sweep", "energy-aware pruning sweep from one dense run: Pareto front"),
+    "design": ("codesign._cli_design", "search the accelerator for models under an area budget"),
 }
 
 

@@ -1,0 +1,157 @@
+"""codesign.design: the hardware design-space search (projection, legality, relaxed
+gradients, gradient search vs brute force on a tiny space, random search, YAML)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hwmodel
+from codesign import design as D
+from tests._archs import TINY
+
+# A tiny space on eyeriss: the array 1..4 x 1..4, RF.W 4 or 5 words, the rest fixed:
+# 32 designs, few enough to evaluate every one exactly.
+TINY_BOUNDS = {"pe_rows": (1, 4), "pe_cols": (1, 4), "GLB": (128, 128), "RF.W": (4, 5),
+               "RF.I": (12, 12), "RF.O": (24, 24)}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return D.design_space("eyeriss")
+
+
+@pytest.fixture(scope="module")
+def ev(space):
+    return D.Evaluator(space, {"tiny": TINY}, area_mm2=8.0, objective="edp")
+
+
+def test_space_knobs_and_base_round_trip(space):
+    assert space.names == ("pe_rows", "pe_cols", "GLB", "RF.W", "RF.I", "RF.O")
+    base = space.base_values()
+    np.testing.assert_array_equal(base, [12, 14, 108 * 1024 // 2, 224, 12, 24])
+    a = space.arch(base)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(space.base)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_projection_is_legal_and_within_budget(space, ev):
+    rng = np.random.default_rng(1)
+    ll, lh = np.log(space.lo), np.log(space.hi)
+    for budget in (5.0, 8.0, 30.0):
+        e = D.Evaluator(space, {"tiny": TINY}, area_mm2=budget, reference=[1.0])
+        for _ in range(6):
+            raw = np.exp(rng.uniform(ll, lh))
+            df = hwmodel.DATAFLOWS[int(rng.integers(5))]
+            d = e.propose(raw, df, "test")
+            assert d.legal and d.feasible
+            v = np.asarray(d.values)
+            assert np.all(v == np.round(v)) and np.all(v >= space.lo) and np.all(v <= space.hi)
+            # checked independently: the area model and the exact mapper
+            arch = space.arch(v)
+            assert float(hwmodel.area_mm2(arch)) <= budget * (1 + 1e-6)
+            hwmodel.validate_architecture(arch)
+            hwmodel.map_workload(TINY, arch, dataflow=df, objective="edp")  # raises if not
+
+
+def test_projection_shrinks_to_the_budget(space):
+    big = space.hi
+    v = space.project(big, 9.0)
+    assert space.area(v) <= 9.0 * (1 + 1e-6)
+    assert space.area(v) > 8.5  # uses the budget, not the smallest design
+    assert v.dtype == np.int64
+
+
+def test_impossible_budget_is_a_clear_error(space):
+    m = space.min_area()
+    with pytest.raises(D.DesignError, match=r"smaller than the smallest legal eyeriss design"):
+        D.Evaluator(space, {"tiny": TINY}, area_mm2=m * 0.99)
+    with pytest.raises(D.DesignError, match="smallest"):
+        space.project(space.hi, m * 0.5)
+    with pytest.raises(D.DesignError, match="unknown objective"):
+        D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, objective="power")
+
+
+def test_relaxed_gradients_finite_and_descent(ev, space):
+    base = space.base_values()
+    cands = D.gradient_candidates(ev, [space.project(base, ev.area_budget)], "rs")
+    loss = D.relaxed_loss(ev, cands)
+    x = jnp.log(jnp.asarray(base, jnp.float32))  # over the 8 mm^2 budget
+    (val, (f, g, _)), grad = jax.value_and_grad(loss, has_aux=True)(x, 0.0, 0.0)
+    grad = np.asarray(grad)
+    assert grad.shape == (len(space.knobs),)
+    assert np.all(np.isfinite(grad)) and np.all(grad > 0)  # over budget: every knob shrinks
+    assert np.isfinite(float(val)) and float(g) > 0
+    step = x - 1e-3 * grad / np.linalg.norm(grad)
+    assert float(loss(step, 0.0, 0.0)[0]) < float(val)
+    # finite everywhere in the box (corners too), every knob
+    for corner in (space.lo, space.hi, np.sqrt(space.lo * space.hi)):
+        gr = jax.grad(lambda z: loss(z, 0.3, 0.0)[0])(jnp.log(jnp.asarray(corner, jnp.float32)))
+        assert np.all(np.isfinite(np.asarray(gr)))
+
+
+def test_gradient_search_vs_brute_force_on_a_tiny_space():
+    sp = D.design_space("eyeriss", dataflows=("rs",), bounds=TINY_BOUNDS)
+    budget = 4.8
+    brute = D.Evaluator(sp, {"tiny": TINY}, area_mm2=budget, objective="edp", reference=[1.0])
+    grid = {k.name: range(k.lo, k.hi + 1) for k in sp.knobs}
+    res_b = D.grid_search(brute, grid)
+    every = [p for p in itertools.product(*grid.values())
+             if sp.area(np.array(p, float)) <= budget * (1 + 1e-6)]
+    assert res_b.evaluations == len(every) and 8 < len(every) < 32  # the budget binds
+    ev = D.Evaluator(sp, {"tiny": TINY}, area_mm2=budget, objective="edp", reference=[1.0])
+    res_g = D.gradient_search(ev, restarts=2, rounds=2, steps=15, seed=0)
+    best_b, best_g = res_b.best, res_g.best
+    assert res_g.evaluations < res_b.evaluations
+    # the gradient search's design is an exactly evaluated legal integer design of the
+    # grid: brute force evaluates it to the same numbers and is at least as good ...
+    again = brute.evaluate(best_g.values, best_g.dataflow, "check")
+    assert again.legal and again.objective == pytest.approx(best_g.objective, rel=1e-9)
+    assert best_b.objective <= best_g.objective * (1 + 1e-9)
+    # ... and the gradient search gets within 5% of the optimum
+    assert best_g.objective <= best_b.objective * 1.05, (best_g, best_b)
+
+
+def test_random_search_is_reproducible(space):
+    runs = []
+    for seed in (7, 7, 8):
+        e = D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, reference=[1.0])
+        r = D.random_search(e, 5, seed=seed)
+        runs.append([(d.values, d.dataflow, d.objective) for d in r.designs])
+        assert r.evaluations >= 5
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_found_yaml_round_trips(tmp_path, ev, space):
+    r = D.random_search(ev, 3, seed=0)
+    best = r.best
+    arch = space.arch(best.values, name="found")
+    path = tmp_path / "found.yaml"
+    hwmodel.save_arch(arch, path)
+    loaded = hwmodel.load_arch(str(path))
+    c = D.exact_costs([TINY], loaded, best.dataflow, "edp")[0]
+    assert float(c.energy_pj) == pytest.approx(best.energy_pj[0], rel=1e-6)
+    assert float(c.latency_s) == pytest.approx(best.latency_s[0], rel=1e-6)
+    assert float(c.area_mm2) == pytest.approx(best.area_mm2, rel=1e-6)
+
+
+def test_csv_and_pareto(ev, tmp_path):
+    D.random_search(ev, 3, seed=1)
+    path = tmp_path / "d.csv"
+    D.write_designs_csv(path, ev)
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    assert len(rows) == ev.count
+    assert {"pe_rows", "GLB", "RF.W", "area_mm2", "tiny_edp_js", "legal", "dataflow"} <= set(rows[0])
+    pf = D.pareto_front(ev.designs)
+    areas = [d.area_mm2 for d in pf]
+    objs = [d.objective for d in pf]
+    assert areas == sorted(areas) and objs == sorted(objs, reverse=True)
+    for d in ev.designs:  # nothing feasible dominates a front member
+        if d.feasible:
+            assert not any(d.area_mm2 <= p.area_mm2 and d.objective < p.objective for p in pf)
