@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "CONV_BACKENDS",
     "OPTIMIZERS",
     "PRESETS",
     "RUNTIME_FIELDS",
@@ -39,8 +40,11 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 # then equal to an uninterrupted run only up to float reduction order.
 RUNTIME_FIELDS = frozenset(
     {"data_dir", "download", "eval_batch_size", "keep_checkpoints", "progress",
-     "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow"}
+     "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow", "conv_backend"}
 )
+# ``conv_backend`` is here for the same reason: oneDNN and XLA convolutions agree only
+# up to float rounding, and "auto" resolves per machine.
+CONV_BACKENDS = ("auto", "xla", "onednn")
 
 
 class ConfigError(ValueError):
@@ -106,6 +110,10 @@ class Config:
     hw_arch: str = _f("eyeriss", "accelerator for the report's energy/latency per inference: a preset "
                       "(hwmodel.list_presets()), a YAML file, or 'none' to skip")
     hw_dataflow: str = _f("rs", "dataflow for the hardware report", choices=("ws", "os", "is", "rs", "nlr"))
+    # convolution kernels on CPU (models/_onednn.py)
+    conv_backend: str = _f("auto", "convolutions: onednn (oneDNN through jax.ffi, built on first use), "
+                                   "xla (lax.conv_general_dilated), or auto (onednn where it builds, "
+                                   "else xla with a one-line notice)", choices=CONV_BACKENDS)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -144,6 +152,9 @@ class Config:
             raise ConfigError(
                 f"config field 'hw_dataflow': unknown {self.hw_dataflow!r}; valid: ws, os, is, rs, nlr"
             )
+        if self.conv_backend not in CONV_BACKENDS:
+            raise ConfigError(f"config field 'conv_backend': unknown {self.conv_backend!r}; "
+                              f"valid: {', '.join(CONV_BACKENDS)}")
         if self.nesterov and self.optimizer != "sgd":
             raise ConfigError("config field 'nesterov': only valid with optimizer='sgd'")
 

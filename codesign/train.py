@@ -60,6 +60,7 @@ as an uninterrupted run on the same device count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -585,6 +586,24 @@ def _progress(total: int, desc: str, enabled: bool):
                 leave=True, dynamic_ncols=True, file=sys.stderr)
 
 
+def _with_conv_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs ``fn(config, ...)`` with ``config.conv_backend`` resolved and set, then restores it."""
+
+    @functools.wraps(fn)
+    def wrapper(config: Config, *args: Any, **kwargs: Any) -> Any:
+        import models
+
+        try:
+            conv = models.resolve_conv_backend(config.conv_backend)
+        except models.OneDNNUnavailable as e:
+            raise ConfigError(f"config field 'conv_backend': {e}") from None
+        with models.conv_backend(conv):
+            return fn(config, *args, **kwargs)
+
+    return wrapper
+
+
+@_with_conv_backend
 def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = False,
                        overwrite: bool = False, print_table: bool = True) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset`` and evaluate it; write the run to ``workdir``.
@@ -612,7 +631,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
       sessions of this run, including start-up, compilation and evaluation),
       ``train_time_s`` (seconds in training steps), ``compile_time_s``,
       ``images_per_s`` (training images per second of ``train_time_s``),
-      ``num_devices``, ``platform``, ``resumed_from_epoch``.
+      ``num_devices``, ``platform``, ``conv_backend`` (what ``config.conv_backend``
+      resolved to: ``"onednn"`` or ``"xla"``), ``resumed_from_epoch``.
 
     Raises:
       WorkdirConflictError: ``workdir`` holds another run (see ``resume``/``overwrite``).
@@ -626,6 +646,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
     if config.distributed and not jax.distributed.is_initialized():
         _init_distributed()
     validate_names(config)
+    import models
     from codesign.data import load_dataset
 
     workdir = Path(workdir)
@@ -791,6 +812,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
         **hw_figures,
         "num_devices": mesh.size,
         "platform": jax.devices()[0].platform,
+        "conv_backend": models.get_conv_backend(),
         "resumed_from_epoch": resumed_from,
     }
     if is_main:
