@@ -194,28 +194,21 @@ ffi::Error Run(Kind kind, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     Buf scratch(e->scratch.get_size());
     memory scratch_m(e->scratch, eng, scratch.ptr);
     Buf wtmp(e->reorder_w ? e->prim_w.get_size() : 0);
-    if (kind == kFwd) {
-      memory x_m(Act(pr, dt, false), eng, a.untyped_data());
-      memory y_m(Act(pr, dt, true), eng, out->untyped_data());
+    if (kind == kFwd || kind == kBwdData) {
+      // fwd: (x, w) -> y; bwd data: (dy, w) -> dx
+      const bool fwd = kind == kFwd;
+      memory in_m(Act(pr, dt, !fwd), eng, a.untyped_data());
+      memory out_m(Act(pr, dt, fwd), eng, out->untyped_data());
       memory wu(e->user_w, eng, b.untyped_data());
       memory wp = wu;
       if (e->reorder_w) {
         wp = memory(e->prim_w, eng, wtmp.ptr);
         e->reorder.execute(strm, {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, wp}});
       }
-      e->prim.execute(strm, {{DNNL_ARG_SRC, x_m}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, y_m},
+      e->prim.execute(strm, {{fwd ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, in_m},
+                             {DNNL_ARG_WEIGHTS, wp},
+                             {fwd ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, out_m},
                              {DNNL_ARG_SCRATCHPAD, scratch_m}});
-    } else if (kind == kBwdData) {
-      memory dy_m(Act(pr, dt, true), eng, a.untyped_data());
-      memory dx_m(Act(pr, dt, false), eng, out->untyped_data());
-      memory wu(e->user_w, eng, b.untyped_data());
-      memory wp = wu;
-      if (e->reorder_w) {
-        wp = memory(e->prim_w, eng, wtmp.ptr);
-        e->reorder.execute(strm, {{DNNL_ARG_FROM, wu}, {DNNL_ARG_TO, wp}});
-      }
-      e->prim.execute(strm, {{DNNL_ARG_DIFF_DST, dy_m}, {DNNL_ARG_WEIGHTS, wp},
-                             {DNNL_ARG_DIFF_SRC, dx_m}, {DNNL_ARG_SCRATCHPAD, scratch_m}});
     } else {
       memory x_m(Act(pr, dt, false), eng, a.untyped_data());
       memory dy_m(Act(pr, dt, true), eng, b.untyped_data());
