@@ -5,6 +5,48 @@ The structure follows the Flax NNX examples: a testable
 :func:`train_step` / :func:`eval_step` jitted and the optimizer an
 ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
 
+Structure
+---------
+:func:`train_and_evaluate` is five steps, each a public function::
+
+    run = setup(config, workdir, resume=..., overwrite=..., loss_fn=...)  # -> TrainRun
+    state, progress = restore(run)              # latest checkpoint, or the fresh state
+    for epoch in range(progress.start_epoch, config.epochs):
+        state, train_means, seconds = train_epoch(run, state, epoch)
+        eval_means = evaluate(run, state, run.eval_ds)
+        ...                                     # metrics.jsonl row, checkpoint
+    return report(run, state, progress)          # final test eval, report.json
+
+* :func:`setup` checks the workdir, writes ``config.json``, loads the data, builds
+  the model, optimizer, mesh and hardware figures, and compiles the steps; it returns
+  a :class:`TrainRun` holding all of it.
+* :func:`restore` returns the (replicated) state to start from and a
+  :class:`Progress` (epochs done, metrics history, time spent in earlier sessions).
+* :func:`train_epoch` runs one epoch of jitted steps; :func:`evaluate` one split.
+* :func:`report` does the final test evaluation and writes ``report.json``.
+
+Loss functions and metrics
+--------------------------
+The step minimizes a :data:`LossFn`::
+
+    loss_fn(model, images, labels) -> (total, metrics)
+
+``total`` is the scalar that is differentiated; ``metrics`` is a dict of named values
+to log: a ``[B]`` array is a per-example quantity (its epoch value is the mean over
+all examples), a scalar a per-batch one (its epoch value is the mean over steps).
+The default, :class:`ClassificationLoss`, returns the mean (label-smoothed)
+cross-entropy and ``{"loss": per-example cross-entropy, "accuracy": per-example
+0/1}``. A loss made of several terms (task loss, a hardware term, a regularizer)
+returns their weighted sum as ``total`` and each term by name in ``metrics``. The
+loop sums every metric on device into a dict pytree ``{name: (sum, count)}``
+(:func:`metric_sums`; no host transfer per step), and each epoch's
+``metrics.jsonl`` row has ``train_<name>`` for every entry, in the loss function's
+order, then ``<val|test>_loss`` / ``<val|test>_accuracy``. Pass a hashable loss
+function (e.g. a frozen dataclass) to ``train_and_evaluate(..., loss_fn=...)`` or
+``train_step(..., loss_fn=...)``. A term multiplied by 0 gives the same run only up
+to float rounding (the extra computation can change XLA's fusion): leave a disabled
+term out of the function when bitwise equality with plain training matters.
+
 ``train_step`` and ``eval_step`` are the readable ``nnx.jit`` versions (use them in
 your own loops and notebooks). The loop inside :func:`train_and_evaluate` runs the
 *same* step body through the split/merge pattern with ``jax.jit`` on the pure state
@@ -85,17 +127,32 @@ from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
 
 __all__ = [
+    "ClassificationLoss",
+    "LossFn",
+    "MetricSums",
     "NonFiniteLossError",
+    "Progress",
+    "TrainRun",
     "WorkdirConflictError",
+    "apply_step",
+    "classification_metrics",
     "count_params",
     "create_train_state",
     "cross_entropy_loss",
     "decay_mask",
     "eval_step",
+    "eval_sums",
+    "evaluate",
     "hardware_report",
     "make_optimizer",
     "make_schedule",
+    "metric_means",
+    "metric_sums",
+    "report",
+    "restore",
+    "setup",
     "train_and_evaluate",
+    "train_epoch",
     "train_step",
 ]
 
@@ -225,38 +282,115 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array, label_smoothing: fl
 
 
 # --------------------------------------------------------------------------------------
+# Losses and metrics (named; the train step takes any LossFn)
+# --------------------------------------------------------------------------------------
+
+#: ``loss_fn(model, images, labels) -> (total, metrics)``: ``total`` is the scalar the
+#: optimizer minimizes; ``metrics`` maps names to what is logged: a ``[B]`` array is
+#: per example (its epoch value is the mean over all examples), a scalar is per batch
+#: (its epoch value is the mean over steps). See the module docstring.
+LossFn = Callable[[nnx.Module, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+#: ``{name: (sum, count)}`` of float32 scalars: metrics summed on device.
+MetricSums = dict[str, tuple[jax.Array, jax.Array]]
+
+
+def classification_metrics(logits: jax.Array, labels: jax.Array,
+                           label_smoothing: float = 0.0) -> dict[str, jax.Array]:
+    """Per-example ``{"loss": cross-entropy [B], "accuracy": 1.0 where correct [B]}``."""
+    return {
+        "loss": cross_entropy_loss(logits, labels, label_smoothing),
+        "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationLoss:
+    """The default :data:`LossFn`: mean (smoothed) cross-entropy; logs ``loss``, ``accuracy``.
+
+    A frozen dataclass, so equal settings hash equal (a static argument of ``jit``).
+
+    Attributes:
+      label_smoothing: see :func:`cross_entropy_loss`.
+    """
+
+    label_smoothing: float = 0.0
+
+    def __call__(self, model: nnx.Module, images: jax.Array,
+                 labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        metrics = classification_metrics(model(images), labels, self.label_smoothing)
+        return metrics["loss"].mean(), metrics
+
+
+def metric_sums(metrics: dict[str, jax.Array], mask: jax.Array | None = None) -> MetricSums:
+    """Reduce named metrics to ``{name: (sum, count)}`` (float32), to be added across batches.
+
+    Args:
+      metrics: ``{name: value}``; a ``[B]`` value is per example (summed over the
+        rows where ``mask``; count: those rows), a scalar is per batch (count 1).
+      mask: optional bool ``[B]``; False rows (padding) are left out.
+
+    Returns:
+      ``{name: (sum, count)}``; the mean of a metric is ``sum / count``.
+    """
+    out = {}
+    for name, v in metrics.items():
+        v = jnp.asarray(v, jnp.float32)
+        if v.ndim == 0:
+            out[name] = (v, jnp.float32(1))
+        elif v.ndim != 1:
+            raise ValueError(f"metric {name!r}: expected a scalar or a per-example [B] array, "
+                             f"got shape {v.shape}")
+        elif mask is None:
+            out[name] = (jnp.sum(v), jnp.float32(v.shape[0]))
+        else:
+            maskf = mask.astype(jnp.float32)
+            out[name] = (jnp.sum(v * maskf), jnp.sum(maskf))
+    return out
+
+
+def metric_means(sums: MetricSums, names: tuple[str, ...] | None = None) -> dict[str, float]:
+    """``{name: sum / count}`` as Python floats (host), in the order of ``names`` if given."""
+    names = tuple(sums) if names is None else names
+    out = {}
+    for name in names:
+        s, c = sums[name]
+        out[name] = float(s) / float(c)
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # Steps (shared body; nnx.jit versions are public, the loop uses split/merge + jax.jit)
 # --------------------------------------------------------------------------------------
 
 
-def _train_step_body(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array,
-                     labels: jax.Array, label_smoothing: float) -> tuple[jax.Array, jax.Array]:
-    """One optimizer step in place; returns (sum of losses, number correct) over the batch."""
+def apply_step(model: nnx.Module, optimizer: nnx.Optimizer, loss_fn: LossFn, images: jax.Array,
+               labels: jax.Array) -> MetricSums:
+    """One optimizer step on ``loss_fn``'s total, in place; returns its metrics' :func:`metric_sums`.
 
-    def loss_fn(m):
-        logits = m(images)
-        losses = cross_entropy_loss(logits, labels, label_smoothing)
-        return losses.mean(), (losses, logits)
-
-    (_, (losses, logits)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    Args:
+      model: the NNX model (training mode).
+      optimizer: ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
+      loss_fn: a :data:`LossFn`.
+      images: float32 ``[B, H, W, C]`` (normalized/augmented).
+      labels: int32 ``[B]``.
+    """
+    (_, metrics), grads = nnx.value_and_grad(
+        lambda m: loss_fn(m, images, labels), has_aux=True)(model)
     optimizer.update(model, grads)
-    correct = jnp.sum(jnp.argmax(logits, -1) == labels)
-    return jnp.sum(losses), correct
+    return metric_sums(metrics)
 
 
-def _eval_body(model: nnx.Module, images: jax.Array, labels: jax.Array,
-               mask: jax.Array) -> jax.Array:
-    """[sum of losses, number correct, number counted] over the rows where ``mask``."""
-    logits = model(images)
-    losses = cross_entropy_loss(logits, labels)
-    maskf = mask.astype(jnp.float32)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return jnp.stack([jnp.sum(losses * maskf), jnp.sum(correct * maskf), jnp.sum(maskf)])
+def eval_sums(model: nnx.Module, images: jax.Array, labels: jax.Array,
+              mask: jax.Array) -> MetricSums:
+    """:func:`classification_metrics` (no smoothing) summed over the rows where ``mask``."""
+    return metric_sums(classification_metrics(model(images), labels), mask)
 
 
-@nnx.jit(static_argnames=("label_smoothing",))
+@nnx.jit(static_argnames=("label_smoothing", "loss_fn"))
 def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array,
-               labels: jax.Array, *, label_smoothing: float = 0.0) -> dict[str, jax.Array]:
+               labels: jax.Array, *, label_smoothing: float = 0.0,
+               loss_fn: LossFn | None = None) -> dict[str, jax.Array]:
     """One jitted optimizer step (updates ``model`` and ``optimizer`` in place).
 
     Put the model in training mode first (``model.train()``) so BatchNorm uses batch
@@ -267,14 +401,16 @@ def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array,
       optimizer: ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
       images: float32 ``[B, H, W, C]`` (already normalized/augmented).
       labels: int32 ``[B]``.
-      label_smoothing: see :func:`cross_entropy_loss`.
+      label_smoothing: see :func:`cross_entropy_loss` (used when ``loss_fn`` is None).
+      loss_fn: a hashable :data:`LossFn` (default ``ClassificationLoss(label_smoothing)``).
 
     Returns:
-      ``{"loss": mean training loss (with smoothing), "accuracy": fraction correct}``.
+      The batch means of the loss function's metrics; by default ``{"loss": mean
+      training loss (with smoothing), "accuracy": fraction correct}``.
     """
-    loss_sum, correct = _train_step_body(model, optimizer, images, labels, label_smoothing)
-    n = labels.shape[0]
-    return {"loss": loss_sum / n, "accuracy": correct / n}
+    loss_fn = ClassificationLoss(label_smoothing) if loss_fn is None else loss_fn
+    sums = apply_step(model, optimizer, loss_fn, images, labels)
+    return {name: s / c for name, (s, c) in sums.items()}
 
 
 @nnx.jit
@@ -296,8 +432,8 @@ def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array,
     """
     if mask is None:
         mask = jnp.ones(labels.shape, bool)
-    s = _eval_body(model, images, labels, mask)
-    return {"loss_sum": s[0], "correct": s[1], "count": s[2]}
+    s = eval_sums(model, images, labels, mask)
+    return {"loss_sum": s["loss"][0], "correct": s["accuracy"][0], "count": s["loss"][1]}
 
 
 # --------------------------------------------------------------------------------------
@@ -497,20 +633,40 @@ def _put_batch(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
 
 @dataclasses.dataclass
 class _Fns:
-    train: Callable
-    evaluate: Callable
-    all_finite: Callable
+    """The compiled pieces of a run and the names of what they log."""
+
+    train: Callable       # (state, acc, images u8, labels, epoch, step) -> (state, acc)
+    evaluate: Callable    # (state, images u8, labels, mask) -> MetricSums
+    all_finite: Callable  # state -> bool scalar
+    train_names: tuple[str, ...]  # the loss function's metric names, in its order
+    eval_names: tuple[str, ...]
+    acc_shape: Any        # the train accumulator's ShapeDtypeStruct tree
+
+
+def _named_sums(metrics_fn: Callable, *specs) -> tuple[tuple[str, ...], Any]:
+    """Trace ``metrics_fn(*specs) -> {name: value}`` abstractly: (names in order, sums' shapes).
+
+    The order matters only for logs (a dict pytree leaves ``jit`` with sorted keys).
+    """
+    names: list[str] = []
+
+    def f(*args):
+        m = metrics_fn(*args)
+        names.extend(m)
+        return metric_sums(m)
+
+    shapes = jax.eval_shape(f, *specs)
+    return tuple(names), shapes
 
 
 def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, mesh: Mesh,
-               image_shape: tuple[int, ...]) -> _Fns:
+               image_shape: tuple[int, ...], loss_fn: LossFn) -> _Fns:
     """Compile the split/merge train/eval functions (AOT, so epochs time only steps)."""
     from codesign.data import augment_cifar, normalize
 
     repl = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P("data"))
     base_key = jax.random.key(config.seed)
-    ls = float(config.label_smoothing)
     mean, std = tuple(mean), tuple(std)
 
     def train_fn(state, acc, images, labels, epoch, step):
@@ -520,13 +676,12 @@ def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, 
             x = augment_cifar(key, x)
         x = normalize(x, mean, std)
         model, opt = nnx.merge(graphdef_train, state)
-        loss_sum, correct = _train_step_body(model, opt, x, labels, ls)
-        n = jnp.float32(labels.shape[0])
-        return nnx.state((model, opt)), acc + jnp.stack([loss_sum, correct.astype(jnp.float32), n])
+        sums = apply_step(model, opt, loss_fn, x, labels)
+        return nnx.state((model, opt)), jax.tree.map(jnp.add, acc, sums)
 
     def eval_fn(state, images, labels, mask):
         model, _ = nnx.merge(graphdef_eval, state)
-        return _eval_body(model, normalize(images, mean, std), labels, mask)
+        return eval_sums(model, normalize(images, mean, std), labels, mask)
 
     def all_finite(state):
         leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -536,7 +691,12 @@ def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, 
     u8 = lambda n: jax.ShapeDtypeStruct((n, *image_shape), jnp.uint8, sharding=data)  # noqa: E731
     i32 = lambda n: jax.ShapeDtypeStruct((n,), jnp.int32, sharding=data)  # noqa: E731
     st = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), state)
-    acc = jax.ShapeDtypeStruct((3,), jnp.float32, sharding=repl)
+    f32 = lambda n: jax.ShapeDtypeStruct((n, *image_shape), jnp.float32, sharding=data)  # noqa: E731
+    train_names, sums_shape = _named_sums(
+        lambda s, x, y: loss_fn(nnx.merge(graphdef_train, s)[0], x, y)[1], st, f32(b), i32(b))
+    eval_names, _ = _named_sums(
+        lambda s, x, y: classification_metrics(nnx.merge(graphdef_eval, s)[0](x), y), st, f32(eb), i32(eb))
+    acc = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), sums_shape)
     scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)
     train_c = jax.jit(
         train_fn, in_shardings=(repl, repl, data, data, repl, repl),
@@ -546,27 +706,7 @@ def _build_fns(config: Config, graphdef_train, graphdef_eval, state, mean, std, 
         eval_fn, in_shardings=(repl, data, data, data), out_shardings=repl,
     ).lower(st, u8(eb), i32(eb), jax.ShapeDtypeStruct((eb,), jnp.bool_, sharding=data)).compile()
     finite_c = jax.jit(all_finite, in_shardings=(repl,), out_shardings=repl).lower(st).compile()
-    return _Fns(train_c, eval_c, finite_c)
-
-
-def _evaluate(fns: _Fns, state, ds, batch_size: int, mesh: Mesh) -> dict[str, float]:
-    """Loss and accuracy over a whole split (last batch padded and masked)."""
-    data = NamedSharding(mesh, P("data"))
-    n = len(ds)
-    total = None
-    for start in range(0, n, batch_size):
-        x = ds.images[start:start + batch_size]
-        y = ds.labels[start:start + batch_size]
-        m = np.ones(len(y), bool)
-        if len(y) < batch_size:
-            pad = batch_size - len(y)
-            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros(pad, y.dtype)])
-            m = np.concatenate([m, np.zeros(pad, bool)])
-        s = fns.evaluate(state, _put_batch(x, data), _put_batch(y.astype(np.int32), data), _put_batch(m, data))
-        total = s if total is None else total + s
-    loss_sum, correct, count = (float(v) for v in np.asarray(total))
-    return {"loss": loss_sum / count, "accuracy": correct / count}
+    return _Fns(train_c, eval_c, finite_c, train_names, eval_names, sums_shape)
 
 
 def _epoch_batches(ds, config: Config, epoch: int, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -586,8 +726,122 @@ def _progress(total: int, desc: str, enabled: bool):
                 leave=True, dynamic_ncols=True, file=sys.stderr)
 
 
+def _fmt_metrics(means: dict[str, float]) -> str:
+    """``loss 0.1234 acc 97.50% energy 0.5000``: accuracies in percent, the rest 4 decimals."""
+    return " ".join(f"acc {100 * v:.2f}%" if k == "accuracy" else f"{k} {v:.4f}"
+                    for k, v in means.items())
+
+
+@dataclasses.dataclass
+class TrainRun:
+    """What :func:`setup` builds for one run; :func:`restore`, :func:`train_epoch`,
+    :func:`evaluate` and :func:`report` read it.
+
+    Attributes:
+      config, workdir: the run and its directory.
+      continuing: True when ``workdir`` holds this run and ``resume`` was asked.
+      splits: ``load_dataset``'s splits (``train``, ``test``, maybe ``val``).
+      eval_name: ``"val"`` or ``"test"``: the split evaluated after every epoch.
+      steps_per_epoch: optimizer steps per epoch.
+      image_shape: one image ``(H, W, C)``.
+      mesh: the 1-D ``"data"`` mesh.
+      model, optimizer: the Python objects (the loop trains their split ``state``;
+        :func:`report` writes the final state back into them).
+      state: the initial ``nnx.state((model, optimizer))`` (host, unreplicated).
+      schedule: the learning-rate schedule (for the ``lr`` column).
+      loss_fn: the :data:`LossFn` being minimized.
+      fns: the compiled train / eval / finiteness functions.
+      ckpt: the checkpointer, or None when ``keep_checkpoints == 0``.
+      n_params, macs, macs_note, hw_figures: the report's model figures.
+      compile_s: seconds spent compiling.
+      t_start: ``time.perf_counter()`` when the run (this session) started.
+      conv_backend: the convolution backend the steps were compiled with (``"onednn"``
+        or ``"xla"``; see ``config.conv_backend``).
+    """
+
+    config: Config
+    workdir: Path
+    continuing: bool
+    splits: dict[str, Any]
+    eval_name: str
+    steps_per_epoch: int
+    image_shape: tuple[int, ...]
+    mesh: Mesh
+    model: nnx.Module
+    optimizer: nnx.Optimizer
+    state: Any
+    schedule: optax.Schedule
+    loss_fn: LossFn
+    fns: _Fns
+    ckpt: Checkpointer | None
+    n_params: int
+    macs: int
+    macs_note: str
+    hw_figures: dict[str, Any]
+    compile_s: float
+    t_start: float
+    conv_backend: str = "xla"
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run files (process 0)."""
+        return jax.process_index() == 0
+
+    @property
+    def train_ds(self):
+        return self.splits["train"]
+
+    @property
+    def eval_ds(self):
+        return self.splits[self.eval_name]
+
+    @property
+    def test_ds(self):
+        return self.splits["test"]
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` (one JSON line per epoch) from ``history`` (process 0)."""
+        if self.is_main:
+            atomic_write_text(self.workdir / "metrics.jsonl",
+                              "".join(json.dumps(h) + "\n" for h in history))
+
+    def non_finite(self, what: str) -> NonFiniteLossError:
+        """The error that stops the run, saying which checkpoint is kept."""
+        if self.ckpt is None:
+            kept = "checkpointing is off (keep_checkpoints=0), so no checkpoint was kept"
+        else:
+            self.ckpt.wait()
+            e = self.ckpt.latest_epoch()
+            kept = (f"the last good checkpoint (epoch {e}) is kept in {self.ckpt.directory}"
+                    if e is not None else "no checkpoint had been written yet")
+        return NonFiniteLossError(
+            f"non-finite {what}: stopping the run; {kept}. Lower the learning rate, "
+            "set --grad-clip-norm, or check the data."
+        )
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands: restored from a checkpoint's record, advanced each epoch.
+
+    Attributes:
+      start_epoch: epochs completed before this session.
+      history: one metrics row per completed epoch (the lines of ``metrics.jsonl``).
+      prior_elapsed_s: wall seconds of the earlier sessions.
+      train_time_s: seconds in training steps, all sessions so far.
+      resumed_from: the checkpoint epoch this session started from, or None.
+    """
+
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    prior_elapsed_s: float = 0.0
+    train_time_s: float = 0.0
+    resumed_from: int | None = None
+
+
 def _with_conv_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Runs ``fn(config, ...)`` with ``config.conv_backend`` resolved and set, then restores it."""
+    """Runs ``fn(config, ...)`` with ``config.conv_backend`` resolved and set (the steps are
+    traced and compiled inside), then restores the previous backend."""
 
     @functools.wraps(fn)
     def wrapper(config: Config, *args: Any, **kwargs: Any) -> Any:
@@ -604,12 +858,235 @@ def _with_conv_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @_with_conv_backend
+def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          loss_fn: LossFn | None = None, t_start: float | None = None) -> TrainRun:
+    """Check the workdir, write ``config.json``, load the data, build the model, the
+    optimizer, the mesh and the hardware figures, and compile the steps.
+
+    Args:
+      config, workdir, resume, overwrite: as in :func:`train_and_evaluate`.
+      loss_fn: the :data:`LossFn` to minimize (default:
+        ``ClassificationLoss(config.label_smoothing)``).
+      t_start: when the run started (``time.perf_counter()``; default: now).
+    """
+    t_start = time.perf_counter() if t_start is None else t_start
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite are mutually exclusive")
+    if config.distributed and not jax.distributed.is_initialized():
+        _init_distributed()
+    validate_names(config)
+    import models
+    from codesign.data import load_dataset
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    continuing = _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    if jax.process_index() == 0:
+        atomic_write_text(workdir / "config.json", config.to_json())
+
+    # Data
+    splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
+                          val_size=config.val_size, seed=config.seed, **config.dataset_kwargs)
+    train_ds = splits["train"]
+    eval_name = "val" if config.val_size > 0 else "test"
+    steps_per_epoch = len(train_ds) // config.batch_size
+    if config.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"config field 'batch_size': {config.batch_size} is larger than the "
+            f"{len(train_ds)} training examples of {config.dataset!r}"
+        )
+    image_shape = tuple(train_ds.images.shape[1:])
+
+    # Model, optimizer, mesh, hardware figures
+    mesh = _make_mesh(config)
+    model, optimizer = create_train_state(config, input_shape=image_shape,
+                                          num_classes=train_ds.num_classes,
+                                          steps_per_epoch=steps_per_epoch)
+    n_params = count_params(model)
+    workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
+    macs, macs_note = int(workload.total_macs), MACS_NOTE
+    hw_figures = ({} if config.hw_arch == "none"
+                  else _hardware_figures(workload, config.hw_arch, config.hw_dataflow))
+    schedule = make_schedule(config, steps_per_epoch)
+    model.train()
+    graphdef_train, state = nnx.split((model, optimizer))
+    model.eval()
+    graphdef_eval = nnx.graphdef((model, optimizer))
+    model.train()
+    ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
+            if config.keep_checkpoints else None)
+
+    # Compiled steps
+    loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
+    t_compile = time.perf_counter()
+    fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean, train_ds.std,
+                     mesh, image_shape, loss_fn)
+    compile_s = time.perf_counter() - t_compile
+    _log(
+        f"{config.model} ({n_params:,} params) on {config.dataset} ({len(train_ds)} train, "
+        f"{len(splits[eval_name])} {eval_name}); {steps_per_epoch} steps/epoch x {config.epochs} "
+        f"epochs, batch {config.batch_size} on {mesh.size} {jax.devices()[0].platform} device(s); "
+        f"compiled in {compile_s:.1f} s"
+    )
+    return TrainRun(
+        config=config, workdir=workdir, continuing=continuing, splits=splits,
+        eval_name=eval_name, steps_per_epoch=steps_per_epoch, image_shape=image_shape,
+        mesh=mesh, model=model, optimizer=optimizer, state=state, schedule=schedule,
+        loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
+        macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
+        conv_backend=models.get_conv_backend(),
+    )
+
+
+def restore(run: TrainRun) -> tuple[Any, Progress]:
+    """The state to train from (replicated over the mesh) and the run's :class:`Progress`.
+
+    A continued run starts from its latest checkpoint (its metrics history is
+    restored and ``metrics.jsonl`` rewritten from it); otherwise from ``run.state``.
+    """
+    state, progress = run.state, Progress()
+    if run.continuing and run.ckpt is not None:
+        last = run.ckpt.latest_epoch()
+        if last is not None:
+            state, meta = run.ckpt.restore(last, state)
+            progress = Progress(
+                start_epoch=int(meta["epoch"]), history=list(meta["history"]),
+                prior_elapsed_s=float(meta["elapsed_s"]),
+                train_time_s=float(meta["train_time_s"]), resumed_from=int(meta["epoch"]),
+            )
+            _log(f"resuming {run.workdir} from the checkpoint of epoch "
+                 f"{progress.start_epoch}/{run.config.epochs}")
+        else:
+            _log(f"no checkpoint in {run.workdir / CHECKPOINT_DIR}: starting from scratch")
+    elif run.continuing:
+        _log("keep_checkpoints=0: nothing to resume from, starting from scratch")
+    run.write_metrics(progress.history)
+    return _replicate(state, NamedSharding(run.mesh, P())), progress
+
+
+def train_epoch(run: TrainRun, state: Any, epoch: int) -> tuple[Any, dict[str, float], float]:
+    """One epoch of training steps (0-based ``epoch``).
+
+    Returns:
+      ``(state, means, seconds)``: the new state, the epoch mean of each of the loss
+      function's metrics (``{name: float}``, its order), and the seconds in steps.
+
+    Raises:
+      NonFiniteLossError: a logged metric became NaN/Inf (checked every
+        ``log_every`` steps).
+    """
+    config, fns = run.config, run.fns
+    repl = NamedSharding(run.mesh, P())
+    data_sh = NamedSharding(run.mesh, P("data"))
+    acc = _replicate(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fns.acc_shape), repl)
+    steps = run.steps_per_epoch
+    bar = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", config.progress)
+    t0 = time.perf_counter()
+    for step, (x, y) in enumerate(_epoch_batches(run.train_ds, config, epoch, steps)):
+        state, acc = fns.train(state, acc, _put_batch(x, data_sh), _put_batch(y, data_sh),
+                               _replicate(np.int32(epoch), repl), _replicate(np.int32(step), repl))
+        if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            sums = jax.device_get(acc)
+            for name in fns.train_names:
+                if not math.isfinite(sums[name][0]):
+                    bar.close()
+                    raise run.non_finite(f"training {name} ({sums[name][0]}) in epoch {epoch + 1}, "
+                                         f"step {step + 1}")
+            bar.set_postfix({k: f"{v:.4f}" for k, v in metric_means(sums, fns.train_names).items()},
+                            refresh=False)
+        bar.update(1)
+    jax.block_until_ready(acc)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    return state, metric_means(jax.device_get(acc), fns.train_names), seconds
+
+
+def evaluate(run: TrainRun, state: Any, ds) -> dict[str, float]:
+    """The mean of each eval metric (``loss``, ``accuracy``) over a whole split
+    (the last batch padded and masked)."""
+    data = NamedSharding(run.mesh, P("data"))
+    batch_size = run.config.eval_batch_size
+    total = None
+    for start in range(0, len(ds), batch_size):
+        x = ds.images[start:start + batch_size]
+        y = ds.labels[start:start + batch_size]
+        m = np.ones(len(y), bool)
+        if len(y) < batch_size:
+            pad = batch_size - len(y)
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros(pad, y.dtype)])
+            m = np.concatenate([m, np.zeros(pad, bool)])
+        s = run.fns.evaluate(state, _put_batch(x, data), _put_batch(y.astype(np.int32), data),
+                             _put_batch(m, data))
+        total = s if total is None else jax.tree.map(jnp.add, total, s)
+    return metric_means(jax.device_get(total), run.fns.eval_names)
+
+
+def _save_epoch(run: TrainRun, state: Any, progress: Progress, epoch: int) -> None:
+    """Write ``metrics.jsonl`` and the checkpoint after epoch ``epoch`` (1-based)."""
+    run.write_metrics(progress.history)
+    if run.ckpt is not None:
+        elapsed = progress.prior_elapsed_s + time.perf_counter() - run.t_start
+        run.ckpt.save(epoch, state, {"epoch": epoch, "history": progress.history,
+                                     "elapsed_s": elapsed, "train_time_s": progress.train_time_s})
+
+
+def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool = True) -> dict[str, Any]:
+    """Finish the run: the final test evaluation, ``report.json``, the results table.
+
+    Also writes the trained ``state`` back into ``run.model`` / ``run.optimizer``.
+    Returns the report dict (see :func:`train_and_evaluate`).
+    """
+    config, history = run.config, progress.history
+    if run.ckpt is not None:
+        run.ckpt.close()
+    # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
+    if run.eval_name == "test" and history and "test_accuracy" in history[-1]:
+        test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
+    else:
+        test = evaluate(run, state, run.test_ds)
+    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
+    nnx.update((run.model, run.optimizer), jax.device_get(state))
+
+    train_time = progress.train_time_s
+    images = sum(h["images_per_s"] * h["epoch_time_s"] for h in history)
+    out = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "params": run.n_params,
+        "macs": run.macs,
+        "macs_note": run.macs_note,
+        "batch_size": config.batch_size,
+        "epochs": config.epochs,
+        "wall_time_s": progress.prior_elapsed_s + time.perf_counter() - run.t_start,
+        "train_time_s": train_time,
+        "compile_time_s": run.compile_s,
+        "images_per_s": images / train_time if train_time > 0 else None,
+        **run.hw_figures,
+        "num_devices": run.mesh.size,
+        "platform": jax.devices()[0].platform,
+        "conv_backend": run.conv_backend,
+        "resumed_from_epoch": progress.resumed_from,
+    }
+    if run.is_main:
+        atomic_write_json(run.workdir / "report.json", out)
+        if print_table:
+            print("\n" + results_table([out]), flush=True)
+    return out
+
+
 def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = False,
-                       overwrite: bool = False, print_table: bool = True) -> dict[str, Any]:
+                       overwrite: bool = False, print_table: bool = True,
+                       loss_fn: LossFn | None = None) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset`` and evaluate it; write the run to ``workdir``.
 
     Writes (atomically) ``workdir/config.json`` (the config), ``workdir/metrics.jsonl``
-    (one JSON line per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
+    (one JSON line per epoch: ``epoch``, ``train_<name>`` for every metric of the loss
+    function (by default ``train_loss``, ``train_accuracy``),
     ``val_loss``/``val_accuracy`` when ``val_size > 0``, ``test_loss``/``test_accuracy``
     otherwise, ``lr`` (at the epoch's last step), ``epoch_time_s`` (training steps
     only), ``eval_time_s``, ``images_per_s``), ``workdir/report.json`` (see Returns)
@@ -623,6 +1100,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
         must match except :data:`codesign.config.RUNTIME_FIELDS`).
       overwrite: discard a run already in ``workdir``.
       print_table: print the results table at the end.
+      loss_fn: the :data:`LossFn` to minimize (default:
+        ``ClassificationLoss(config.label_smoothing)``).
 
     Returns:
       The report dict: ``model``, ``dataset``, ``test_accuracy``, ``test_loss``,
@@ -640,183 +1119,30 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
         checkpoint is kept).
       ConfigError: an invalid or inconsistent config.
     """
-    t_start = time.perf_counter()
-    if resume and overwrite:
-        raise ConfigError("resume and overwrite are mutually exclusive")
-    if config.distributed and not jax.distributed.is_initialized():
-        _init_distributed()
-    validate_names(config)
-    import models
-    from codesign.data import load_dataset
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    continuing = _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
-    is_main = jax.process_index() == 0
-    if is_main:
-        atomic_write_text(workdir / "config.json", config.to_json())
-
-    # Data
-    splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                          val_size=config.val_size, seed=config.seed, **config.dataset_kwargs)
-    train_ds, test_ds = splits["train"], splits["test"]
-    eval_name = "val" if config.val_size > 0 else "test"
-    eval_ds = splits[eval_name]
-    steps_per_epoch = len(train_ds) // config.batch_size
-    if config.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"config field 'batch_size': {config.batch_size} is larger than the "
-            f"{len(train_ds)} training examples of {config.dataset!r}"
-        )
-    image_shape = tuple(train_ds.images.shape[1:])
-
-    # Model, optimizer, mesh, compiled steps
-    mesh = _make_mesh(config)
-    model, optimizer = create_train_state(config, input_shape=image_shape,
-                                          num_classes=train_ds.num_classes,
-                                          steps_per_epoch=steps_per_epoch)
-    n_params = count_params(model)
-    workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
-    macs, macs_note = int(workload.total_macs), MACS_NOTE
-    hw_figures = ({} if config.hw_arch == "none"
-                  else _hardware_figures(workload, config.hw_arch, config.hw_dataflow))
-    schedule = make_schedule(config, steps_per_epoch)
-    model.train()
-    graphdef_train, state = nnx.split((model, optimizer))
-    model.eval()
-    graphdef_eval = nnx.graphdef((model, optimizer))
-    model.train()
-    repl = NamedSharding(mesh, P())
-    data_sh = NamedSharding(mesh, P("data"))
-
-    ckpt = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints) if config.keep_checkpoints else None
-    start_epoch, history, prior_elapsed, prior_train, resumed_from = 0, [], 0.0, 0.0, None
-    if continuing and ckpt is not None:
-        last = ckpt.latest_epoch()
-        if last is not None:
-            state, meta = ckpt.restore(last, state)
-            start_epoch, history = int(meta["epoch"]), list(meta["history"])
-            prior_elapsed, prior_train = float(meta["elapsed_s"]), float(meta["train_time_s"])
-            resumed_from = start_epoch
-            _log(f"resuming {workdir} from the checkpoint of epoch {start_epoch}/{config.epochs}")
-        else:
-            _log(f"no checkpoint in {workdir / CHECKPOINT_DIR}: starting from scratch")
-    elif continuing:
-        _log("keep_checkpoints=0: nothing to resume from, starting from scratch")
-    if is_main:
-        atomic_write_text(workdir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    state = _replicate(state, repl)
-
-    t_compile = time.perf_counter()
-    fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean, train_ds.std,
-                     mesh, image_shape)
-    compile_s = time.perf_counter() - t_compile
-    _log(
-        f"{config.model} ({n_params:,} params) on {config.dataset} ({len(train_ds)} train, "
-        f"{len(eval_ds)} {eval_name}); {steps_per_epoch} steps/epoch x {config.epochs} epochs, "
-        f"batch {config.batch_size} on {mesh.size} {jax.devices()[0].platform} device(s); "
-        f"compiled in {compile_s:.1f} s"
-    )
-
-    def last_good() -> str:
-        if ckpt is None:
-            return "checkpointing is off (keep_checkpoints=0), so no checkpoint was kept"
-        ckpt.wait()
-        e = ckpt.latest_epoch()
-        return (f"the last good checkpoint (epoch {e}) is kept in {ckpt.directory}" if e is not None
-                else "no checkpoint had been written yet")
-
-    def non_finite(what: str) -> NonFiniteLossError:
-        return NonFiniteLossError(
-            f"non-finite {what}: stopping the run; {last_good()}. Lower the learning rate, "
-            "set --grad-clip-norm, or check the data."
-        )
-
-    train_time = prior_train
-    for epoch in range(start_epoch, config.epochs):
-        acc = _replicate(np.zeros(3, np.float32), repl)
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", config.progress)
-        t0 = time.perf_counter()
-        for step, (x, y) in enumerate(_epoch_batches(train_ds, config, epoch, steps_per_epoch)):
-            state, acc = fns.train(state, acc, _put_batch(x, data_sh), _put_batch(y, data_sh),
-                                   _replicate(np.int32(epoch), repl), _replicate(np.int32(step), repl))
-            if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
-                loss_sum, correct, count = np.asarray(acc)
-                if not math.isfinite(loss_sum):
-                    bar.close()
-                    raise non_finite(f"training loss ({loss_sum}) in epoch {epoch + 1}, step {step + 1}")
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}", refresh=False)
-            bar.update(1)
-        jax.block_until_ready(acc)
-        epoch_time = time.perf_counter() - t0
-        bar.close()
-        train_time += epoch_time
-        loss_sum, correct, count = (float(v) for v in np.asarray(acc))
+    run = setup(config, workdir, resume=resume, overwrite=overwrite, loss_fn=loss_fn,
+                t_start=time.perf_counter())
+    state, progress = restore(run)
+    eval_name = run.eval_name
+    for epoch in range(progress.start_epoch, config.epochs):
+        state, train, epoch_time = train_epoch(run, state, epoch)
+        progress.train_time_s += epoch_time
         t1 = time.perf_counter()
-        ev = _evaluate(fns, state, eval_ds, config.eval_batch_size, mesh)
+        ev = evaluate(run, state, run.eval_ds)
         eval_time = time.perf_counter() - t1
-        if not math.isfinite(ev["loss"]) or not bool(fns.all_finite(state)):
-            raise non_finite(f"parameters or {eval_name} loss ({ev['loss']}) after epoch {epoch + 1}")
+        if not math.isfinite(ev["loss"]) or not bool(run.fns.all_finite(state)):
+            raise run.non_finite(f"parameters or {eval_name} loss ({ev['loss']}) after epoch {epoch + 1}")
         row = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / count,
-            "train_accuracy": correct / count,
-            f"{eval_name}_loss": ev["loss"],
-            f"{eval_name}_accuracy": ev["accuracy"],
-            "lr": float(schedule((epoch + 1) * steps_per_epoch - 1)),
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"{eval_name}_{k}": v for k, v in ev.items()},
+            "lr": float(run.schedule((epoch + 1) * run.steps_per_epoch - 1)),
             "epoch_time_s": epoch_time,
             "eval_time_s": eval_time,
-            "images_per_s": count / epoch_time,
+            "images_per_s": run.steps_per_epoch * config.batch_size / epoch_time,
         }
-        history.append(row)
-        _log(
-            f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc "
-            f"{100 * row['train_accuracy']:.2f}% | {eval_name} loss {ev['loss']:.4f} acc "
-            f"{100 * ev['accuracy']:.2f}% | lr {row['lr']:.3g} | {epoch_time:.1f} s, "
-            f"{row['images_per_s']:,.0f} img/s"
-        )
-        if is_main:
-            atomic_write_text(workdir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        if ckpt is not None:
-            elapsed = prior_elapsed + time.perf_counter() - t_start
-            ckpt.save(epoch + 1, state, {"epoch": epoch + 1, "history": history,
-                                         "elapsed_s": elapsed, "train_time_s": train_time})
-
-    if ckpt is not None:
-        ckpt.close()
-    # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
-    if eval_name == "test" and history and "test_accuracy" in history[-1]:
-        test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
-    else:
-        test = _evaluate(fns, state, test_ds, config.eval_batch_size, mesh)
-    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
-    nnx.update((model, optimizer), jax.device_get(state))
-
-    images = sum(h["images_per_s"] * h["epoch_time_s"] for h in history)
-    report = {
-        "model": config.model,
-        "dataset": config.dataset,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "params": n_params,
-        "macs": macs,
-        "macs_note": macs_note,
-        "batch_size": config.batch_size,
-        "epochs": config.epochs,
-        "wall_time_s": prior_elapsed + time.perf_counter() - t_start,
-        "train_time_s": train_time,
-        "compile_time_s": compile_s,
-        "images_per_s": images / train_time if train_time > 0 else None,
-        **hw_figures,
-        "num_devices": mesh.size,
-        "platform": jax.devices()[0].platform,
-        "conv_backend": models.get_conv_backend(),
-        "resumed_from_epoch": resumed_from,
-    }
-    if is_main:
-        atomic_write_json(workdir / "report.json", report)
-        if print_table:
-            print("\n" + results_table([report]), flush=True)
-    return report
+        progress.history.append(row)
+        _log(f"epoch {epoch + 1}/{config.epochs}: train {_fmt_metrics(train)} | {eval_name} "
+             f"{_fmt_metrics(ev)} | lr {row['lr']:.3g} | {epoch_time:.1f} s, "
+             f"{row['images_per_s']:,.0f} img/s")
+        _save_epoch(run, state, progress, epoch + 1)
+    return report(run, state, progress, print_table=print_table)

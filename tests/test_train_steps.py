@@ -13,7 +13,8 @@ from flax import nnx
 
 from codesign.config import Config
 from codesign.train import (
-    _train_step_body,
+    ClassificationLoss,
+    apply_step,
     count_params,
     cross_entropy_loss,
     decay_mask,
@@ -209,7 +210,7 @@ def test_split_merge_jit_matches_nnx_jit():
     @functools.partial(jax.jit, donate_argnums=0)
     def step(state, x, y):
         m, o = nnx.merge(graphdef, state)
-        _train_step_body(m, o, x, y, 0.1)
+        apply_step(m, o, ClassificationLoss(0.1), x, y)
         return nnx.state((m, o))
 
     for _ in range(3):
@@ -223,3 +224,44 @@ def test_count_params():
     model = Tiny(nnx.Rngs(0))
     expected = (3 * 3 * 1 * 4 + 4) + (4 + 4) + (64 * 3 + 3)
     assert count_params(model) == expected
+
+
+def test_metric_sums_per_example_scalar_and_mask():
+    """[B] metrics sum over (unmasked) rows, scalars count once per batch; bad shapes are named."""
+    from codesign.train import metric_means, metric_sums
+
+    v = jnp.array([1.0, 2.0, 3.0, 4.0])
+    mask = jnp.array([True, True, False, True])
+    s = metric_sums({"a": v, "b": jnp.float32(5.0)}, mask)
+    assert float(s["a"][0]) == 7.0 and float(s["a"][1]) == 3.0
+    assert float(s["b"][0]) == 5.0 and float(s["b"][1]) == 1.0
+    total = jax.tree.map(jnp.add, s, metric_sums({"a": v, "b": jnp.float32(1.0)}))
+    assert metric_means(total, ("b", "a")) == {"b": 3.0, "a": 17.0 / 7.0}
+    assert list(metric_means(total, ("b", "a"))) == ["b", "a"]
+    with pytest.raises(ValueError, match=r"metric 'c': expected a scalar or a per-example \[B\] array"):
+        metric_sums({"c": jnp.ones((2, 2))})
+
+
+def test_train_step_logs_every_term_of_a_custom_loss():
+    """A LossFn returning (total, named terms) is minimized on its total; each term comes back."""
+    import dataclasses
+
+    from codesign.train import cross_entropy_loss
+
+    @dataclasses.dataclass(frozen=True)
+    class WithPenalty:
+        weight: float
+
+        def __call__(self, model, images, labels):
+            losses = cross_entropy_loss(model(images), labels)
+            penalty = sum(jnp.sum(p ** 2) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+            total = losses.mean() + self.weight * penalty
+            return total, {"loss": losses, "penalty": penalty, "total": total}
+
+    x, y = _data()
+    model = Tiny(nnx.Rngs(0), dropout=0.0)
+    opt = nnx.Optimizer(model, optax.sgd(0.0), wrt=nnx.Param)  # lr 0: the values stay comparable
+    model.train()
+    m = train_step(model, opt, x, y, loss_fn=WithPenalty(0.5))
+    assert set(m) == {"loss", "penalty", "total"}
+    assert float(m["total"]) == pytest.approx(float(m["loss"]) + 0.5 * float(m["penalty"]), rel=1e-6)
