@@ -185,18 +185,17 @@ def main() -> None:
     print("\nconvolutions, fwd + dgrad + wgrad, ms per step of " + str(n) + ": " + ", ".join(
         f"{names[lib]} {sums[lib] * 1e3:.0f} ({sums[lib] / sums['torch']:.2f}x PyTorch, "
         f"{6 * total_macs / 1e3 / sums[lib]:.0f} GFLOP/s)" for lib in libs))
-    jt, tt = sums["jax"], sums["torch"]
-
     # the whole train step, for the share outside the convolutions
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import train_throughput as TT
 
-    steps = TT.whole_step_seconds(args.model, n, repeats=3)
+    backends = ("onednn", "xla") if have_dnnl else ("xla",)
+    steps = TT.whole_step_seconds(args.model, n, repeats=3, backends=backends)
     if steps is not None:
-        js, ts = steps
-        print(f"whole train step:                   jax {js * 1e3:.0f} ms, torch {ts * 1e3:.0f} ms "
-              f"({js / ts:.1f}x); outside the convolutions: jax {max(js - jt, 0) * 1e3:.0f} ms, "
-              f"torch {max(ts - tt, 0) * 1e3:.0f} ms")
+        conv_s = {"ours-xla": sums["jax"], "ours-onednn": sums.get("dnnl"), "torch": sums["torch"]}
+        print("whole train step, ms: " + ", ".join(
+            f"{k} {v * 1e3:.0f} ({v / steps['torch']:.2f}x torch; outside the convolutions "
+            f"{max(v - conv_s[k], 0) * 1e3:.0f})" for k, v in steps.items()))
     print(f"(end: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
 
 
