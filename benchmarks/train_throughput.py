@@ -329,7 +329,8 @@ class OursRunner:
         self.fns = T._build_fns(config, gd_train, gd_eval, state, (MEAN,) * c, (STD,) * c, mesh,
                                 tuple(shape), T.ClassificationLoss(float(config.label_smoothing)))
         self.state = T._replicate(state, self.repl)
-        self.acc = T._replicate(np.zeros(3, np.float32), self.repl)
+        self.acc = T._replicate(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                                             self.fns.acc_shape), self.repl)
         self.i = 0
 
     def __call__(self):
