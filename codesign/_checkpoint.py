@@ -120,9 +120,12 @@ class Checkpointer:
       keep: how many of the most recent checkpoints to keep (>= 1).
       asynchronous: write in a background thread (the state is copied to host
         memory first, so training can go on and even donate its buffers).
+      read_only: only read (no directory creation, no clean-up of a save in progress,
+        no deletion): for looking at a run that may still be training.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int, asynchronous: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, keep: int, asynchronous: bool = True,
+                 read_only: bool = False):
         import orbax.checkpoint as ocp
 
         if keep < 1:
@@ -132,10 +135,12 @@ class Checkpointer:
         self._mgr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
-                create=True,
+                max_to_keep=None if read_only else keep,
+                save_interval_steps=0 if read_only else 1,
+                create=not read_only,
+                read_only=read_only,
                 enable_async_checkpointing=asynchronous,
-                cleanup_tmp_directories=True,
+                cleanup_tmp_directories=not read_only,
             ),
             item_names=("state", "meta"),
         )

@@ -32,10 +32,39 @@ def one_line(e: BaseException | str) -> str:
 
 def add_model_args(p: argparse.ArgumentParser, example: str) -> None:
     """The positional ``model`` and the ``--batch`` / ``--input-shape`` / ``--json`` options."""
-    p.add_argument("model", help=f"zoo model or reference network (e.g. {example})")
+    p.add_argument("model", nargs="?", help=f"zoo model or reference network (e.g. {example})")
+    p.add_argument("--run", default=None, metavar="WORKDIR",
+                   help="instead of MODEL: a training run directory (config.json + checkpoints; "
+                        "a gated run is pruned first) or a saved pruned model (pruned.json)")
     p.add_argument("--batch", default="1", help="batch size N (default 1)")
     p.add_argument("--input-shape", default=None, help=SHAPE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def load_run(args: argparse.Namespace):
+    """The :class:`codesign._run.RunModel` of ``--run``, or None when a MODEL name is given.
+
+    Raises :class:`UsageError` for neither or both of MODEL and ``--run``, ``--input-shape``
+    with ``--run`` (the run fixes the shape), or a directory that is not a usable run.
+    """
+    if args.run is not None and args.model is not None:
+        raise UsageError(f"give a MODEL name or --run WORKDIR, not both (got {args.model!r} and "
+                         f"--run {args.run!r})")
+    if args.run is None:
+        if args.model is None:
+            from models._workload import list_countable_models
+
+            raise UsageError("the following arguments are required: model; valid models: "
+                             f"{', '.join(list_countable_models())} (or --run WORKDIR)")
+        return None
+    if args.input_shape is not None:
+        raise UsageError("--input-shape does not apply to --run (the run's dataset fixes it)")
+    from codesign._run import RunError, load_run_model
+
+    try:
+        return load_run_model(args.run)
+    except RunError as e:
+        raise UsageError(one_line(e)) from e
 
 
 def parse_batch(text: str) -> int:

@@ -1,5 +1,10 @@
-"""``codesign cost MODEL --arch NAME|FILE.yaml [--dataflow rs] [--batch N]
+"""``codesign cost MODEL|--run WORKDIR --arch NAME|FILE.yaml [--dataflow rs] [--batch N]
 [--objective energy|edp] [--input-shape H,W,C | T] [--json]``.
+
+``--run WORKDIR`` costs a trained run's model (``config.json`` + checkpoints; a run
+that trained gates is physically pruned first, so this is the exact re-mapped cost of
+the network that would be deployed) or a saved pruned model (``pruned.json``); see
+:mod:`codesign._run`.
 
 Maps every layer of a model (zoo model or reference network) onto an accelerator with
 the chosen dataflow (:func:`hwmodel.map_workload`) and prints the cost per layer and in
@@ -21,6 +26,7 @@ Examples::
     python -m codesign cost alexnet --arch eyeriss
     python -m codesign cost resnet50 --arch eyeriss --dataflow ws --json
     python -m codesign cost lenet5 --arch my_accel.yaml --objective edp --batch 8
+    python -m codesign cost --run runs/mnist --arch eyeriss
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from codesign._cli_common import (
     UsageError,
     add_model_args,
     check_model,
+    load_run,
     one_line,
     parse_batch,
     parse_input_shape,
@@ -82,19 +89,30 @@ def _body(args: argparse.Namespace) -> int:
         arch = hwmodel.load_arch(args.arch)
     except (ValueError, OSError) as e:
         raise UsageError(f"--arch: {one_line(e)}") from e
-    check_model(args.model)
+    run_model = load_run(args)
+    if run_model is None:
+        check_model(args.model)
     try:
-        wl = model_workload(args.model, batch=batch, input_shape=shape)
+        if run_model is None:
+            wl = model_workload(args.model, batch=batch, input_shape=shape)
+        else:
+            wl = model_workload(run_model.model, batch=batch, input_shape=run_model.input_shape,
+                                name=run_model.name)
         c = hwmodel.cost(wl, arch, dataflow=args.dataflow, objective=args.objective)
     except ValueError as e:  # includes hwmodel.NoLegalMapping
         raise UsageError(one_line(e)) from e
     if args.json:
         d = c.to_dict()
-        d["model"] = args.model
+        d["model"] = args.model if run_model is None else run_model.name
+        if run_model is not None:
+            d["run"] = args.run
+            d["loaded"] = run_model.what
         d["arch"] = args.arch
         d["batch"] = batch
         sys.stdout.write(json.dumps(d) + "\n")
         return 0
+    if run_model is not None:
+        print(run_model.what)
     print(c.table())
     return 0
 

@@ -1,4 +1,7 @@
-"""``codesign count MODEL [--batch N] [--input-shape H,W,C | T] [--json] [--summary]``.
+"""``codesign count MODEL|--run WORKDIR [--batch N] [--input-shape H,W,C | T] [--json] [--summary]``.
+
+``--run WORKDIR`` counts a trained run's model (a gated run: the pruned network) or a
+saved pruned model; see :mod:`codesign._run`.
 
 Prints a model-spec table like a paper's: one row per MAC layer (name, kind, loop
 shape, weights, MACs, input/output activations, non-MAC ops) and per category
@@ -35,6 +38,7 @@ from codesign._cli_common import (
     UsageError,
     add_model_args,
     check_model,
+    load_run,
     one_line,
     parse_batch,
     parse_input_shape,
@@ -70,20 +74,32 @@ def _body(args: argparse.Namespace) -> int:
 
     from models._workload import default_input_shape, model_workload  # heavy: after parsing
 
-    check_model(args.model)
+    run_model = load_run(args)
+    if run_model is None:
+        check_model(args.model)
     try:
-        wl = model_workload(args.model, batch=batch, input_shape=shape)
+        if run_model is None:
+            wl = model_workload(args.model, batch=batch, input_shape=shape)
+        else:
+            shape = run_model.input_shape
+            wl = model_workload(run_model.model, batch=batch, input_shape=shape,
+                                name=run_model.name)
     except ValueError as e:
         raise UsageError(one_line(e)) from e
 
     if shape is None:
         shape = default_input_shape(args.model)
+    header = "" if run_model is None else run_model.what + "\n"
     if args.json:
         d = wl.to_dict()
         d["input_shape"] = list(shape)
+        if run_model is not None:
+            d["run"] = args.run
+            d["loaded"] = run_model.what
         text = json.dumps(d) + "\n"
     else:
-        text = f"input shape {','.join(map(str, shape))}\n{wl.table(per_layer=not args.summary)}\n"
+        text = (f"{header}input shape {','.join(map(str, shape))}\n"
+                f"{wl.table(per_layer=not args.summary)}\n")
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

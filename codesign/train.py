@@ -122,6 +122,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from codesign import energy
 from codesign._checkpoint import Checkpointer
 from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
@@ -460,8 +461,10 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
         config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
         input_shape=tuple(input_shape), **config.model_kwargs,
     )
+    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
     model.train()
-    optimizer = nnx.Optimizer(model, make_optimizer(config, steps_per_epoch), wrt=nnx.Param)
+    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     return model, optimizer
 
 
@@ -757,6 +760,8 @@ class TrainRun:
       t_start: ``time.perf_counter()`` when the run (this session) started.
       conv_backend: the convolution backend the steps were compiled with (``"onednn"``
         or ``"xla"``; see ``config.conv_backend``).
+      objective: the :class:`codesign.objective.HardwareObjective` of a gates method
+        (None otherwise).
     """
 
     config: Config
@@ -781,6 +786,7 @@ class TrainRun:
     compile_s: float
     t_start: float
     conv_backend: str = "xla"
+    objective: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -918,6 +924,15 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
             if config.keep_checkpoints else None)
 
+    # The hardware objective of the energy-aware methods (codesign.energy)
+    objective = None
+    if config.method in energy.GATE_METHODS:
+        objective = energy.build_objective(model, config, image_shape)
+        if loss_fn is None:
+            loss_fn = energy.EnergyAwareLoss(
+                objective, task=ClassificationLoss(float(config.label_smoothing)),
+                weight=float(config.energy_weight), budget=float(config.energy_budget),
+                dual_lr=float(config.dual_lr))
     # Compiled steps
     loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
     t_compile = time.perf_counter()
@@ -937,6 +952,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
         conv_backend=models.get_conv_backend(),
+        objective=objective,
     )
 
 
@@ -1042,13 +1058,21 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
     config, history = run.config, progress.history
     if run.ckpt is not None:
         run.ckpt.close()
+    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
+    nnx.update((run.model, run.optimizer), jax.device_get(state))
+    closed = 0
+    if run.objective is not None and config.energy_budget > 0:
+        # budget mode: close the weakest gates until the inference-mode network fits
+        run.model.eval()
+        closed = energy.close_to_budget(run.model, run.objective, config.energy_budget)
+        run.model.train()
+        if closed:
+            state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
     # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
-    if run.eval_name == "test" and history and "test_accuracy" in history[-1]:
+    if run.eval_name == "test" and history and "test_accuracy" in history[-1] and not closed:
         test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
     else:
         test = evaluate(run, state, run.test_ds)
-    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
-    nnx.update((run.model, run.optimizer), jax.device_get(state))
 
     train_time = progress.train_time_s
     images = sum(h["images_per_s"] * h["epoch_time_s"] for h in history)
@@ -1072,8 +1096,23 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
         "conv_backend": run.conv_backend,
         "resumed_from_epoch": progress.resumed_from,
     }
+    if run.objective is not None:
+        run.model.eval()
+        hw = energy.hardware_summary(run.model, run.objective)
+        run.model.train()
+        out.update({k: hw[k] for k in ("energy_per_inference_uj", "latency_per_inference_ms",
+                                       "dram_bytes_per_inference")})
+        out["macs_kept"] = hw["macs_per_inference"]
+        out["method"] = config.method
+        out["hw"] = hw
+        if config.energy_budget > 0:
+            out["energy_budget"] = config.energy_budget
+            out["budget_closed_units"] = closed
+        out["dense"] = energy.dense_report(run.objective, config)
     if run.is_main:
         atomic_write_json(run.workdir / "report.json", out)
+        if run.objective is not None:
+            atomic_write_text(run.workdir / "report.md", energy.report_markdown(out))
         if print_table:
             print("\n" + results_table([out]), flush=True)
     return out

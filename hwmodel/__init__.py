@@ -46,8 +46,19 @@ from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSIT
 from hwmodel.arch.load import list_presets, load_arch, preset_path
 from hwmodel.arch.yaml_read import parse_arch_yaml
 from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
-from hwmodel.costmodel.cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
+from hwmodel.costmodel.cost import (
+    BACKENDS,
+    KNOB_DOMAIN,
+    CandidateSet,
+    Cost,
+    Knobs,
+    LayerCost,
+    check_knobs,
+    cost,
+    mapping_candidates,
+)
 from hwmodel.costmodel.mapper import (
+    MAX_EXACT_MACS,
     OBJECTIVES,
     NoLegalMapping,
     candidate_mappings,
@@ -73,13 +84,16 @@ from hwmodel.workload.extract import ExtractionError, extract_workload
 from hwmodel.workload.spec import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 
 __all__ = [
+    "BACKENDS",
     "CATEGORIES",
     "COMPRESSION_MODES",
     "DATAFLOWS",
     "DATAFLOW_SPECS",
     "DIMS",
     "ERT",
+    "KNOB_DOMAIN",
     "LEVEL_KINDS",
+    "MAX_EXACT_MACS",
     "OBJECTIVES",
     "OPERANDS",
     "SPARSITY_MODES",
@@ -105,6 +119,7 @@ __all__ = [
     "area_breakdown_mm2",
     "area_mm2",
     "candidate_mappings",
+    "check_knobs",
     "cost",
     "describe",
     "extract_workload",

@@ -21,15 +21,17 @@ from tests._cost_fixtures import L, LAYERS, WL, arch, cost_fn, maps  # noqa: F40
 
 
 @pytest.mark.parametrize("dataflow", hwmodel.DATAFLOWS)
-def test_jax_path_equals_exact_numpy_counts(arch, dataflow):
+@pytest.mark.parametrize("backend,rtol", [("numpy", 0.0), ("jax", 1e-6)])
+def test_both_evaluators_equal_exact_numpy_counts(arch, dataflow, backend, rtol):
+    """numpy (float64): the exact integer counts exactly; JAX (float32): to 1e-6."""
     maps = hwmodel.map_workload(WL, arch, dataflow=dataflow)
-    c = hwmodel.cost(WL, arch, mappings=maps)
+    c = hwmodel.cost(WL, arch, mappings=maps, backend=backend)
     for i, (layer, m) in enumerate(zip(LAYERS, maps)):
         ev = evaluate_stack(layer, arch, stack_mappings([m]))
-        np.testing.assert_allclose(np.asarray(c.layers.reads[i]), ev["reads"][0], rtol=1e-6)
-        np.testing.assert_allclose(np.asarray(c.layers.writes[i]), ev["writes"][0], rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(c.layers.reads[i]), ev["reads"][0], rtol=rtol)
+        np.testing.assert_allclose(np.asarray(c.layers.writes[i]), ev["writes"][0], rtol=rtol)
         np.testing.assert_allclose(float(c.layers.energy_pj[i]), ev["energy"][0], rtol=1e-6)
-        np.testing.assert_allclose(float(c.layers.cycles[i]), ev["cycles"][0], rtol=1e-6)
+        np.testing.assert_allclose(float(c.layers.cycles[i]), ev["cycles"][0], rtol=rtol)
         assert int(c.layers.bound[i]) == int(ev["bound"][0])
         assert float(c.layers.macs_dense[i]) == layer.macs
     total = sum(float(v) for v in c.energy_breakdown_pj.values())

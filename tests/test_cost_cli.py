@@ -66,3 +66,27 @@ def test_invalid_yaml_is_one_line(capsys, tmp_path):
     rc = _cli_cost.main(["alexnet", "--arch", str(p)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "bad.yaml" in err
+
+
+def test_huge_batch_is_exact_or_one_line(capsys):
+    """A batch beyond int32: exact counts while they fit the model's exact range
+    (float64 integers), else one line naming the layer and what is valid."""
+    rc = _cli_cost.main(["lenet5", "--arch", "eyeriss", "--batch", "3000000000", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["batch"] == 3000000000 and d["macs"] == 3000000000 * 416520
+    assert d["energy_pj"] > 0 and all(l["legal"] for l in d["layers"])
+    rc = _cli_cost.main(["alexnet", "--arch", "eyeriss", "--batch", "3000000000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("codesign cost: ")
+    assert "layer 'conv" in err and "MACs" in err and "2^53" in err
+
+
+def test_binary_arch_file_is_one_line_naming_the_file(capsys, tmp_path):
+    p = tmp_path / "accel.yaml"
+    p.write_bytes(bytes(range(256)) * 4)
+    rc = _cli_cost.main(["lenet5", "--arch", str(p)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("codesign cost: ")
+    assert str(p) in err and "UTF-8" in err

@@ -206,13 +206,24 @@ _register(
 
 
 def as_leaf(x) -> Array:
-    """Convert a Python number / sequence to a float32 array leaf."""
-    return jnp.asarray(x, dtype=jnp.float32)
+    """Convert a Python number / sequence to a float32 array leaf.
+
+    Plain numbers go through numpy first: a host-to-device copy, where ``jnp.asarray``
+    of a list would compile a conversion per shape (milliseconds each, at start-up).
+    """
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return jnp.asarray(x, dtype=jnp.float32)
+    return jax.device_put(np.asarray(x, dtype=np.float32))
 
 
 # ----------------------------------------------------------------------------------
 # Derived quantities (pure JAX, differentiable, work under jit / grad / vmap)
 # ----------------------------------------------------------------------------------
+
+
+def _xp(x):
+    """numpy for numpy leaves (the one-shot float64 evaluation), else jax.numpy."""
+    return np if isinstance(x, (np.ndarray, np.generic)) else jnp
 
 
 def level_storage_bits(level: MemoryLevel) -> Array:
@@ -229,18 +240,19 @@ def level_storage_bits(level: MemoryLevel) -> Array:
       float32 scalar, bits per instance (``inf`` only for an invalid, unbounded
       on-chip level; :func:`validate_architecture` rejects those).
     """
+    xp = _xp(level.shared_bits)
     if level.kind in ("dram", "noc") or not level.holds:
-        return jnp.zeros_like(level.shared_bits)
+        return xp.zeros_like(level.shared_bits)
     cap = level.capacity_bits
     partitions = sum(cap[..., OPERANDS.index(x)] for x in level.holds)
-    return jnp.minimum(level.shared_bits, partitions)
+    return xp.minimum(level.shared_bits, partitions)
 
 
 def level_instances(arch: Architecture, level: MemoryLevel) -> Array:
     """How many copies of ``level`` the chip has: ``rows * cols`` if per PE, else 1."""
     if level.per_pe:
         return arch.pe_rows * arch.pe_cols
-    return jnp.ones_like(arch.pe_rows)
+    return _xp(arch.pe_rows).ones_like(arch.pe_rows)
 
 
 def area_breakdown_mm2(arch: Architecture) -> dict[str, Array]:
@@ -277,7 +289,7 @@ def area_mm2(arch: Architecture) -> Array:
 def onchip_bytes(arch: Architecture) -> Array:
     """Total on-chip storage in bytes (JAX scalar): every level except DRAM, times its
     number of instances (per-PE register files count once per PE)."""
-    total = jnp.zeros_like(arch.pe_rows)
+    total = 0.0 * arch.pe_rows  # the leaves' array type: numpy or JAX
     for lvl in arch.levels:
         total = total + level_storage_bits(lvl) * level_instances(arch, lvl)
     return total / 8.0
@@ -629,6 +641,11 @@ def _num(x) -> float:
     return float(np.asarray(x, dtype=np.float64).reshape(-1)[0])
 
 
+def _count(x: float) -> str:
+    """A count: an exact integer when integral (``1000000000000``, not ``1e+12``)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _g(x: float, unit: str = "") -> str:
     if math.isinf(x):
         return "unlimited" if unit == "bw" else "inf"
@@ -658,7 +675,8 @@ def describe(arch: Architecture) -> str:
     br = {k: _num(v) for k, v in area_breakdown_mm2(a).items()}
     lines = [
         f"Architecture {a.name!r}",
-        f"  PE array     {rows:g} x {cols:g} = {rows * cols:g} PEs @ {_num(a.clock_hz) / 1e6:g} MHz",
+        f"  PE array     {_count(rows)} x {_count(cols)} = {_count(rows * cols)} PEs @ "
+        f"{_num(a.clock_hz) / 1e6:g} MHz",
         f"  word bits    W {wb[0]:g}, I {wb[1]:g}, O {wb[2]:g}",
         f"  MAC energy   {mac:.4g} pJ    non-MAC op {_num(a.nonmac_energy_pj):.4g} pJ",
         f"  sparsity     {a.sparsity}, compression {a.compression}"
@@ -682,7 +700,7 @@ def describe(arch: Architecture) -> str:
             elif not parts:
                 size = (_fmt_bits(sh) + (" shared" if len(lvl.holds) > 1 else "")
                         if math.isfinite(sh) else "unbounded")
-        inst = f"{_num(level_instances(a, lvl)):g}"
+        inst = _count(_num(level_instances(a, lvl)))
         rd = np.asarray(lvl.read_energy_pj, dtype=np.float64)
         wr = np.asarray(lvl.write_energy_pj, dtype=np.float64)
         rel = rd / mac if mac > 0 else rd * np.nan

@@ -56,6 +56,7 @@ import yaml
 from hwmodel.arch import yaml_nodes as yn
 from hwmodel.arch.architecture import ArchitectureError
 from hwmodel.arch.kinds import OPERANDS
+from hwmodel._util import read_text
 
 __all__ = ["ERT", "load_ert", "as_ert", "parse_ert_text"]
 
@@ -197,8 +198,7 @@ def load_ert(path) -> ERT:
       The parsed :class:`ERT`.
     """
     path = os.fspath(path)
-    with open(path) as f:
-        return parse_ert_text(f.read(), path)
+    return parse_ert_text(read_text(path, "YAML energy reference table"), path)
 
 
 def as_ert(source) -> ERT:

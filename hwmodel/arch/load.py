@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from hwmodel._util import read_text
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.yaml_read import parse_arch_yaml
 
@@ -69,7 +70,5 @@ def load_arch(name_or_path, *, ert=None) -> Architecture:
     else:
         raise ValueError(f"unknown architecture {s!r}; valid: a preset {list(list_presets())} "
                          "or a path to a .yaml file")
-    with open(path) as f:
-        text = f.read()
-    return parse_arch_yaml(text, path, ert=ert)
+    return parse_arch_yaml(read_text(path, "YAML architecture file"), path, ert=ert)
 

@@ -51,7 +51,27 @@ Knobs (:class:`Knobs`, per-layer arrays, all differentiable; None = dense defaul
   change the mapping.
 
 At hard points (densities 1, keeps 1, bits = word bits, sparsity "none" or no
-compression) the knob path equals the exact integer model (float32 rounding only).
+compression) the knob path equals the exact integer model (float32 rounding only; the
+numpy evaluator below gives the exact integers).
+
+**Domain** (:data:`KNOB_DOMAIN`): densities and keep fractions in ``[0, 1]``, bit widths
+in ``[1, arch.word_bits]`` of their operand (the mapping and its legality are those of
+the architecture's words).  Concrete values outside it (negative, above the bound,
+NaN, infinite) raise a ``ValueError`` naming the knob, the layer and the range
+(:func:`check_knobs`).  Traced values cannot be checked in Python: the model clips them
+into the domain (the result is that of the nearest bound, with zero gradient outside;
+finite and non-negative; NaN stays NaN), and ``cost(..., checks=True)`` adds
+``jax.experimental.checkify`` checks that report the first offending knob and layer
+when the caller is wrapped in ``checkify.checkify``.
+
+**Evaluators**: with concrete inputs (nothing traced in ``arch`` or ``knobs``) the
+counts and metrics are evaluated once with numpy in float64 -- no compilation, a few
+milliseconds for a whole network, the leaves of the :class:`Cost` are numpy arrays;
+under ``jit`` / ``grad`` / ``vmap`` (or ``backend="jax"``) the same code runs on
+``jax.numpy`` in float32 inside one compiled function per static configuration.  Both
+evaluate the same formulas (:mod:`hwmodel._counts`, :mod:`hwmodel._evaluate`); they
+agree to float32 rounding (tested on several networks, dataflows, architectures and
+knob settings).
 
 Batch: MACs, compute cycles and every I and O access grow exactly linearly with the
 batch when the batch is an outermost loop; W accesses grow at most linearly (a
@@ -88,6 +108,7 @@ from hwmodel.costmodel.mapper import (
     best_k,
     check_args,
     layer_key,
+    check_exact_range,
     map_workload,
     require_concrete,
 )
@@ -216,6 +237,7 @@ class Cost:
       utilization: ``sum MACs / (sum dense compute cycles x PEs)``.
       macs_dense, macs_effective: totals.
       pes: PE count (rows x cols).
+      pe_rows, pe_cols: the PE array (rounded down to integers unless ``relaxed``).
       clock_hz: clock.
       layers: the :class:`LayerCost`.
 
@@ -239,6 +261,8 @@ class Cost:
     macs_dense: Any
     macs_effective: Any
     pes: Any
+    pe_rows: Any
+    pe_cols: Any
     clock_hz: Any
     layers: LayerCost
     model: str = ""
@@ -303,7 +327,7 @@ class Cost:
             "onchip_bytes": f(self.onchip_bytes),
             "area_mm2": f(self.area_mm2),
             "utilization": f(self.utilization),
-            "pes": f(self.pes),
+            "pes": _pe_count(self.pe_rows, self.pe_cols),
             "clock_hz": f(self.clock_hz),
             "layers": layers,
         }
@@ -317,11 +341,20 @@ _register(
     Cost,
     data=["energy_pj", "energy_per_inference_pj", "energy_breakdown_pj", "latency_s",
           "cycles", "power_w", "dram_bytes", "dram_bytes_per_inference", "onchip_bytes",
-          "area_mm2", "utilization", "macs_dense", "macs_effective", "pes", "clock_hz",
-          "layers"],
+          "area_mm2", "utilization", "macs_dense", "macs_effective", "pes", "pe_rows",
+          "pe_cols", "clock_hz", "layers"],
     meta=["model", "arch_name", "dataflow", "objective", "batch", "layer_names",
           "layer_macs", "level_names", "relaxed"],
 )
+
+
+def _pe_count(rows, cols) -> int | float:
+    """rows x cols as an exact ``int`` when both are integers (float32 cannot hold every
+    PE count: 1e6 x 1e6 would read 999999995904), else a float (relaxed sizes)."""
+    r, c = float(np.asarray(rows)), float(np.asarray(cols))
+    if r.is_integer() and c.is_integer():
+        return int(r) * int(c)
+    return r * c
 
 
 def _si(v: float, unit: str) -> str:
@@ -375,7 +408,7 @@ def _table(c: Cost) -> str:
         ("energy per inference", _si(d["energy_per_inference_pj"] * 1e-12, "J")),
         ("power", _si(d["power_w"], "W")),
         ("off-chip bytes per inference", _si(d["dram_bytes_per_inference"], "B")),
-        ("PEs", f"{d['pes']:.0f}"),
+        ("PEs", f"{d['pes']}" if isinstance(d["pes"], int) else f"{d['pes']:.4g}"),
         ("on-chip memory", _si(d["onchip_bytes"], "B")),
         ("clock", _si(d["clock_hz"], "Hz")),
         ("utilization", f"{100 * d['utilization']:.1f}%"),
@@ -514,85 +547,158 @@ def _keep_targets(ms: MappingStack):
     return tT, tX, tY
 
 
-def _knob(k, name, L, default):
+# The knobs' domain (see the module docstring): name -> (lower, upper); ``None`` as the
+# upper bound of a bit width means the architecture's word width of that operand.
+KNOB_DOMAIN = {
+    "weight_density": (0.0, 1.0),
+    "act_density": (0.0, 1.0),
+    "keep_out": (0.0, 1.0),
+    "keep_in": (0.0, 1.0),
+    "keep_groups": (0.0, 1.0),
+    "w_bits": (1.0, 0),
+    "i_bits": (1.0, 1),
+    "o_bits": (1.0, 2),
+}
+
+BACKENDS = ("numpy", "jax")
+
+
+def _is_traced(tree) -> bool:
+    """Whether any leaf of ``tree`` (an array, an architecture, knobs) is a tracer."""
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(tree))
+
+
+def _knob_bounds(name, word_bits):
+    """``(lo, hi)`` of knob ``name``; ``hi`` is ``word_bits[x]`` for bit widths."""
+    lo, hi = KNOB_DOMAIN[name]
+    if name.endswith("_bits"):
+        hi = word_bits[hi]
+    return lo, hi
+
+
+def check_knobs(knobs: Knobs | None, layers, arch: Architecture) -> None:
+    """Raise a clear error for concrete knob values outside their domain.
+
+    Domain: densities and keep fractions in ``[0, 1]``; bit widths in ``[1, word bits of
+    the operand]`` (the mapping and its legality assume at most the architecture's word
+    width).  NaN and infinities are outside every domain.  Traced values (under ``jit``,
+    ``grad``, ``vmap``) are not checked here: :func:`cost` clips them into the domain
+    (or checks them with ``checks=True`` under ``checkify``).
+
+    Raises:
+      ValueError: ``Knobs.keep_out[3] (layer 'conv2') = -1: must be in [0, 1]``.
+    """
+    if knobs is None:
+        return
+    wb = None if _is_traced(arch.word_bits) else np.asarray(arch.word_bits, np.float64)
+    for name in KNOB_DOMAIN:
+        v = getattr(knobs, name)
+        if v is None or _is_traced(v):
+            continue
+        lo, hi = _knob_bounds(name, wb if wb is not None else (np.inf,) * 3)
+        a = np.asarray(v, dtype=np.float64)
+        bad = ~((a >= lo) & (a <= hi))
+        if not bad.any():
+            continue
+        hi_s = "" if not np.isfinite(hi) else f"{hi:g}"
+        rng = f"[{lo:g}, {hi_s}]" if hi_s else f">= {lo:g}"
+        if a.ndim == 0:
+            raise ValueError(f"Knobs.{name} = {float(a):g}: must be in {rng}")
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        where = f" (layer {layers[i].name!r})" if a.ndim == 1 and i < len(layers) else ""
+        raise ValueError(f"Knobs.{name}[{i}]{where} = {float(a.reshape(-1)[i]):g}: "
+                         f"must be in {rng}")
+
+
+def _knob(xp, k, name, L, default, lo, hi, checks, layers):
+    """Knob ``name`` as a ``[L]`` array, clipped into ``[lo, hi]`` (a no-op on checked
+    concrete values; traced values outside the domain take the nearest bound, with a
+    zero gradient; NaN stays NaN).  ``checks``: emit ``checkify`` checks (traced)."""
+    ft = np.float64 if xp is np else jnp.float32
     v = getattr(k, name) if k is not None else None
     if v is None:
-        return jnp.broadcast_to(jnp.asarray(default, jnp.float32), (L,))
-    v = jnp.asarray(v, jnp.float32)
+        return xp.broadcast_to(xp.asarray(default, ft), (L,))
+    v = xp.asarray(v, ft)
     if v.ndim == 0:
-        return jnp.broadcast_to(v, (L,))
+        v = xp.broadcast_to(v, (L,))
     if v.shape != (L,):
         raise ValueError(f"Knobs.{name}: expected shape ({L},) (one per layer), got {v.shape}")
-    return v
+    if checks and xp is not np:
+        from jax.experimental import checkify
+
+        hi_s = f"{hi:g}" if isinstance(hi, float) else "{hi}"  # static, or the word width
+        for i, layer in enumerate(layers):
+            checkify.check((v[i] >= lo) & (v[i] <= hi),
+                           f"Knobs.{name}[{i}] (layer {layer.name!r}) = {{v}}: must be in "
+                           f"[{lo:g}, {hi_s}]", v=v[i], hi=jnp.asarray(hi, ft))
+    # where-based clip: gradient 1 on the closed domain, 0 outside
+    return xp.where(v < lo, lo, xp.where(v > hi, hi, v))
 
 
-def _evaluate(layers, ms: MappingStack, row_layer: np.ndarray, arch: Architecture,
-              knobs: Knobs | None, relaxed: bool):
-    """Evaluate every row of ``ms`` (row ``b`` belongs to layer ``row_layer[b]``)."""
+def _evaluate(xp, layers, ms: MappingStack, row_layer: np.ndarray, arch: Architecture,
+              knobs: Knobs | None, relaxed: bool, checks: bool = False):
+    """Evaluate every row of ``ms`` (row ``b`` belongs to layer ``row_layer[b]``) with
+    ``xp`` (numpy: float64; jax.numpy: float32, traceable)."""
     st = arch_structure(arch)
     B = len(ms)
     L = len(layers)
     rl = [layers[i] for i in row_layer]
     g = geometry(rl)
     s = structure(ms, st, g)
-    f32 = jnp.float32
-    aa = arch_arrays(jnp, arch, relaxed=relaxed)
+    ft = np.float64 if xp is np else jnp.float32
+    aa = arch_arrays(xp, arch, relaxed=relaxed)
     wbits = aa["word_bits"]
     dyn = np.array([l.dynamic for l in rl])
-    ri = jnp.asarray(row_layer)
+    ri = np.asarray(row_layer)
 
-    dw_l = _knob(knobs, "weight_density", L, 1.0)
-    da_l = _knob(knobs, "act_density", L, 1.0)
-    ko_l = _knob(knobs, "keep_out", L, 1.0)
-    ki_l = _knob(knobs, "keep_in", L, 1.0)
-    kg_l = _knob(knobs, "keep_groups", L, 1.0)
-    wb_l = _knob(knobs, "w_bits", L, wbits[0])
-    ib_l = _knob(knobs, "i_bits", L, wbits[1])
-    ob_l = _knob(knobs, "o_bits", L, wbits[2])
-    dw, da = dw_l[ri], da_l[ri]
-    keeps = jnp.stack([ko_l[ri], ki_l[ri], kg_l[ri]], axis=-1)  # [B, 3]
-    dynj = jnp.asarray(dyn)
-    wb_eff = jnp.where(dynj, ib_l[ri], wb_l[ri])
-    dw_eff = jnp.where(dynj, da, dw)
-    bits = jnp.stack([wb_eff, ib_l[ri], ob_l[ri]], axis=-1)  # [B, 3]
+    kn = {}
+    for name, default in (("weight_density", 1.0), ("act_density", 1.0), ("keep_out", 1.0),
+                          ("keep_in", 1.0), ("keep_groups", 1.0), ("w_bits", wbits[0]),
+                          ("i_bits", wbits[1]), ("o_bits", wbits[2])):
+        lo, hi = _knob_bounds(name, wbits)
+        kn[name] = _knob(xp, knobs, name, L, default, lo, hi, checks, layers)[ri]
+    dw, da = kn["weight_density"], kn["act_density"]
+    keeps = xp.stack([kn["keep_out"], kn["keep_in"], kn["keep_groups"]], axis=-1)  # [B, 3]
+    wb_eff = xp.where(dyn, kn["i_bits"], kn["w_bits"])
+    dw_eff = xp.where(dyn, da, dw)
+    bits = xp.stack([wb_eff, kn["i_bits"], kn["o_bits"]], axis=-1)  # [B, 3]
 
     # keep fractions -> scaled loop factors
     tT, tX, tY = _keep_targets(ms)
     km1 = keeps - 1.0
-    T = jnp.asarray(ms.T, f32) * (1.0 + jnp.einsum("bs,bsjd->bjd", km1, jnp.asarray(tT, f32)))
-    SX = jnp.asarray(ms.SX, f32) * (1.0 + jnp.einsum("bs,bsd->bd", km1, jnp.asarray(tX, f32)))
-    SY = jnp.asarray(ms.SY, f32) * (1.0 + jnp.einsum("bs,bsd->bd", km1, jnp.asarray(tY, f32)))
-    cnt = counts(jnp, T, SX, SY, s, geom_dict(g, jnp, f32))
+    c = lambda a: xp.asarray(a, ft)  # noqa: E731
+    T = c(ms.T) * (1.0 + xp.einsum("bs,bsjd->bjd", km1, c(tT)))
+    SX = c(ms.SX) * (1.0 + xp.einsum("bs,bsd->bd", km1, c(tX)))
+    SY = c(ms.SY) * (1.0 + xp.einsum("bs,bsd->bd", km1, c(tY)))
+    cnt = counts(xp, T, SX, SY, s, geom_dict(g, xp, ft))
 
     ratio = bits / wbits[None, :]
     if arch.sparsity in ("gate", "skip"):
         gate = dw_eff * da
     else:
-        gate = jnp.ones_like(da)
-    dens = jnp.stack([dw_eff, da, jnp.ones_like(da)], axis=-1)
+        gate = xp.ones_like(da)
+    dens = xp.stack([dw_eff, da, xp.ones_like(da)], axis=-1)
+    o_one = np.array([[0.0, 0.0, 1.0]])  # outputs / partial sums are never compressed
     if arch.compression == "bitmask":
-        comp = dens + 1.0 / bits
-        comp = comp.at[:, 2].set(1.0)
+        comp = (dens + 1.0 / bits) * (1 - o_one) + o_one
     elif arch.compression == "rle":
-        comp = dens * (1.0 + float(arch.rle_run_bits) / bits)
-        comp = comp.at[:, 2].set(1.0)
+        comp = dens * (1.0 + float(arch.rle_run_bits) / bits) * (1 - o_one) + o_one
     else:
-        comp = jnp.ones_like(dens)
+        comp = xp.ones_like(dens)
     scale_t = ratio * comp
     scale_m = ratio * gate[:, None]
     mac_scale = gate * (bits[:, 0] * bits[:, 1]) / (wbits[0] * wbits[1])
     cycle_scale = gate if arch.sparsity == "skip" else None
-    nonmac = jnp.asarray(np.array([float(l.nonmac_ops) for l in rl]), f32)
+    nonmac = c(np.array([float(l.nonmac_ops) for l in rl]))
     per_pe = tuple(l.per_pe for l in arch.levels)
-    met = metrics(jnp, cnt, aa, st, per_pe_level=per_pe, scale_t=scale_t, scale_m=scale_m,
+    met = metrics(xp, cnt, aa, st, per_pe_level=per_pe, scale_t=scale_t, scale_m=scale_m,
                   mac_scale=mac_scale, cycle_scale=cycle_scale, nonmac_ops=nonmac)
     # legality with dense integer tiles at the architecture's word widths
     tiles = tiles_only(np, ms.T, ms.SX, ms.SY, st.first_pe, geom_dict(g))  # exact, numpy
-    legal, slack = legality(jnp, {"tiles": jnp.asarray(tiles, f32)}, aa, st, ms.keep,
-                            jnp.asarray(ms.SX, f32), jnp.asarray(ms.SY, f32))
-    zeros_noc = jnp.zeros((B, len(st.noc), 3), f32)
-    fills = assemble_levels(jnp, st, cnt["fills"], zeros_noc) * scale_t[:, None, :]
-    drains = assemble_levels(jnp, st, cnt["drains"], zeros_noc) * scale_t[:, None, :]
+    legal, slack = legality(xp, {"tiles": c(tiles)}, aa, st, ms.keep, c(ms.SX), c(ms.SY))
+    zeros_noc = xp.zeros((B, len(st.noc), 3), ft)
+    fills = assemble_levels(xp, st, cnt["fills"], zeros_noc) * scale_t[:, None, :]
+    drains = assemble_levels(xp, st, cnt["drains"], zeros_noc) * scale_t[:, None, :]
     macs = cnt["macs"]
     out = dict(met)
     out.update(
@@ -603,20 +709,20 @@ def _evaluate(layers, ms: MappingStack, row_layer: np.ndarray, arch: Architectur
     return out, aa
 
 
-def _assemble(layers, per: dict, aa: dict, arch: Architecture, *, model: str, dataflow: str,
-              objective: str, relaxed: bool) -> Cost:
+def _assemble(xp, layers, per: dict, aa: dict, arch: Architecture, *, model: str,
+              dataflow: str, objective: str, relaxed: bool) -> Cost:
     st = arch_structure(arch)
     names = tuple(l.name for l in layers)
     pes = aa["rows"] * aa["cols"]
     e_lo = per["energy_level_op"]
-    breakdown = {lvl: jnp.sum(e_lo[:, i, :], axis=-1) for i, lvl in enumerate(st.level_names)}
+    breakdown = {lvl: xp.sum(e_lo[:, i, :], axis=-1) for i, lvl in enumerate(st.level_names)}
     breakdown["MAC"] = per["energy_mac"]
     breakdown["nonMAC"] = per["energy_nonmac"]
     wbytes = aa["word_bits"] / 8.0
-    dram = jnp.sum((per["reads"][:, 0, :] + per["writes"][:, 0, :]) * wbytes[None, :], axis=-1)
+    dram = xp.sum((per["reads"][:, 0, :] + per["writes"][:, 0, :]) * wbytes[None, :], axis=-1)
     latency = per["cycles"] / aa["clock"]
-    util = safe_div(jnp, per["macs_dense"], per["dense_cycles"] * pes)
-    util_rl = safe_div(jnp, per["macs_effective"], per["cycles"] * pes)
+    util = safe_div(xp, per["macs_dense"], per["dense_cycles"] * pes)
+    util_rl = safe_div(xp, per["macs_effective"], per["cycles"] * pes)
     lc = LayerCost(
         macs_dense=per["macs_dense"], macs_effective=per["macs_effective"],
         energy_pj=per["energy"], energy_breakdown_pj=breakdown, energy_level_op_pj=e_lo,
@@ -628,24 +734,28 @@ def _assemble(layers, per: dict, aa: dict, arch: Architecture, *, model: str, da
         o_bits=per["o_bits"],
     )
     batch = _batch(layers)
-    energy = jnp.sum(per["energy"])
-    lat = jnp.sum(latency)
+    energy = xp.sum(per["energy"])
+    lat = xp.sum(latency)
+    if xp is np:  # area and on-chip bytes from float64 leaves too
+        arch = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), arch)
     arch_a = arch if relaxed else arch.replace(pe_rows=aa["rows"], pe_cols=aa["cols"])
     return Cost(
         energy_pj=energy,
-        energy_per_inference_pj=energy / batch,
-        energy_breakdown_pj={k: jnp.sum(v) for k, v in breakdown.items()},
+        energy_per_inference_pj=energy / float(batch),
+        energy_breakdown_pj={k: xp.sum(v) for k, v in breakdown.items()},
         latency_s=lat,
-        cycles=jnp.sum(per["cycles"]),
-        power_w=safe_div(jnp, energy * 1e-12, lat),
-        dram_bytes=jnp.sum(dram),
-        dram_bytes_per_inference=jnp.sum(dram) / batch,
+        cycles=xp.sum(per["cycles"]),
+        power_w=safe_div(xp, energy * 1e-12, lat),
+        dram_bytes=xp.sum(dram),
+        dram_bytes_per_inference=xp.sum(dram) / float(batch),
         onchip_bytes=onchip_bytes(arch_a),
         area_mm2=area_mm2(arch_a),
-        utilization=safe_div(jnp, jnp.sum(per["macs_dense"]), jnp.sum(per["dense_cycles"]) * pes),
-        macs_dense=jnp.sum(per["macs_dense"]),
-        macs_effective=jnp.sum(per["macs_effective"]),
+        utilization=safe_div(xp, xp.sum(per["macs_dense"]), xp.sum(per["dense_cycles"]) * pes),
+        macs_dense=xp.sum(per["macs_dense"]),
+        macs_effective=xp.sum(per["macs_effective"]),
         pes=pes,
+        pe_rows=aa["rows"],
+        pe_cols=aa["cols"],
         clock_hz=aa["clock"],
         layers=lc,
         model=model,
@@ -667,17 +777,19 @@ def _batch(layers) -> int:
     return 1
 
 
-def _is_traced(arch) -> bool:
-    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(arch))
-
-
 def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str = "energy",
          mappings=None, candidates: CandidateSet | None = None, knobs: Knobs | None = None,
-         relaxed: bool = False) -> Cost:
+         relaxed: bool = False, backend: str | None = None, checks: bool = False) -> Cost:
     """Energy, latency, data movement and area of ``workload`` on ``arch``.
 
     Pure function of ``arch``'s leaves and ``knobs``: works under ``jit``, ``grad`` and
     ``vmap`` (see the module docstring for which mapping path does what).
+
+    Two evaluators run the same count formulas: with concrete inputs (no tracer in
+    ``arch`` or ``knobs``) the default is numpy (float64, no compilation: a one-shot
+    call costs milliseconds, and at hard points the counts are exact integers); with
+    traced inputs JAX (float32, compiled once per static configuration).  The results
+    agree to float32 rounding (tested).
 
     Args:
       workload: a :class:`Workload` or a sequence of :class:`LayerSpec`.
@@ -687,31 +799,55 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
       objective: ``"energy"`` or ``"edp"`` (mapper / candidate choice).
       mappings: one :class:`Mapping` per layer, or a stacked ``MappingStack``.
       candidates: a :class:`CandidateSet` from :func:`mapping_candidates`.
-      knobs: :class:`Knobs` (per-layer arrays ``[L]``); None = dense.
+      knobs: :class:`Knobs` (per-layer arrays ``[L]``); None = dense.  Concrete values
+        must lie in the knobs' domain (:func:`check_knobs`); traced values are clipped
+        into it.
       relaxed: continuous hardware sizes + straight-through candidate choice.
+      backend: ``None`` (numpy when nothing is traced, else JAX), ``"numpy"`` (the
+        leaves of the result are numpy arrays) or ``"jax"`` (JAX arrays, compiled).
+      checks: under tracing, also check the knobs' domain with
+        ``jax.experimental.checkify.check`` (the caller must be wrapped in
+        ``checkify.checkify``); concrete values are always checked.
 
     Returns:
-      A :class:`Cost` pytree.
+      A :class:`Cost` pytree (numpy leaves from the numpy evaluator, JAX arrays from
+      the JAX one).
 
     Raises:
-      ValueError: bad dataflow / objective / knob shapes, mappings that do not match
-        the layers, an illegal mapping on a concrete architecture, a layer with no
-        legal mapping (from the mapper).
-      TypeError: the mapper is needed but the architecture is traced.
+      ValueError: bad dataflow / objective / backend / knob shapes or values, mappings
+        that do not match the layers, an illegal mapping on a concrete architecture, a
+        layer with no legal mapping (from the mapper), a layer beyond the exact range
+        (:data:`hwmodel.MAX_EXACT_MACS` MACs).
+      TypeError: the mapper is needed but the architecture is traced;
+        ``backend="numpy"`` with traced inputs.
     """
     check_args(dataflow, objective)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"cost: unknown backend {backend!r}; valid: {', '.join(BACKENDS)} "
+                         "or None (numpy when nothing is traced)")
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
     if not layers:
         raise ValueError("cost: the workload has no layers")
     for l in layers:
         if not isinstance(l, LayerSpec):
             raise TypeError(f"cost: workload items must be LayerSpec, got {type(l).__name__}")
+        check_exact_range(l)
     model = workload.name if isinstance(workload, Workload) else "workload"
     L = len(layers)
-    traced = _is_traced(arch)
+    traced_arch = _is_traced(arch)
+    traced = traced_arch or _is_traced(knobs)
+    if backend is None:
+        backend = "jax" if traced else "numpy"
+    elif backend == "numpy" and traced:
+        raise TypeError("cost: backend='numpy' needs concrete architecture and knobs; under "
+                        "jit / grad / vmap use backend='jax' (or None)")
+    check_knobs(knobs, layers, arch)
     st = arch_structure(arch)
     if mappings is not None and candidates is not None:
         raise ValueError("cost: pass either mappings= or candidates=, not both")
+    run = lambda ms, row_layer, valid, df: _run(  # noqa: E731
+        layers, ms, row_layer, valid, arch, knobs, relaxed=relaxed, objective=objective,
+        model=model, dataflow=df, backend=backend, checks=checks)
     if candidates is not None:
         keys = tuple(layer_key(l) for l in layers)
         if keys != candidates.layer_keys:
@@ -721,10 +857,8 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
                 f"cost: candidate set levels {candidates.levels} != architecture storage "
                 f"levels {st.storage_names}")
         K = candidates.K
-        row_layer = np.repeat(np.arange(L), K)
-        return _run(layers, candidates.stack, row_layer, candidates.valid, arch, knobs,
-                    relaxed=relaxed, objective=objective, model=model,
-                    dataflow=candidates.dataflow)
+        return run(candidates.stack, np.repeat(np.arange(L), K), candidates.valid,
+                   candidates.dataflow)
     if mappings is None:
         require_concrete(arch, "cost without mappings= or candidates= (the mapper)")
         mappings = map_workload(layers, arch, dataflow=dataflow, objective=objective)
@@ -739,76 +873,84 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
             raise ValueError(f"cost: {len(check)} mappings for {L} layers")
         ms = stack_mappings(check)
     for layer, m in zip(layers, check):
-        validate_mapping(layer, arch, m, check_capacity=not traced)
-    return _run(layers, ms, np.arange(L), None, arch, knobs, relaxed=relaxed,
-                objective=objective, model=model, dataflow=dataflow)
+        validate_mapping(layer, arch, m, check_capacity=not traced_arch)
+    return run(ms, np.arange(L), None, dataflow)
 
 
 _JIT_CACHE: dict = {}
 _JIT_CACHE_SIZE = 32
 
 
+def _evaluate_all(xp, layers, ms, row_layer, valid, arch, knobs, *, relaxed, objective, model,
+                  dataflow, checks=False) -> Cost:
+    per, aa = _evaluate(xp, layers, ms, row_layer, arch, knobs, relaxed, checks)
+    if valid is not None:
+        per = _select(xp, per, valid, len(layers), valid.shape[1], objective, relaxed)
+    return _assemble(xp, layers, per, aa, arch, model=model, dataflow=dataflow,
+                     objective=objective, relaxed=relaxed)
+
+
 def _run(layers, ms: MappingStack, row_layer, valid, arch, knobs, *, relaxed, objective, model,
-         dataflow) -> Cost:
-    """Evaluate under ``jax.jit``, compiled once per static configuration.
+         dataflow, backend, checks) -> Cost:
+    """Evaluate with numpy (one shot), or under ``jax.jit``, compiled once per static
+    configuration.
 
     The static part (layers, integer mappings, candidate validity, options) selects a
     compiled function from a small cache (a compile cache only: results never depend
     on it); the architecture and the knobs are its traced arguments.
     """
+    kw = dict(relaxed=relaxed, objective=objective, model=model, dataflow=dataflow)
+    if backend == "numpy":
+        c = _evaluate_all(np, layers, ms, row_layer, valid, arch, knobs, **kw)
+        return jax.tree_util.tree_map(np.asarray, c)
     key = (tuple(layers), ms.T.tobytes(), ms.order.tobytes(), ms.SX.tobytes(), ms.SY.tobytes(),
            ms.keep.tobytes(), ms.T.shape, np.asarray(row_layer).tobytes(),
            None if valid is None else (valid.tobytes(), valid.shape), relaxed, objective,
-           model, dataflow)
+           model, dataflow, checks)
     fn = _JIT_CACHE.get(key)
     if fn is None:
-        L = len(layers)
-
-        def fn(a, k):
-            per, aa = _evaluate(layers, ms, row_layer, a, k, relaxed)
-            if valid is not None:
-                per = _select(per, valid, L, valid.shape[1], objective, relaxed)
-            return _assemble(layers, per, aa, a, model=model, dataflow=dataflow,
-                             objective=objective, relaxed=relaxed)
-
-        fn = jax.jit(fn)
+        fn = jax.jit(lambda a, k: _evaluate_all(jnp, layers, ms, row_layer, valid, a, k,
+                                                checks=checks, **kw))
         if len(_JIT_CACHE) >= _JIT_CACHE_SIZE:
             _JIT_CACHE.pop(next(iter(_JIT_CACHE)))
         _JIT_CACHE[key] = fn
     return fn(arch, knobs)
 
 
-def _select(per: dict, valid: np.ndarray, L: int, K: int, objective: str, relaxed: bool):
-    """Pick one candidate per layer (hard argmin; straight-through softmin if relaxed)."""
+def _select(xp, per: dict, valid: np.ndarray, L: int, K: int, objective: str, relaxed: bool):
+    """Pick one candidate per layer (hard argmin; straight-through softmin if relaxed and
+    traced: numpy has no gradient, so it takes the hard pick, the same forward value)."""
     rs = lambda v: v.reshape((L, K) + v.shape[1:])  # noqa: E731
     obj = per["energy"] if objective == "energy" else per["energy"] * per["cycles"]
     obj = rs(obj)
-    ok = rs(per["legal"]) & jnp.asarray(valid)
-    any_ok = jnp.any(ok, axis=1)
-    masked = jnp.where(ok, obj, jnp.inf)
-    idx = jnp.argmin(masked, axis=1)
-    hard = jax.nn.one_hot(idx, K, dtype=obj.dtype)
-    if relaxed:
-        logobj = jnp.log(jnp.maximum(obj, 1e-30))
-        ref = jax.lax.stop_gradient(jnp.min(jnp.where(jnp.asarray(valid), logobj, jnp.inf),
-                                            axis=1, keepdims=True))
-        logits = -(logobj - ref) / TAU + jax.nn.log_sigmoid(rs(per["slack"]) / SIGMA)
-        logits = jnp.where(jnp.asarray(valid), logits, -jnp.inf)
-        soft = jax.nn.softmax(logits, axis=1)
-        w = hard + soft - jax.lax.stop_gradient(soft)
-    else:
-        w = hard
+    ok = rs(per["legal"]) & valid
+    any_ok = xp.any(ok, axis=1)
+    masked = xp.where(ok, obj, xp.inf)
+    idx = xp.argmin(masked, axis=1)
+    soft_w = None
+    if xp is not np:
+        hard = jax.nn.one_hot(idx, K, dtype=obj.dtype)
+        if relaxed:
+            logobj = jnp.log(jnp.maximum(obj, 1e-30))
+            ref = jax.lax.stop_gradient(jnp.min(jnp.where(valid, logobj, jnp.inf),
+                                                axis=1, keepdims=True))
+            logits = -(logobj - ref) / TAU + jax.nn.log_sigmoid(rs(per["slack"]) / SIGMA)
+            logits = jnp.where(valid, logits, -jnp.inf)
+            soft = jax.nn.softmax(logits, axis=1)
+            soft_w = hard + soft - jax.lax.stop_gradient(soft)
+        else:
+            soft_w = hard
     out = {}
     for k, v in per.items():
         v = rs(v)
-        if v.dtype in (jnp.bool_, jnp.int32, jnp.int64):
-            sel = jnp.take_along_axis(v, idx.reshape((L, 1) + (1,) * (v.ndim - 2)), axis=1)[:, 0]
-            if k == "legal":
-                sel = sel & any_ok
+        if soft_w is None or v.dtype == bool or np.issubdtype(v.dtype, np.integer):
+            sel = xp.take_along_axis(v, idx.reshape((L, 1) + (1,) * (v.ndim - 2)), axis=1)[:, 0]
+        else:
+            sel = xp.sum(soft_w.reshape((L, K) + (1,) * (v.ndim - 2)) * v, axis=1)
+        if v.dtype == bool:
+            out[k] = (sel & any_ok) if k == "legal" else sel
+        elif np.issubdtype(v.dtype, np.integer):
             out[k] = sel
         else:
-            ww = w.reshape((L, K) + (1,) * (v.ndim - 2))
-            sel = jnp.sum(ww * v, axis=1)
-            nanv = jnp.full_like(sel, jnp.nan)
-            out[k] = jnp.where(any_ok.reshape((L,) + (1,) * (sel.ndim - 1)), sel, nanv)
+            out[k] = xp.where(any_ok.reshape((L,) + (1,) * (sel.ndim - 1)), sel, xp.nan)
     return out

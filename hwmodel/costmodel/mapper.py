@@ -100,8 +100,9 @@ from hwmodel.mapping.tiles import geom_dict, geometry, tile_words, uncovered
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
-           "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "clear_cache", "best_k",
-           "check_args", "require_concrete", "layer_key"]
+           "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "MAX_EXACT_MACS",
+           "check_exact_range", "clear_cache", "best_k", "check_args", "require_concrete",
+           "layer_key"]
 
 OBJECTIVES = ("energy", "edp")
 
@@ -111,6 +112,10 @@ besides the maximal ones (fewer busy PEs can mean less NoC traffic)."""
 
 MEMORY_CAP_BYTES = 1 << 30
 """Default bound (bytes) on the mapper's working set of candidate arrays (1 GiB)."""
+
+MAX_EXACT_MACS = 2 ** 53
+"""Largest MAC count of one layer the cost model takes (about 9.0e15): its counts are
+integers in int64 (the mapper) and float64 (the one-shot evaluation), exact below 2^53."""
 
 CACHE_SIZE = 4096
 """Entries of the per-(layer shape, architecture, dataflow, objective) result cache."""
@@ -911,6 +916,15 @@ def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> di
     return {**cnt, **met}
 
 
+def check_exact_range(layer: LayerSpec) -> None:
+    """Raise a ValueError when ``layer`` has more than :data:`MAX_EXACT_MACS` MACs."""
+    if layer.macs > MAX_EXACT_MACS:
+        raise ValueError(
+            f"layer {layer.name!r}: {layer.macs:.3g} MACs (batch {layer.batch or 1}) is beyond "
+            f"the cost model's exact range (2^53 = {MAX_EXACT_MACS:.2g} MACs per layer); "
+            "valid: a smaller batch or input")
+
+
 def layer_key(layer: LayerSpec):
     return (layer.kind, layer.G, layer.N, layer.M, layer.C, layer.P, layer.Q, layer.R,
             layer.S, layer.stride, layer.dilation, layer.nonmac_ops)
@@ -973,6 +987,7 @@ def map_layer(layer: LayerSpec, arch: Architecture, *, dataflow: str = "rs",
     """
     check_args(dataflow, objective)
     require_concrete(arch, "map_layer")
+    check_exact_range(layer)
     cap = _check_cap(max_bytes)
     key = (layer_key(layer), _arch_key(arch), dataflow, objective)
     hit = _CACHE.get(key)

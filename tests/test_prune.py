@@ -1,0 +1,269 @@
+"""Physical pruning (codesign.prune): the pruned model is the gated model, smaller."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import hwmodel
+import models
+from codesign.data import load_dataset
+from codesign.objective import HardwareObjective
+from codesign.prune import (PruneSpec, StreamGate, load_pruned, prune_model, read_spec,
+                            save_pruned)
+
+# Logits of the pruned model equal the gated model's to float32 rounding: the folded gate
+# values and the removed zeros reorder a few sums. Tolerance: 1e-5 of the logits' scale.
+RTOL = 1e-5
+
+# small variants keep the tests fast; the structure (residual streams, heads) is the same
+SMALL = {
+    "mnist_cnn": {},
+    "lenet5": {},
+    "vit_tiny": {"depth": 2, "dropout_rate": 0.0},
+    "resnet20": {"blocks_per_stage": 1, "input_shape": (28, 28, 1)},
+    "resnet20-B": {"blocks_per_stage": 1, "input_shape": (28, 28, 1), "shortcut": "B"},
+    "vgg_small": {"stages": ((8, 16), (16,), (24,)), "input_shape": (32, 32, 1)},
+}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """128 real MNIST test digits (the embedded official subset), scaled to [0, 1]."""
+    ds = load_dataset("mnist-5k")["test"]
+    return np.asarray(ds.images[:128], np.float32) / 255.0
+
+
+def _inputs(digits, shape):
+    x = digits
+    if shape[0] == 32:  # 28x28 digits framed in 32x32, as LeNet-5's paper does
+        x = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    return jnp.asarray(x)
+
+
+def _random_gates(seed, p_closed=0.4, hard_concrete=False):
+    rng = np.random.default_rng(seed)
+
+    def factory(site):
+        if hard_concrete:
+            g = models.HardConcreteGate(site.size, site.kind, rngs=nnx.Rngs(0))
+            # log_alpha spread so that some inference values clip to 0, some to 1
+            g.log_alpha[...] = jnp.asarray(rng.normal(0.0, 3.0, site.size), jnp.float32)
+            return g
+        v = rng.uniform(0.05, 1.0, site.size) * (rng.uniform(size=site.size) >= p_closed)
+        return models.ScaleGate(site.size, site.kind, init=jnp.asarray(v, jnp.float32))
+
+    return factory
+
+
+def _gated(key, seed=0, **kw):
+    name = key.split("-")[0]
+    m = models.create(name, rngs=nnx.Rngs(seed), **SMALL[key])
+    models.set_gates(m, _random_gates(seed + 1, **kw))
+    m.eval()
+    return m
+
+
+@nnx.jit
+def _fwd(model, x):
+    """One compiled forward pass (eager calls would compile every op separately)."""
+    return model(x)
+
+
+def _assert_same_logits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(b, a, rtol=0, atol=RTOL * float(np.max(np.abs(a))))
+
+
+def _dims(wl):
+    return [(l.name, l.M, l.C, l.G, l.P, l.Q, l.R, l.S, l.dynamic) for l in wl]
+
+
+@pytest.mark.parametrize("key", list(SMALL))
+def test_pruned_model_equals_gated_model_and_its_workload(key, digits):
+    gated = _gated(key)
+    shape = gated.input_shape
+    x = _inputs(digits, shape)
+    pruned, spec = prune_model(gated)
+    _assert_same_logits(_fwd(gated, x), _fwd(pruned, x))
+    # something was removed, and every site kept what its gate values say
+    assert models.count_params(pruned) < models.count_params(gated)
+    for s in models.gate_sites(gated):
+        v = np.asarray(s.gate.values[...])
+        want = np.flatnonzero(v > 0) if np.any(v > 0) else [int(np.argmax(v))]
+        assert list(spec.sites[s.path]) == list(want), s.path
+    # the pruned network's own workload is the objective's re-mapped pruned workload
+    obj_wl = _pruned_workload(gated, shape)
+    got = models.model_workload(pruned, input_shape=shape)
+    assert got.total_macs == obj_wl.total_macs
+    assert _dims(got) == _dims(obj_wl)
+
+
+def _pruned_workload(gated, shape):
+    obj = HardwareObjective(gated, shape)
+    return obj.pruned_workload(gated)
+
+
+def test_pruned_macs_match_a_hand_count():
+    """lenet5 with every other unit closed: MACs of the pruned network by hand."""
+    m = models.create("lenet5", rngs=nnx.Rngs(0))
+    models.set_gates(m, lambda s: models.ScaleGate(
+        s.size, s.kind, init=(jnp.arange(s.size) % 2).astype(jnp.float32)))
+    pruned, spec = prune_model(m)
+    assert spec.kept_units() == {"conv1_gate": 3, "conv2_gate": 8, "conv3_gate": 60, "fc1_gate": 42}
+    wl = models.model_workload(pruned, input_shape=(28, 28, 1))
+    assert wl.total_macs == (28 * 28 * 3 * 25 + 10 * 10 * 8 * 3 * 25 + 60 * 8 * 25 + 42 * 60
+                             + 10 * 42)
+    assert pruned.conv1.kernel.shape == (5, 5, 1, 3) and pruned.fc2.kernel.shape == (42, 10)
+
+
+def test_exact_cost_is_the_pruned_models_remapped_cost():
+    gated = _gated("lenet5", seed=3)
+    obj = HardwareObjective(gated, (28, 28, 1))
+    pruned, _ = prune_model(gated)
+    wl = models.model_workload(pruned, input_shape=(28, 28, 1))
+    def nobits(layers):  # the objective records the architecture's word widths
+        return [dataclasses.replace(l, w_bits=16, i_bits=16, o_bits=16) for l in layers]
+
+    assert nobits(wl.layers) == nobits(obj.pruned_workload(gated).layers)  # non-MAC ops too
+    mine = hwmodel.cost(wl, obj.arch, mappings=hwmodel.map_workload(wl, obj.arch, dataflow="rs"))
+    exact = obj.exact_cost(gated)
+    assert float(mine.energy_per_inference_pj) == pytest.approx(
+        float(exact.energy_per_inference_pj), rel=1e-6)
+    assert float(mine.latency_s) == pytest.approx(float(exact.latency_s), rel=1e-6)
+    # the in-loss (relaxed) estimate is a different figure: dense mappings, scaled loops
+    relaxed = float(obj.value(gated, hard=True))
+    assert relaxed != float(exact.energy_per_inference_pj)
+
+
+def test_hard_concrete_gates_in_inference_mode(digits):
+    m = _gated("mnist_cnn", hard_concrete=True)
+    vals = np.concatenate([np.asarray(s.gate.values()) for s in models.gate_sites(m)])
+    assert np.any(vals == 0) and np.any((vals > 0) & (vals < 1)) and np.any(vals == 1)
+    pruned, spec = prune_model(m)
+    x = _inputs(digits, (28, 28, 1))
+    _assert_same_logits(_fwd(m, x), _fwd(pruned, x))
+    obj = HardwareObjective(m, (28, 28, 1))
+    assert spec.kept_units() == obj.kept_units(m)
+
+
+def test_a_fully_closed_site_keeps_one_unit_and_still_matches(digits):
+    m = models.create("mnist_cnn", rngs=nnx.Rngs(0))
+    models.set_gates(m, lambda s: models.ScaleGate(
+        s.size, s.kind, init=0.0 if s.path == "conv2_gate" else 0.5))
+    m.eval()
+    pruned, spec = prune_model(m)
+    assert spec.sites["conv2_gate"] == (0,)
+    assert pruned.linear1.kernel.shape == (49, 256)
+    x = _inputs(digits, (28, 28, 1))[:32]
+    _assert_same_logits(_fwd(m, x), _fwd(pruned, x))
+
+
+def test_vit_heads_and_mlp_units_shrink():
+    m = _gated("vit_tiny", seed=5)
+    pruned, spec = prune_model(m)
+    for i in range(2):
+        heads = len(spec.sites[f"blocks.{i}.attn.head_gate"])
+        hidden = len(spec.sites[f"blocks.{i}.mlp.gate"])
+        attn, mlp = pruned.blocks[i].attn, pruned.blocks[i].mlp
+        assert attn.num_heads == heads
+        assert attn.q.kernel.shape == (64, heads * 16) and attn.o.kernel.shape == (heads * 16, 64)
+        assert mlp.fc1.kernel.shape == (64, hidden) and mlp.fc2.kernel.shape == (hidden, 64)
+
+
+def test_resnet_residual_writers_scatter_into_the_stream():
+    m = _gated("resnet20")
+    pruned, spec = prune_model(m)
+    b = pruned.blocks[0]
+    k = len(spec.sites["blocks.0.gate2"])
+    assert isinstance(b.gate2, StreamGate) and b.gate2.width == 16 and b.gate2.size == k
+    assert b.conv2.kernel.shape[-1] == k and b.bn2.scale.shape == (k,)
+    assert b.conv1.kernel.shape[2] == len(spec.sites["stem.gate"])  # gathers the stem's channels
+
+
+def test_user_model_gated_with_add_gates(digits):
+    class TutorialCNN(nnx.Module):  # the Flax NNX MNIST tutorial's CNN
+        def __init__(self, *, rngs):
+            self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+            self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+            self.linear1 = nnx.Linear(3136, 256, rngs=rngs)
+            self.linear2 = nnx.Linear(256, 10, rngs=rngs)
+
+        def __call__(self, x):
+            x = nnx.avg_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))
+            x = nnx.avg_pool(nnx.relu(self.conv2(x)), (2, 2), (2, 2))
+            x = nnx.relu(self.linear1(x.reshape(x.shape[0], -1)))
+            return self.linear2(x)
+
+    m = TutorialCNN(rngs=nnx.Rngs(0))
+    models.add_gates(m, {"conv1": ["conv2"], "conv2": ["linear1"], "linear1": ["linear2"]})
+    models.set_gates(m, _random_gates(2))
+    pruned, spec = prune_model(m)
+    assert spec.model is None
+    x = _inputs(digits, (28, 28, 1))
+    _assert_same_logits(_fwd(m, x), _fwd(pruned, x))
+    obj = HardwareObjective(m, (28, 28, 1))
+    got = models.model_workload(pruned, input_shape=(28, 28, 1))
+    assert _dims(got) == _dims(obj.pruned_workload(m))
+    with pytest.raises(ValueError, match="not a zoo model"):
+        save_pruned(pruned, spec, "unused")
+
+
+@pytest.mark.parametrize("key", ["resnet20", "vit_tiny"])
+def test_save_and_load_without_the_original(key, digits, tmp_path):
+    gated = _gated(key, seed=7)
+    pruned, spec = prune_model(gated, model_kwargs=SMALL[key])
+    save_pruned(pruned, spec, tmp_path / "p")
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["params.npz", "pruned.json"]
+    d = json.loads((tmp_path / "p" / "pruned.json").read_text())
+    assert d["format"] == "codesign-pruned/1" and d["model"] == key.split("-")[0]
+    assert read_spec(tmp_path / "p") == PruneSpec.from_dict(d)
+    loaded = load_pruned(tmp_path / "p")
+    x = _inputs(digits, gated.input_shape)[:64]
+    np.testing.assert_array_equal(np.asarray(_fwd(loaded, x)), np.asarray(_fwd(pruned, x)))
+
+
+def test_save_checks_the_spec_rebuilds_the_model(tmp_path):
+    gated = _gated("vgg_small")
+    pruned, spec = prune_model(gated)  # stages not given: the default ones do not fit
+    with pytest.raises(ValueError, match="does not rebuild"):
+        save_pruned(pruned, spec, tmp_path / "p")
+    assert not (tmp_path / "p" / "pruned.json").exists()
+
+
+def test_load_errors_are_one_line(tmp_path):
+    gated = _gated("lenet5")
+    pruned, spec = prune_model(gated)
+    save_pruned(pruned, spec, tmp_path / "p")
+    with pytest.raises(ValueError, match="no pruned.json"):
+        load_pruned(tmp_path)
+    d = json.loads((tmp_path / "p" / "pruned.json").read_text())
+    bad = dict(d, sites={**d["sites"], "conv1_gate": {"size": 6, "kept": [7]}})
+    (tmp_path / "p" / "pruned.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="conv1_gate"):
+        load_pruned(tmp_path / "p")
+    wider = dict(d, sites={**d["sites"], "conv1_gate": {"size": 6, "kept": [0, 1, 2, 3, 4, 5]}})
+    (tmp_path / "p" / "pruned.json").write_text(json.dumps(wider))
+    if len(d["sites"]["conv1_gate"]["kept"]) < 6:
+        with pytest.raises(ValueError, match="conv1") as e:
+            load_pruned(tmp_path / "p")
+        assert "\n" not in str(e.value)
+    (tmp_path / "p" / "pruned.json").write_text(json.dumps(d))
+    (tmp_path / "p" / "params.npz").unlink()
+    with pytest.raises(ValueError, match="no params.npz"):
+        load_pruned(tmp_path / "p")
+
+
+def test_unsupported_sites_are_clear_errors():
+    m = models.create("mobilenet_small", rngs=nnx.Rngs(0), blocks=((8, 1),), stem_width=8)
+    with pytest.raises(ValueError, match="depthwise"):
+        prune_model(m)
+    m = models.create("lenet5", rngs=nnx.Rngs(0))
+    models.set_gates(m, lambda s: models.ScaleGate(s.size, s.kind, init=-1.0))
+    with pytest.raises(ValueError, match=">= 0"):
+        prune_model(m)
