@@ -1,18 +1,21 @@
 """Where a model's train step spends its time: convolutions (forward, input gradient,
-weight gradient) in XLA:CPU vs PyTorch (oneDNN) on this CPU, layer shape by layer shape.
+weight gradient) in XLA:CPU, in our oneDNN FFI convolution and in PyTorch (oneDNN) on this
+CPU, layer shape by layer shape.
 
 ``benchmarks/train_throughput.py`` shows our resnet20 / mnist_cnn train steps are
 slower than PyTorch eager on CPU. This script splits the gap: for every distinct
 convolution of the model (taken from :func:`hwmodel.extract_workload` at batch
 ``--batch``; grouped convolutions skipped) it times, in one process and interleaved
-(JAX, PyTorch, JAX, ... so that load from other jobs hits both alike):
+(XLA, ours-oneDNN, PyTorch, XLA, ... so that load from other jobs hits all alike):
 
 * ``fwd``: the convolution itself,
 * ``dgrad``: the gradient w.r.t. the input (a transposed convolution),
 * ``wgrad``: the gradient w.r.t. the kernel (a convolution contracting the batch),
 
 JAX as ``jax.jit`` of ``lax.conv_general_dilated`` (NHWC / HWIO, the zoo's layout)
-and of its ``jax.linear_transpose`` (exactly what autodiff runs), PyTorch as
+and of its ``jax.linear_transpose`` (exactly what autodiff runs), ours-oneDNN as
+``jax.jit`` of the FFI custom calls that ``models/_onednn.py``'s ``onednn_conv`` runs
+in a train step (column omitted if it cannot be built here), PyTorch as
 ``F.conv2d`` and ``torch.ops.aten.convolution_backward`` (NCHW, its default layout;
 symmetric padding, same output shape). Each time is the median over ``--repeats``
 calls of the fastest of a few back-to-back runs, inputs already in memory. The table
@@ -86,6 +89,10 @@ def main() -> None:
     import torch.nn.functional as F
 
     torch.set_num_threads(os.cpu_count() or 1)
+    from models import _onednn
+
+    have_dnnl = _onednn.onednn_available()
+    libs = ("jax", "dnnl", "torch") if have_dnnl else ("jax", "torch")
     shapes = conv_shapes(args.model, args.batch)
     n = args.batch
     print(f"# {args.model}, batch {n}: {sum(shapes.values())} dense convs, {len(shapes)} "
@@ -109,6 +116,11 @@ def main() -> None:
             lambda a: conv(a, b), xs)(gg)[0])
         j_wgrad = jax.jit(lambda a, gg, conv=conv, ks=ks: jax.linear_transpose(
             lambda b: conv(a, b), ks)(gg)[0])
+        attrs = _onednn._attrs(stride, pads, (1, 1), 1)
+        T = _onednn._TARGETS
+        d_fwd = jax.jit(lambda a, b, attrs=attrs, shape=g.shape: _onednn._ffi(T[0], a, b, shape, attrs))
+        d_dgrad = jax.jit(lambda b, gg, attrs=attrs, shape=x.shape: _onednn._ffi(T[1], gg, b, shape, attrs))
+        d_wgrad = jax.jit(lambda a, gg, attrs=attrs, shape=k.shape: _onednn._ffi(T[2], a, gg, shape, attrs))
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
         gt = torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2)))
@@ -123,10 +135,19 @@ def main() -> None:
             ("jax", "fwd"): (lambda: j_fwd(xj, kj), jax.block_until_ready),
             ("jax", "dgrad"): (lambda: j_dgrad(kj, gj), jax.block_until_ready),
             ("jax", "wgrad"): (lambda: j_wgrad(xj, gj), jax.block_until_ready),
+            ("dnnl", "fwd"): (lambda: d_fwd(xj, kj), jax.block_until_ready),
+            ("dnnl", "dgrad"): (lambda: d_dgrad(kj, gj), jax.block_until_ready),
+            ("dnnl", "wgrad"): (lambda: d_wgrad(xj, gj), jax.block_until_ready),
             ("torch", "fwd"): (lambda: F.conv2d(xt, kt, stride=stride, padding=tpad), None),
             ("torch", "dgrad"): (lambda: t_bwd([True, False, False]), None),
             ("torch", "wgrad"): (lambda: t_bwd([False, True, False]), None),
         }
+        fns = {key: v for key, v in fns.items() if key[0] in libs}
+        if have_dnnl:  # same values as XLA (a wrong result would make the timing moot)
+            for a, b in ((d_fwd(xj, kj), j_fwd(xj, kj)), (d_dgrad(kj, gj), j_dgrad(kj, gj)),
+                         (d_wgrad(xj, gj), j_wgrad(xj, gj))):
+                a, b = np.asarray(a), np.asarray(b)
+                assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max(), "oneDNN != XLA"
         times = collections.defaultdict(list)
         with torch.no_grad():
             for fn, sync in fns.values():  # warm-up (compilation, allocator)
@@ -140,36 +161,41 @@ def main() -> None:
         macs = n * p * q * m * c * r * s
         rows.append((f"{h}x{w}x{c}->{p}x{q}x{m} {r}x{s}/{stride[0]}", count, macs * count / 1e6,
                      med))
+    names = {"jax": "XLA", "dnnl": "ours-oneDNN", "torch": "PyTorch"}
     print()
-    hdr = (f"{'conv (HxWxC->PxQxM RxS/stride)':32} {'n':>2} {'MMACs':>7} "
-           + " ".join(f"{ph + ' jax/torch ms':>21}" for ph in ("fwd", "dgrad", "wgrad")))
-    print(hdr)
-    for name, count, mmacs, med in rows:
-        cells = " ".join(
-            f"{med[('jax', ph)] * 1e3:8.1f} /{med[('torch', ph)] * 1e3:6.1f} "
-            f"{med[('jax', ph)] / med[('torch', ph)]:4.1f}x" for ph in ("fwd", "dgrad", "wgrad"))
-        print(f"{name:32} {count:>2} {mmacs:7.0f} {cells}")
-    cells = " ".join(
-        f"{tot[('jax', ph)] * 1e3:8.1f} /{tot[('torch', ph)] * 1e3:6.1f} "
-        f"{tot[('jax', ph)] / tot[('torch', ph)]:4.1f}x" for ph in ("fwd", "dgrad", "wgrad"))
-    total_macs = sum(r[2] for r in rows)
-    print(f"{'all convs':32} {sum(r[1] for r in rows):>2} {total_macs:7.0f} {cells}")
-    jt = sum(v for (lib, _), v in tot.items() if lib == "jax")
-    tt = sum(v for (lib, _), v in tot.items() if lib == "torch")
-    print(f"\nconvolutions, fwd + dgrad + wgrad: jax {jt * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms "
-          f"per step of {n} ({jt / tt:.1f}x); GFLOP/s jax {6 * total_macs / 1e3 / jt:.0f}, "
-          f"torch {6 * total_macs / 1e3 / tt:.0f}")
+    print("ms per step (shape time x layers); " + ", ".join(
+        f"{names[lib]}" for lib in libs) + "; ratio: XLA / PyTorch" +
+        (", ours-oneDNN / PyTorch" if have_dnnl else ""))
 
+    def cells(t):
+        out = []
+        for ph in ("fwd", "dgrad", "wgrad"):
+            ms = "/".join(f"{t[(lib, ph)] * 1e3:.1f}" for lib in libs)
+            ratios = " ".join(f"{t[(lib, ph)] / t[('torch', ph)]:.1f}x" for lib in libs[:-1])
+            out.append(f"{ms + ' ' + ratios:>27}")
+        return " ".join(out)
+
+    print(f"{'conv (HxWxC->PxQxM RxS/stride)':32} {'n':>2} {'MMACs':>7} "
+          + " ".join(f"{ph:>27}" for ph in ("fwd", "dgrad", "wgrad")))
+    for name, count, mmacs, med in rows:
+        print(f"{name:32} {count:>2} {mmacs:7.0f} {cells(med)}")
+    total_macs = sum(r[2] for r in rows)
+    print(f"{'all convs':32} {sum(r[1] for r in rows):>2} {total_macs:7.0f} {cells(tot)}")
+    sums = {lib: sum(v for (li, _), v in tot.items() if li == lib) for lib in libs}
+    print("\nconvolutions, fwd + dgrad + wgrad, ms per step of " + str(n) + ": " + ", ".join(
+        f"{names[lib]} {sums[lib] * 1e3:.0f} ({sums[lib] / sums['torch']:.2f}x PyTorch, "
+        f"{6 * total_macs / 1e3 / sums[lib]:.0f} GFLOP/s)" for lib in libs))
     # the whole train step, for the share outside the convolutions
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import train_throughput as TT
 
-    steps = TT.whole_step_seconds(args.model, n, repeats=3)
+    backends = ("onednn", "xla") if have_dnnl else ("xla",)
+    steps = TT.whole_step_seconds(args.model, n, repeats=3, backends=backends)
     if steps is not None:
-        js, ts = steps
-        print(f"whole train step:                   jax {js * 1e3:.0f} ms, torch {ts * 1e3:.0f} ms "
-              f"({js / ts:.1f}x); outside the convolutions: jax {max(js - jt, 0) * 1e3:.0f} ms, "
-              f"torch {max(ts - tt, 0) * 1e3:.0f} ms")
+        conv_s = {"ours-xla": sums["jax"], "ours-onednn": sums.get("dnnl"), "torch": sums["torch"]}
+        print("whole train step, ms: " + ", ".join(
+            f"{k} {v * 1e3:.0f} ({v / steps['torch']:.2f}x torch; outside the convolutions "
+            f"{max(v - conv_s[k], 0) * 1e3:.0f})" for k, v in steps.items()))
     print(f"(end: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
 
 

@@ -8,7 +8,10 @@ optimizer step at batch ``--batch`` (default 128):
   runs (``codesign.train._build_fns``: split/merge + ``jax.jit``, the uint8 batch
   normalized inside the step, forward, backward, SGD with momentum 0.9, metric
   accumulation), fed as the loop feeds it: a host uint8 batch and its labels
-  ``device_put`` every step, plus the epoch/step scalars.
+  ``device_put`` every step, plus the epoch/step scalars. Twice, compiled with each
+  convolution backend (``--conv-backends``, default ``onednn xla``: ``conv_backend``
+  of the training config, ``models/_onednn.py``); ``onednn`` is left out with a note
+  where the oneDNN convolution cannot be built.
 * **torch**: the same architecture written in PyTorch (``nn.Module`` classes below,
   NCHW, eager mode), the same host uint8 batch converted with ``torch.from_numpy``
   and normalized, ``zero_grad / forward / cross-entropy / backward /
@@ -304,6 +307,10 @@ class OursRunner:
     """The compiled step of ``train_and_evaluate`` for ``config``, fed like the loop feeds it."""
 
     def __init__(self, config: Config, shape, num_classes: int, batches):
+        with models.conv_backend(models.resolve_conv_backend(config.conv_backend)):
+            self._init(config, shape, num_classes, batches)
+
+    def _init(self, config: Config, shape, num_classes: int, batches):
         from jax.sharding import NamedSharding
         from jax.sharding import PartitionSpec as P
 
@@ -320,9 +327,10 @@ class OursRunner:
         mesh = T._make_mesh(config)
         self.repl, self.data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
         self.fns = T._build_fns(config, gd_train, gd_eval, state, (MEAN,) * c, (STD,) * c, mesh,
-                                tuple(shape))
+                                tuple(shape), T.ClassificationLoss(float(config.label_smoothing)))
         self.state = T._replicate(state, self.repl)
-        self.acc = T._replicate(np.zeros(3, np.float32), self.repl)
+        self.acc = T._replicate(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                                             self.fns.acc_shape), self.repl)
         self.i = 0
 
     def __call__(self):
@@ -432,9 +440,11 @@ def matmul_gflops(repeats: int = 5, n: int = 2048) -> dict[str, float]:
     return out
 
 
-def whole_step_seconds(name: str, batch: int, repeats: int = 3, lr: float = 0.01):
-    """``(ours, torch)`` median seconds per train step of ``name`` (as in the main table),
-    or ``None`` when there is no PyTorch version of the model."""
+def whole_step_seconds(name: str, batch: int, repeats: int = 3, lr: float = 0.01,
+                       backends=("xla",)):
+    """``{"ours-<backend>": s, ..., "torch": s}``: median seconds per train step of ``name``
+    (as in the main table) for each conv backend and PyTorch, or ``None`` when there is
+    no PyTorch version of the model."""
     builders = torch_models()
     if name not in builders:
         return None
@@ -443,10 +453,10 @@ def whole_step_seconds(name: str, batch: int, repeats: int = 3, lr: float = 0.01
     cfg = Config(model=name, dataset=info.dataset, batch_size=batch, eval_batch_size=batch,
                  num_devices=1, optimizer="sgd", learning_rate=lr, momentum=0.9,
                  schedule="constant", keep_checkpoints=0)
-    runners = {"ours": OursRunner(cfg, info.default_input_shape, info.num_classes, batches),
-               "torch": TorchRunner(builders[name], batches, lr)}
-    t = interleaved(runners, repeats, 2.0)
-    return t["ours"], t["torch"]
+    runners = {f"ours-{b}": OursRunner(cfg.replace(conv_backend=b), info.default_input_shape,
+                                       info.num_classes, batches) for b in backends}
+    runners["torch"] = TorchRunner(builders[name], batches, lr)
+    return interleaved(runners, repeats, 2.0)
 
 
 def load_note() -> str:
@@ -461,12 +471,20 @@ def main(argv=None) -> int:
     p.add_argument("--block-seconds", type=float, default=2.0, help="length of one timed block")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (both sides)")
     p.add_argument("--no-torch", action="store_true", help="time ours only")
+    p.add_argument("--conv-backends", nargs="+", default=["onednn", "xla"],
+                   choices=["onednn", "xla"], help="conv backends of ours to time (same run)")
     p.add_argument("--preset-models", nargs="*", default=["resnet20", "vgg_small"],
                    help="models timed with the full cifar10 preset step (empty: skip)")
     a = p.parse_args(argv)
     for n in a.models + a.preset_models:
         models.get_info(n)
 
+    backends = list(a.conv_backends)
+    if "onednn" in backends and not models.onednn_available():
+        backends.remove("onednn")
+        print("# oneDNN convolution unavailable here: timing ours with XLA's convolutions only")
+    if not backends:
+        p.error("no conv backend left to time")
     threads = os.cpu_count()
     builders = {}
     if not a.no_torch:
@@ -494,8 +512,9 @@ def main(argv=None) -> int:
         cfg = Config(model=name, dataset=info.dataset, batch_size=a.batch, eval_batch_size=a.batch,
                      num_devices=1, optimizer="sgd", learning_rate=a.lr, momentum=0.9,
                      schedule="constant", keep_checkpoints=0)
-        ours = OursRunner(cfg, shape, info.num_classes, batches)
-        runners = {"ours": ours}
+        runners = {b: OursRunner(cfg.replace(conv_backend=b), shape, info.num_classes, batches)
+                   for b in backends}
+        ours = runners[backends[0]]
         if name in builders:
             params, err = check_torch_model(name, builders[name])
             runners["torch"] = TorchRunner(builders[name], batches, a.lr)
@@ -509,16 +528,24 @@ def main(argv=None) -> int:
     def gf(macs, sec):
         return 6 * macs * a.batch / sec / 1e9 if macs else float("nan")
 
+    cols = backends + (["torch"] if builders else [])
+    label = {"onednn": "ours-onednn", "xla": "ours-xla", "torch": "torch"}
     print()
-    print(f"{'model':<11}{'params':>9}{'MMACs':>8}{'ours img/s':>12}{'torch img/s':>13}"
-          f"{'ours/torch':>12}{'ours GFLOP/s':>14}{'torch GFLOP/s':>15}{'ours/matmul':>13}"
-          f"{'torch/matmul':>14}")
+    print(f"{'model':<11}{'params':>9}{'MMACs':>8}"
+          + "".join(f"{label[c] + ' img/s':>19}" for c in cols)
+          + "".join(f"{label[b] + '/torch':>19}" for b in backends if builders)
+          + (f"{'onednn/xla':>12}" if len(backends) == 2 else "")
+          + "".join(f"{label[c] + ' GFLOP/s (matmul)':>30}" for c in cols))
     for name, params, macs, t, _, _ in rows:
-        o = a.batch / t["ours"]
-        th = a.batch / t["torch"] if "torch" in t else float("nan")
-        print(f"{name:<11}{params:>9,}{macs / 1e6:>8.2f}{o:>12,.0f}{th:>13,.0f}{o / th:>12.2f}"
-              f"{gf(macs, t['ours']):>14.1f}{gf(macs, t.get('torch', float('nan'))):>15.1f}"
-              f"{gf(macs, t['ours']) / peak:>13.1%}{gf(macs, t.get('torch', float('nan'))) / peak:>14.1%}")
+        ips = {c: a.batch / t[c] if c in t else float("nan") for c in cols}
+        line = f"{name:<11}{params:>9,}{macs / 1e6:>8.2f}"
+        line += "".join(f"{ips[c]:>19,.0f}" for c in cols)
+        line += "".join(f"{ips[b] / ips['torch']:>19.2f}" for b in backends if builders)
+        if len(backends) == 2:
+            line += f"{ips['onednn'] / ips['xla']:>12.2f}"
+        line += "".join(f"{gf(macs, t.get(c, float('nan'))):>20.1f} ({gf(macs, t.get(c, float('nan'))) / peak:>5.1%})"
+                        for c in cols)
+        print(line)
     print(f"(matmul reference: {peak:.0f} GFLOP/s, the faster of "
           + " and ".join(mm) + f"; end: {load_note()})", flush=True)
 
@@ -527,15 +554,17 @@ def main(argv=None) -> int:
         print(f"\nfull `codesign train cifar10` step (augment={base.augment}, nesterov={base.nesterov}, "
               f"weight_decay={base.weight_decay}, label_smoothing={base.label_smoothing}, "
               f"{base.schedule}), batch {base.batch_size}:")
-        print(f"{'model':<11}{'img/s':>9}{'s/step':>9}{'s/epoch (390 steps)':>21}  load")
+        print(f"{'model':<11}{'conv':>8}{'img/s':>9}{'s/step':>9}{'s/epoch (390 steps)':>21}  load")
         for name in a.preset_models:
             info = models.get_info(name)
             cfg = base.replace(model=name, num_devices=1, keep_checkpoints=0)
             batches = host_batches((32, 32, 3), 10, cfg.batch_size)
-            r = OursRunner(cfg, (32, 32, 3), 10, batches)
-            t = interleaved({"ours": r}, a.repeats, a.block_seconds)["ours"]
-            print(f"{name:<11}{cfg.batch_size / t:>9,.0f}{t:>9.3f}{390 * t:>21.0f}  {load_note()}",
-                  flush=True)
+            rs = {b: OursRunner(cfg.replace(conv_backend=b), (32, 32, 3), 10, batches)
+                  for b in backends}
+            ts = interleaved(rs, a.repeats, a.block_seconds)
+            for b, t in ts.items():
+                print(f"{name:<11}{b:>8}{cfg.batch_size / t:>9,.0f}{t:>9.3f}{390 * t:>21.0f}  "
+                      f"{load_note()}", flush=True)
     return 0
 
 

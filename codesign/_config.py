@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "CONV_BACKENDS",
     "HW_COMPRESSION",
     "HW_SPARSITY",
     "METHODS",
@@ -54,8 +55,11 @@ HW_OBJECTIVES = ("energy", "latency", "edp", "dram", "macs")
 # then equal to an uninterrupted run only up to float reduction order.
 RUNTIME_FIELDS = frozenset(
     {"data_dir", "download", "eval_batch_size", "keep_checkpoints", "progress",
-     "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow"}
+     "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow", "conv_backend"}
 )
+# ``conv_backend`` is here for the same reason: oneDNN and XLA convolutions agree only
+# up to float rounding, and "auto" resolves per machine.
+CONV_BACKENDS = ("auto", "xla", "onednn")
 
 
 class ConfigError(ValueError):
@@ -121,6 +125,10 @@ class Config:
     hw_arch: str = _f("eyeriss", "accelerator for the report's energy/latency per inference: a preset "
                       "(hwmodel.list_presets()), a YAML file, or 'none' to skip")
     hw_dataflow: str = _f("rs", "dataflow for the hardware report (hwmodel.DATAFLOWS)", choices="dataflows")
+    # convolution kernels on CPU (models/_onednn.py)
+    conv_backend: str = _f("auto", "convolutions: onednn (oneDNN through jax.ffi, built on first use), "
+                                   "xla (lax.conv_general_dilated), or auto (onednn where it builds, "
+                                   "else xla with a one-line notice)", choices=CONV_BACKENDS)
     # energy-aware training and pruning (codesign.energy)
     method: str = _f("none", "training method: none (plain), gates (learned channel/head gates "
                      "against the hardware objective), flops-gates (the same gates against MACs), "
@@ -245,6 +253,9 @@ class Config:
                 f"config field 'warmup_epochs': the onecycle schedule needs 0 < warmup_epochs < "
                 f"epochs={self.epochs}, got {self.warmup_epochs!r}"
             )
+        if self.conv_backend not in CONV_BACKENDS:
+            raise ConfigError(f"config field 'conv_backend': unknown {self.conv_backend!r}; "
+                              f"valid: {', '.join(CONV_BACKENDS)}")
         if self.nesterov and self.optimizer != "sgd":
             raise ConfigError("config field 'nesterov': only valid with optimizer='sgd'")
 

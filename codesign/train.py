@@ -105,6 +105,7 @@ as an uninterrupted run on the same device count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -757,6 +758,8 @@ class TrainRun:
       n_params, macs, macs_note, hw_figures: the report's model figures.
       compile_s: seconds spent compiling.
       t_start: ``time.perf_counter()`` when the run (this session) started.
+      conv_backend: the convolution backend the steps were compiled with (``"onednn"``
+        or ``"xla"``; see ``config.conv_backend``).
       objective: the :class:`codesign.objective.HardwareObjective` of a gates method
         (None otherwise).
       hooks: the method's hooks (:func:`codesign.magnitude.method_hooks`; None for
@@ -787,6 +790,7 @@ class TrainRun:
     hw_figures: dict[str, Any]
     compile_s: float
     t_start: float
+    conv_backend: str = "xla"
     objective: Any = None
     hooks: Any = None
 
@@ -847,6 +851,25 @@ class Progress:
     resumed_from: int | None = None
 
 
+def _with_conv_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs ``fn(config, ...)`` with ``config.conv_backend`` resolved and set (the steps are
+    traced and compiled inside), then restores the previous backend."""
+
+    @functools.wraps(fn)
+    def wrapper(config: Config, *args: Any, **kwargs: Any) -> Any:
+        import models
+
+        try:
+            conv = models.resolve_conv_backend(config.conv_backend)
+        except models.OneDNNUnavailable as e:
+            raise ConfigError(f"config field 'conv_backend': {e}") from None
+        with models.conv_backend(conv):
+            return fn(config, *args, **kwargs)
+
+    return wrapper
+
+
+@_with_conv_backend
 def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrite: bool = False,
           loss_fn: LossFn | None = None, t_start: float | None = None) -> TrainRun:
     """Check the workdir, write ``config.json``, load the data, build the model, the
@@ -864,6 +887,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     if config.distributed and not jax.distributed.is_initialized():
         _init_distributed()
     validate_names(config)
+    import models
     from codesign.data import load_dataset
 
     workdir = Path(workdir)
@@ -936,6 +960,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         mesh=mesh, model=model, optimizer=optimizer, state=state, schedule=schedule,
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
+        conv_backend=models.get_conv_backend(),
         objective=objective, hooks=hooks,
     )
 
@@ -1093,6 +1118,7 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
         **run.hw_figures,
         "num_devices": run.mesh.size,
         "platform": jax.devices()[0].platform,
+        "conv_backend": run.conv_backend,
         "resumed_from_epoch": progress.resumed_from,
     }
     if run.objective is not None:
@@ -1153,7 +1179,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
       sessions of this run, including start-up, compilation and evaluation),
       ``train_time_s`` (seconds in training steps), ``compile_time_s``,
       ``images_per_s`` (training images per second of ``train_time_s``),
-      ``num_devices``, ``platform``, ``resumed_from_epoch``.
+      ``num_devices``, ``platform``, ``conv_backend`` (what ``config.conv_backend``
+      resolved to: ``"onednn"`` or ``"xla"``), ``resumed_from_epoch``.
 
     Raises:
       WorkdirConflictError: ``workdir`` holds another run (see ``resume``/``overwrite``).

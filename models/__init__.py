@@ -35,6 +35,17 @@ Depthwise convolutions (``mobilenet_small``) trace as one grouped
 shifted multiply-adds, which XLA's CPU backend executes several times faster (see
 ``models/_depthwise.py``).
 
+Convolution backend (CPU training speed)
+----------------------------------------
+The zoo's convolutions (``models._conv.conv_general_dilated``, used by every
+``nnx.Conv`` of the zoo and usable by any NNX model) run their training passes on
+oneDNN through ``jax.ffi`` on CPU when the backend resolves to ``"onednn"``:
+``set_conv_backend("auto" | "xla" | "onednn")`` / ``with conv_backend(name):`` choose
+it (read when a function is traced), ``resolve_conv_backend()`` says what ``auto``
+means here, ``onednn_conv(x, kernel, strides, padding, dilation, groups)`` is the
+convolution itself. ``auto`` builds the C++ handlers on first use and falls back to
+XLA's convolution with a one-line notice where it cannot (see ``models/_onednn.py``).
+
 Pruning gates (the hook for channel / head pruning)
 ---------------------------------------------------
 Every prunable site of every zoo model applies a :class:`Gate` module to the activation
@@ -83,6 +94,15 @@ from models._gates import (
     gates_bypassed,
     set_gates,
 )
+from models._onednn import (
+    OneDNNUnavailable,
+    conv_backend,
+    get_conv_backend,
+    onednn_available,
+    onednn_conv,
+    resolve_conv_backend,
+    set_conv_backend,
+)
 from models._registry import ModelInfo, create, get_info, list_models
 from models._workload import list_countable_models, model_workload
 
@@ -93,16 +113,23 @@ __all__ = [
     "GateSite",
     "HardConcreteGate",
     "ModelInfo",
+    "OneDNNUnavailable",
     "ScaleGate",
     "add_gates",
     "gates_bypassed",
     "ZooModel",
+    "conv_backend",
     "count_params",
     "create",
     "gate_sites",
+    "get_conv_backend",
     "get_info",
     "list_countable_models",
     "list_models",
     "model_workload",
+    "onednn_available",
+    "onednn_conv",
+    "resolve_conv_backend",
+    "set_conv_backend",
     "set_gates",
 ]

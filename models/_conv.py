@@ -18,6 +18,13 @@ the batch), with one difference: on CPU the saved input activation is first pass
 through :func:`materialize`, a fusion boundary, so the transpose reads one stored
 array instead of recomputing its producers. The gradients are the ones autodiff of
 ``lax.conv_general_dilated`` gives, computed by the same XLA operations.
+
+:func:`conv_general_dilated`, the drop-in that the zoo's ``nnx.Conv`` layers use, picks
+the implementation when traced: with the conv backend (``models.set_conv_backend``,
+the training config's ``conv_backend``) resolving to ``"onednn"`` it runs
+:func:`models._onednn.onednn_conv` (oneDNN through ``jax.ffi``; also grouped and
+dilated convolutions), otherwise :func:`conv2d` for dense convolutions and
+``lax.conv_general_dilated`` for the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from models import _onednn
 
 __all__ = ["conv2d", "conv_general_dilated", "materialize"]
 
@@ -120,37 +129,46 @@ def conv_general_dilated(
     preferred_element_type=None,
     out_sharding=None,
 ) -> jax.Array:
-    """Drop-in for ``lax.conv_general_dilated`` that uses :func:`conv2d` when it can.
+    """Drop-in for ``lax.conv_general_dilated`` that uses a faster training path when it can.
 
-    The fast path covers dense 2-D NHWC/HWIO convolutions (no dilation, no groups,
-    default precision and output type, no output sharding), which is every
-    convolution the zoo's ``nnx.Conv`` layers make; anything else goes to
+    With the conv backend resolving to ``"onednn"`` (see ``models/_onednn.py``), every
+    2-D NHWC/HWIO float32 convolution with default precision and output type, no
+    input dilation, no batch groups and no output sharding runs on
+    :func:`models._onednn.onednn_conv` (any stride, padding, kernel dilation, feature
+    groups). Otherwise dense convolutions of that kind (no dilation, no groups, any
+    float dtype) use :func:`conv2d`, and anything else goes to
     ``lax.conv_general_dilated`` unchanged. Pass it as ``nnx.Conv(...,
     conv_general_dilated=conv_general_dilated)``.
 
     Args and Returns: as ``jax.lax.conv_general_dilated``.
     """
-    fast = (
-        lhs.ndim == 4 and rhs.ndim == 4
-        and feature_group_count == 1 and batch_group_count == 1
+    plain = (
+        lhs.ndim == 4 and rhs.ndim == 4 and batch_group_count == 1
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
-        and all(d == 1 for d in (rhs_dilation or (1, 1)))
         and precision is None and preferred_element_type is None and out_sharding is None
         and jnp.issubdtype(lhs.dtype, jnp.floating) and lhs.dtype == rhs.dtype
         and _is_nhwc(lhs, rhs, dimension_numbers)
     )
-    if not fast:
-        kw = {}
-        if out_sharding is not None:
-            kw["out_sharding"] = out_sharding
-        return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, precision, preferred_element_type, **kw,
-        )
-    strides = tuple(int(s) for s in window_strides)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-    else:
-        pads = padding
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-    return conv2d(lhs, rhs, strides, pads)
+    dense = plain and feature_group_count == 1 and all(d == 1 for d in (rhs_dilation or (1, 1)))
+    if plain:
+        strides = tuple(int(s) for s in window_strides)
+        dil = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+        if isinstance(padding, str):
+            eff = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dil, strict=True))
+            pads = lax.padtype_to_pads(lhs.shape[1:3], eff, strides, padding)
+        else:
+            pads = padding
+        pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+        if _onednn.onednn_supported(lhs.shape, lhs.dtype, rhs.shape, rhs.dtype, strides, pads,
+                                    dil, feature_group_count) \
+                and _onednn.resolve_conv_backend() == "onednn":
+            return _onednn.onednn_conv(lhs, rhs, strides, pads, dil, int(feature_group_count))
+        if dense:
+            return conv2d(lhs, rhs, strides, pads)
+    kw = {}
+    if out_sharding is not None:
+        kw["out_sharding"] = out_sharding
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type, **kw,
+    )
