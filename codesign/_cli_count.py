@@ -7,11 +7,14 @@ number of layers, weights, MACs and activations, plus anything the extractor did
 recognise.  Nothing is trained or materialised: parameters are abstract.
 
 ``--json`` prints exactly one JSON object on stdout: ``model, batch, input_shape,
-total_macs, total_weights, total_nonmac_ops, num_layers``, per category
+total_params, total_macs, total_weights, total_nonmac_ops, num_layers``, per category
 ``conv_/fc_/attention_`` + ``layers, macs, weights, input_activations,
 output_activations``, ``layers`` (one object per layer: ``name, kind, category, macs,
 weights, input_activations, output_activations, nonmac_ops, dynamic``, the loop bounds
 ``G N M P Q C R S``, ``stride, dilation, ...``) and ``unrecognized``.
+``total_params`` counts every parameter (embeddings, biases, norms included: the
+published model sizes' accounting, :func:`models.model_param_count`);
+``total_weights`` only the static operands of convolutions and matmuls.
 
 Exit status: 0 on success; 2 for a bad command line (unknown model, malformed or
 unfitting ``--input-shape``, batch < 1): one line on stderr saying what was wrong
@@ -68,11 +71,12 @@ def _body(args: argparse.Namespace) -> int:
     batch = parse_batch(args.batch)
     shape = parse_input_shape(args.input_shape)
 
-    from models._workload import default_input_shape, model_workload  # heavy: after parsing
+    from models._workload import default_input_shape, model_param_count, model_workload
 
     check_model(args.model)
     try:
         wl = model_workload(args.model, batch=batch, input_shape=shape)
+        params = model_param_count(args.model, input_shape=shape)
     except ValueError as e:
         raise UsageError(one_line(e)) from e
 
@@ -81,9 +85,11 @@ def _body(args: argparse.Namespace) -> int:
     if args.json:
         d = wl.to_dict()
         d["input_shape"] = list(shape)
+        d["total_params"] = params
         text = json.dumps(d) + "\n"
     else:
-        text = f"input shape {','.join(map(str, shape))}\n{wl.table(per_layer=not args.summary)}\n"
+        text = (f"input shape {','.join(map(str, shape))}; {params:,} parameters in all "
+                f"(embeddings, biases, norms included)\n{wl.table(per_layer=not args.summary)}\n")
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
