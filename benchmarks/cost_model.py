@@ -41,8 +41,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hwmodel  # noqa: E402
-from hwmodel._mapper import _layer_key, candidate_mappings, evaluate_stack  # noqa: E402
-from hwmodel._mapping import stack_mappings  # noqa: E402
+from hwmodel.costmodel.mapper import candidate_mappings, evaluate_stack, layer_key  # noqa: E402
+from hwmodel.mapping.loopnest import stack_mappings  # noqa: E402
 
 
 def timeit(fn, *, repeat=20, warmup=2):
@@ -146,7 +146,7 @@ def main(argv=None):
     t_map = time.perf_counter() - t0
     uniq = {}
     for l in wl.layers:
-        uniq.setdefault(_layer_key(l), l)
+        uniq.setdefault(layer_key(l), l)
     n_cand, per_cand = 0, []
     for l in uniq.values():
         ms = candidate_mappings(l, arch, "rs")

@@ -44,8 +44,8 @@ PROG = "codesign cost"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from hwmodel._mapper import OBJECTIVES
-    from hwmodel._mapping import DATAFLOWS
+    from hwmodel.costmodel.mapper import OBJECTIVES
+    from hwmodel.mapping.dataflows import DATAFLOWS
 
     p = Parser(prog=PROG, description="Energy, latency and area of a model on an accelerator "
                "(analytical loop-nest model).")

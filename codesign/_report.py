@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hwmodel._io import atomic_write_text
+from hwmodel._util import atomic_write_text
 
 __all__ = [
     "RESULT_COLUMNS",

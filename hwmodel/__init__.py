@@ -24,11 +24,7 @@ Public API (re-exported explicitly):
   :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
-from hwmodel._arch import (
-    COMPRESSION_MODES,
-    LEVEL_KINDS,
-    OPERANDS,
-    SPARSITY_MODES,
+from hwmodel.arch.architecture import (
     Architecture,
     ArchitectureError,
     AreaModel,
@@ -45,30 +41,21 @@ from hwmodel._arch import (
     stack_archs,
     validate_architecture,
 )
-from hwmodel._cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
-from hwmodel._ert import ERT, load_ert
-from hwmodel._mapper import (
+from hwmodel.arch.ert import ERT, load_ert
+from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.load import list_presets, load_arch, preset_path
+from hwmodel.arch.yaml_read import parse_arch_yaml
+from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
+from hwmodel.costmodel.cost import CandidateSet, Cost, Knobs, LayerCost, cost, mapping_candidates
+from hwmodel.costmodel.mapper import (
     OBJECTIVES,
     NoLegalMapping,
     candidate_mappings,
     map_layer,
     map_workload,
 )
-from hwmodel._mapping import (
-    DATAFLOW_SPECS,
-    DATAFLOWS,
-    DataflowSpec,
-    Mapping,
-    MappingStack,
-    stack_mappings,
-    validate_mapping,
-)
-from hwmodel._presets import list_presets, load_arch, preset_path
-from hwmodel._simulate import simulate
-from hwmodel._extract import ExtractionError, extract_workload
-from hwmodel._workload import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
-from hwmodel._yaml import arch_to_yaml, parse_arch_yaml, save_arch
-from hwmodel._zigzag import (
+from hwmodel.costmodel.simulate import simulate
+from hwmodel.interop.zigzag import (
     ZIGZAG_DATAFLOWS,
     ZIGZAG_DIMS,
     ZigZagDataflow,
@@ -79,6 +66,11 @@ from hwmodel._zigzag import (
     zigzag_mapping,
     zigzag_workload,
 )
+from hwmodel.mapping.dataflows import DATAFLOW_SPECS, DATAFLOWS, DataflowSpec
+from hwmodel.mapping.loopnest import Mapping, MappingStack, stack_mappings
+from hwmodel.mapping.tiles import validate_mapping
+from hwmodel.workload.extract import ExtractionError, extract_workload
+from hwmodel.workload.spec import CATEGORIES, DIMS, LayerSpec, Unrecognized, Workload
 
 __all__ = [
     "CATEGORIES",

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from hwmodel import DIMS, OPERANDS, Architecture, AreaModel, LayerSpec, MemoryLevel, Workload
-from hwmodel._arch import as_leaf
-from hwmodel._mapping import Mapping, arch_structure
+from hwmodel.arch.architecture import as_leaf
+from hwmodel.mapping.loopnest import Mapping, arch_structure, stack_mappings
+from hwmodel.mapping.tiles import uncovered
 
 INF = float("inf")
 
@@ -129,11 +130,8 @@ def random_mapping(layer: LayerSpec, arch: Architecture, rng: random.Random, *,
 
     Spatial factors respect the array size; keep is a random subset of holds.  Draws
     again while the mapping falls outside the closed form's domain
-    (:func:`hwmodel._counts.uncovered`, only possible with two per-PE levels).
+    (:func:`hwmodel.mapping.tiles.uncovered`, only possible with two per-PE levels).
     """
-    from hwmodel._counts import uncovered
-    from hwmodel._mapping import stack_mappings
-
     st = arch_structure(arch)
     while True:
         m = _random_mapping(layer, arch, rng, keep_prob, spatial_prob, st)

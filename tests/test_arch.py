@@ -102,7 +102,7 @@ def test_round_trip(name, tmp_path):
 def test_round_trip_keeps_odd_values():
     a = hwmodel.load_arch("eyeriss")
     a = hwmodel.replace_level(a, "GLB", shared_bits=12345.5, read_energy_pj=[0.0, 1 / 3, 2e-7])
-    a = a.replace(clock_hz=hwmodel._arch.as_leaf(123456789.0), sparsity="skip", compression="rle",
+    a = a.replace(clock_hz=hwmodel.arch.architecture.as_leaf(123456789.0), sparsity="skip", compression="rle",
                   rle_run_bits=5, description="two\n  lines\n")
     hwmodel.validate_architecture(a)
     b = hwmodel.parse_arch_yaml(hwmodel.arch_to_yaml(a), "odd.yaml")
@@ -277,13 +277,13 @@ def test_area_under_jit_matches_eager():
 
 
 def _problems(a):
-    return [(hwmodel._arch.format_path(a.level_names, p.path), p.message, p.valid)
+    return [(hwmodel.arch.architecture.format_path(a.level_names, p.path), p.message, p.valid)
             for p in hwmodel.architecture_problems(a)]
 
 
 def test_validate_catches_programmatic_errors():
     a = hwmodel.load_arch("eyeriss")
-    as_leaf = hwmodel._arch.as_leaf
+    as_leaf = hwmodel.arch.architecture.as_leaf
     cases = {
         "pe_array.rows": a.replace(pe_rows=as_leaf(0)),
         "clock": a.replace(clock_hz=as_leaf(-1)),
@@ -356,7 +356,7 @@ f32 = st.floats(0, 1e6, width=32, allow_subnormal=False)
        clock=st.floats(1024, 4e9, width=32), coef=st.floats(0, 10, width=32, allow_subnormal=False),
        rows=st.integers(1, 512))
 def test_round_trip_random_values(e, w, glb, rf, bw, clock, coef, rows):
-    as_leaf = hwmodel._arch.as_leaf
+    as_leaf = hwmodel.arch.architecture.as_leaf
     a = hwmodel.load_arch("eyeriss_45nm")
     a = hwmodel.replace_level(a, "NoC", read_energy_pj=list(e), write_energy_pj=list(w), bandwidth_words=bw)
     a = hwmodel.replace_level(a, "GLB", shared_bits=glb)

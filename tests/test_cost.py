@@ -13,8 +13,8 @@ import pytest
 
 import hwmodel
 from hwmodel import Knobs
-from hwmodel._mapper import evaluate_stack
-from hwmodel._mapping import stack_mappings
+from hwmodel.costmodel.mapper import evaluate_stack
+from hwmodel.mapping.loopnest import stack_mappings
 from tests._archs import eyeriss, sized as _sized
 from tests._cost_fixtures import L, LAYERS, WL, arch, cost_fn, maps  # noqa: F401 (fixtures)
 

@@ -10,8 +10,8 @@ import pytest
 
 import hwmodel
 from hwmodel import DATAFLOW_SPECS, DATAFLOWS, DIMS, OPERANDS, LayerSpec, Workload
-from hwmodel._mapper import candidate_mappings, evaluate_stack
-from hwmodel._mapping import arch_structure, stack_mappings
+from hwmodel.costmodel.mapper import candidate_mappings, evaluate_stack
+from hwmodel.mapping.loopnest import arch_structure, stack_mappings
 from tests._archs import deep, eyeriss, flat, noc_high
 
 LAYERS = (

@@ -22,8 +22,8 @@ from hypothesis import assume, given, settings, strategies as st
 
 import hwmodel
 from hwmodel import DATAFLOW_SPECS, DIMS, OPERANDS, LayerSpec
-from hwmodel._counts import _tiles, exact_counts_single, geometry, uncovered
-from hwmodel._mapper import (
+from hwmodel.costmodel.counts import exact_counts_single
+from hwmodel.costmodel.mapper import (
     NEAR_MAXIMAL,
     ORDER_CLASSES,
     _build_space,
@@ -32,15 +32,16 @@ from hwmodel._mapper import (
     clear_cache,
     evaluate_stack,
 )
-from hwmodel._mapping import (
+from hwmodel.mapping.dataflows import ORDER_TEMPLATES
+from hwmodel.mapping.loopnest import (
     DIM_INDEX,
-    ORDER_TEMPLATES,
     RELEVANT,
     Mapping,
     MappingStack,
     arch_structure,
     stack_mappings,
 )
+from hwmodel.mapping.tiles import geometry, tile_words, uncovered
 from tests._archs import INF, eyeriss, level, make_arch, random_mapping
 
 
@@ -179,7 +180,7 @@ def brute_force(layer, arch, dataflow, *, all_spatial=False):
         lvl = arch.levels[stc.storage[j]]
         cap = np.asarray(lvl.capacity_bits, dtype=np.float64)
         shared = float(np.asarray(lvl.shared_bits))
-        t = _tiles(np, ext, geom)
+        t = tile_words(np, ext, geom)
         good = np.ones(len(ext), dtype=bool)
         tot = np.zeros(len(ext))
         for x in range(3):
@@ -402,7 +403,7 @@ def test_tiny_memory_cap_same_answer_and_respected():
         tracemalloc.stop()
     assert got == ref
     assert peak <= cap, peak
-    from hwmodel._mapper import _search
+    from hwmodel.costmodel.mapper import _search
 
     _, stats, _ = _search(MID, a, "rs", "energy", all_spatial=False, max_bytes=cap)
     assert stats["chunks"] > 5  # the cap really forced many chunks

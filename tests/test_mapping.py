@@ -9,7 +9,7 @@ import pytest
 
 import hwmodel
 from hwmodel import DIMS, LayerSpec, Mapping
-from hwmodel._mapping import arch_structure
+from hwmodel.mapping.loopnest import arch_structure
 from tests._archs import deep, eyeriss, level, make_arch, random_mapping
 
 LAYER = LayerSpec(name="c", kind="conv", M=8, C=4, P=6, Q=6, R=3, S=3, H=8, W=8)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from hwmodel import LayerSpec
-from hwmodel._counts import exact_counts_single, window_count
-from hwmodel._mapping import arch_structure, stack_mappings
-from hwmodel._counts import geometry, structure
-from hwmodel._simulate import simulate
+from hwmodel.costmodel.counts import exact_counts_single, structure
+from hwmodel.mapping.loopnest import arch_structure, stack_mappings
+from hwmodel.mapping.tiles import geometry, window_count
+from hwmodel.costmodel.simulate import simulate
 from tests._archs import ALL_TEST_ARCHS, eyeriss, random_mapping
 
 KINDS = ("conv", "grouped", "depthwise", "strided", "dilated", "dense", "attention")
@@ -124,8 +124,8 @@ def test_strided_1x1_touches_a_rows():
 def test_every_dataflow_family_matches_simulator(dataflow, layer, seed):
     """The mapper's choice and random members of each family's candidate set."""
     import hwmodel
-    from hwmodel._mapper import candidate_mappings
-    from hwmodel._mapping import arch_structure as _st
+    from hwmodel.costmodel.mapper import candidate_mappings
+    from hwmodel.mapping.loopnest import arch_structure as _st
 
     arch = eyeriss(rows=4, cols=4)
     m = hwmodel.map_layer(layer, arch, dataflow=dataflow)

@@ -18,7 +18,7 @@ name              input        architecture
 ``gpt3_175b``     2048 tokens  Brown et al. 2020, 175B
 ================  ===========  =====================================================
 
-Counting conventions (the extractor's, see :mod:`hwmodel._extract`): MACs of every
+Counting conventions (the extractor's, see :mod:`hwmodel.workload.extract`): MACs of every
 convolution and matmul, padding included; *weights* are the static operands of those
 layers (biases, BatchNorm/LayerNorm parameters and embedding tables are not MAC
 operands and are not counted as weights; ``param_count()`` counts every parameter).

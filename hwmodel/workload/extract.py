@@ -117,7 +117,7 @@ import jax
 import numpy as np
 from jax.extend import core as jcore
 
-from hwmodel._workload import LayerSpec, Unrecognized, Workload
+from hwmodel.workload.spec import LayerSpec, Unrecognized, Workload
 
 __all__ = ["ExtractionError", "extract_workload"]
 
@@ -385,7 +385,7 @@ def _scopes(eqn) -> tuple[str, ...]:
     return tuple(out)
 
 
-_SKIP_SRC = (os.sep + "jax" + os.sep, os.sep + "flax" + os.sep, os.sep + "hwmodel" + os.sep + "_extract")
+_SKIP_SRC = (os.sep + "jax" + os.sep, os.sep + "flax" + os.sep, os.sep + os.path.join("hwmodel", "workload", "extract"))
 
 
 def _source(eqn) -> str:

@@ -1,6 +1,6 @@
 """The exact access-count formulas, written once over an array namespace.
 
-This module turns stacked mappings (:class:`~hwmodel._mapping.MappingStack`) into
+This module turns stacked mappings (:class:`~hwmodel.mapping.loopnest.MappingStack`) into
 per-level, per-operand access counts.  The same code runs on numpy ``int64`` (the
 exact model, the mapper's candidate evaluation) and on ``jax.numpy`` floats (the
 differentiable model), so the two cannot drift.  It is split in two:
@@ -66,64 +66,16 @@ with a 1-word tile per operand that is refilled every cycle: no operand latch).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
-from hwmodel._mapping import RELEVANT, ArchStructure, Mapping, MappingStack, stack_mappings
-from hwmodel._workload import DIMS, LayerSpec
+from hwmodel.mapping.loopnest import RELEVANT, ArchStructure, Mapping, MappingStack, stack_mappings
+from hwmodel.mapping.tiles import PI, QI, RI, SI, Geometry, geom_dict, geometry, tile_words, window_count
+from hwmodel.workload.spec import LayerSpec
 
-__all__ = ["Geometry", "Structure", "structure", "counts", "window_count", "geometry",
-           "tile_words_single"]
+__all__ = ["Structure", "structure", "counts", "exact_counts_single"]
 
-GI, NI, MI, PI, QI, CI, RI, SI = range(8)
 SLIDE_NONE, SLIDE_P, SLIDE_R, SLIDE_Q, SLIDE_S = range(5)
-
-
-def window_count(a, b, u, d, xp=np):
-    """``h(a, b, U, D)``: distinct input rows ``p*U + r*D`` for ``p < a, r < b``.
-
-    Args:
-      a, b: extents of the output (P or Q) and filter (R or S) loops (arrays).
-      u, d: stride and dilation divided by their gcd (coprime integers).
-      xp: array namespace.
-
-    Returns:
-      ``a*min(b, u) + max(0, b - u)*min(a, d)`` (same shape as the broadcast inputs).
-    """
-    return a * xp.minimum(b, u) + xp.maximum(b - u, 0) * xp.minimum(a, d)
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """Per-item layer geometry: bounds and reduced strides/dilations (all ``[B]``)."""
-
-    bounds: np.ndarray  # [B, 8] int64
-    uh: np.ndarray
-    dh: np.ndarray
-    uw: np.ndarray
-    dw: np.ndarray
-    stride: np.ndarray  # [B, 2] raw (U, V)
-    dilation: np.ndarray  # [B, 2] raw (Dh, Dw)
-
-
-def geometry(layers) -> Geometry:
-    """Geometry arrays for a sequence of :class:`LayerSpec` (one row per layer)."""
-    layers = list(layers)
-    bounds = np.array([[getattr(l, d) for d in DIMS] for l in layers], dtype=np.int64)
-    uh, dh, uw, dw = [], [], [], []
-    for l in layers:
-        (U, V), (Dh, Dw) = l.stride, l.dilation
-        g = math.gcd(U, Dh)
-        uh.append(U // g)
-        dh.append(Dh // g)
-        g = math.gcd(V, Dw)
-        uw.append(V // g)
-        dw.append(Dw // g)
-    a = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
-    return Geometry(bounds, a(uh), a(dh), a(uw), a(dw),
-                    a([l.stride for l in layers]).reshape(-1, 2),
-                    a([l.dilation for l in layers]).reshape(-1, 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,32 +119,6 @@ class Structure:
 def _reduced(a, b):
     g = np.gcd(a, b)
     return a // g, b // g
-
-
-def uncovered(ms: MappingStack, st: ArchStructure) -> np.ndarray:
-    """``[B]`` bool: mappings outside the closed form's domain.
-
-    The union of the per-PE I tiles seen by a shared parent is a window of the
-    combined extents only if, along each direction (P/R rows, Q/S columns), every dim
-    with a spatial factor > 1 has no loop with factor > 1 at a per-PE level *above*
-    the child (these levels are bypassed by I; they would make the PEs' windows
-    strided).  This only arises with two or more per-PE storage levels; such mappings
-    are rejected by :func:`hwmodel.validate_mapping`.
-    """
-    n_s, A = st.n_storage, st.first_pe
-    B = ms.T.shape[0]
-    bad = np.zeros(B, dtype=bool)
-    Sp = ms.SX * ms.SY
-    for c in range(A + 1, n_s):
-        # I boundary with shared parent and per-PE child c
-        kept_above = ms.keep[:, :c, 1]
-        idx = np.arange(c)
-        p = np.where(kept_above, idx[None, :], -1).max(axis=-1)
-        has = ms.keep[:, c, 1] & (p < A)
-        between = np.prod(ms.T[:, A:c, :], axis=1)  # [B, 8]
-        for d in (PI, RI, QI, SI):
-            bad |= has & (between[:, d] > 1) & (Sp[:, d] > 1)
-    return bad
 
 
 def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
@@ -259,15 +185,6 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
     mac_geom = {"uh": muh, "dh": mdh, "uw": muw, "dw": mdw}
     return Structure(order, kstar_all, slide, parent, st.first_pe, n_s,
                      st.noc_below, mac_geom)
-
-
-def _tiles(xp, ext, geom):
-    """W, I, O tile words for extents ``ext`` ``[..., 8]`` -> three ``[...]`` arrays
-    (``geom`` values broadcastable to ``ext[..., 0]``)."""
-    G, N, M, P, Q, C, R, S = (ext[..., k] for k in range(8))
-    rows = window_count(P, R, geom["uh"], geom["dh"], xp)
-    cols = window_count(Q, S, geom["uw"], geom["dw"], xp)
-    return G * M * C * R * S, G * N * C * rows * cols, G * N * M * P * Q
 
 
 def _slide_delta(xp, ext, geom, slide, full):
@@ -345,10 +262,10 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     ext_t = E * (1 + (spf - 1) * f(above))  # per instance (spatial only above the array)
     ext_u = E * spf  # union over the PEs
     g2 = {k: v[:, None] for k, v in geom.items()}
-    t_lv = xp.stack(_tiles(xp, ext_t, g2), axis=-1)  # [B, n_s + 1, 3]
-    u_lv = xp.stack(_tiles(xp, ext_u, g2), axis=-1)
+    t_lv = xp.stack(tile_words(xp, ext_t, g2), axis=-1)  # [B, n_s + 1, 3]
+    u_lv = xp.stack(tile_words(xp, ext_u, g2), axis=-1)
     mg = {k: f(v) for k, v in s.mac_geom.items()}
-    u_mac = xp.stack(_tiles(xp, Sp, mg), axis=-1)  # [B, 3]
+    u_mac = xp.stack(tile_words(xp, Sp, mg), axis=-1)  # [B, 3]
     # children c = 1 .. n_s (index c - 1); the MAC's own tile is one word
     t_c = xp.concatenate([t_lv[:, 1:n_s, :], xp.ones_like(u_mac)[:, None, :]], axis=1)
     u_c = xp.concatenate([u_lv[:, 1:n_s, :], u_mac[:, None, :]], axis=1)
@@ -448,27 +365,6 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     return out
 
 
-def tiles_only(xp, T, SX, SY, first_pe: int, geom: dict):
-    """Per-instance tile words ``[B, n_s, 3]`` of every storage level (for legality)."""
-    n_s = T.shape[1]
-    Sp = SX * SY
-    E = xp.ones_like(Sp)
-    out = [None] * n_s
-    for j in range(n_s - 1, -1, -1):
-        E = E * T[:, j, :]
-        out[j] = xp.stack(_tiles(xp, E * Sp if j < first_pe else E, geom), axis=-1)
-    return xp.stack(out, axis=1)
-
-
-def geom_dict(g: Geometry, xp=np, dtype=None) -> dict:
-    """Geometry as a dict of ``xp`` arrays (``dtype`` for the JAX path)."""
-    out = {}
-    for k in ("uh", "dh", "uw", "dw"):
-        v = getattr(g, k)
-        out[k] = xp.asarray(v) if dtype is None else xp.asarray(v, dtype=dtype)
-    return out
-
-
 def exact_counts_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -> dict:
     """Exact integer counts for one layer and mapping (numpy int64, batch of one)."""
     ms = stack_mappings([mapping])
@@ -476,7 +372,3 @@ def exact_counts_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -
     s = structure(ms, st, g)
     return counts(np, ms.T, ms.SX, ms.SY, s, geom_dict(g))
 
-
-def tile_words_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -> np.ndarray:
-    """Per-instance tile words ``[n_s, 3]`` of every storage level (int64)."""
-    return exact_counts_single(layer, mapping, st)["tiles"][0]

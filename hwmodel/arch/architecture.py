@@ -21,11 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
+from hwmodel.arch.yaml_write import arch_to_yaml
+
 __all__ = [
-    "OPERANDS",
-    "LEVEL_KINDS",
-    "SPARSITY_MODES",
-    "COMPRESSION_MODES",
     "MemoryLevel",
     "AreaModel",
     "Architecture",
@@ -42,18 +41,6 @@ __all__ = [
     "stack_archs",
     "describe",
 ]
-
-OPERANDS = ("W", "I", "O")
-"""Operand order used by every per-operand array: weights, inputs, outputs."""
-
-LEVEL_KINDS = ("dram", "sram", "noc", "rf")
-"""Valid :attr:`MemoryLevel.kind` values."""
-
-SPARSITY_MODES = ("none", "gate", "skip")
-"""Valid :attr:`Architecture.sparsity` values."""
-
-COMPRESSION_MODES = ("none", "bitmask", "rle")
-"""Valid :attr:`Architecture.compression` values."""
 
 Array = jax.Array
 
@@ -199,8 +186,6 @@ class Architecture:
 
     def to_yaml(self) -> str:
         """This architecture as YAML text that :func:`hwmodel.load_arch` reads back."""
-        from hwmodel._yaml import arch_to_yaml
-
         return arch_to_yaml(self)
 
 

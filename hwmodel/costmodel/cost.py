@@ -3,7 +3,7 @@
 Three ways to get mappings, all ending in the same vectorized evaluation over layers:
 
 1. ``mappings=`` given (a sequence of :class:`~hwmodel.Mapping` or a
-   :class:`~hwmodel._mapping.MappingStack`): the loop nests are fixed; everything is
+   :class:`~hwmodel.mapping.loopnest.MappingStack`): the loop nests are fixed; everything is
    traceable in the architecture's leaves and the knobs (``jit``, ``grad``, ``vmap``).
    ``Cost.layers.legal`` says whether each mapping fits the (possibly traced)
    architecture; with a concrete architecture an illegal mapping raises.
@@ -79,25 +79,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwmodel._arch import Architecture, area_mm2, onchip_bytes
-from hwmodel._counts import CI, GI, MI, counts, geom_dict, geometry, structure, tiles_only
-from hwmodel._evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
-from hwmodel._mapper import (
+from hwmodel.arch.architecture import Architecture, area_mm2, onchip_bytes
+from hwmodel.costmodel.counts import counts, structure
+from hwmodel.costmodel.evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
+from hwmodel.costmodel.mapper import (
     MEMORY_CAP_BYTES,
     NoLegalMapping,
-    _best_k,
-    _check_args,
-    _concrete,
-    _layer_key,
+    best_k,
+    check_args,
+    layer_key,
     map_workload,
+    require_concrete,
 )
-from hwmodel._mapping import (
-    MappingStack,
-    arch_structure,
-    stack_mappings,
-    validate_mapping,
-)
-from hwmodel._workload import LayerSpec, Workload
+from hwmodel.mapping.loopnest import MappingStack, arch_structure, stack_mappings
+from hwmodel.mapping.tiles import CI, GI, MI, geom_dict, geometry, tiles_only, validate_mapping
+from hwmodel.workload.spec import LayerSpec, Workload
 
 __all__ = ["Knobs", "Cost", "LayerCost", "CandidateSet", "cost", "mapping_candidates"]
 
@@ -431,7 +427,7 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
     padded to a common ``K``.  Evaluating ``cost(..., candidates=cs)`` on one of ``archs`` then
     picks the mapper's choice (up to float32 near-ties), or a better candidate that
     came from another architecture's list (the mapper's search is pruned, see
-    :mod:`hwmodel._mapper`).
+    :mod:`hwmodel.costmodel.mapper`).
 
     Args:
       workload: :class:`Workload` or sequence of :class:`LayerSpec`.
@@ -443,12 +439,12 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
     Returns:
       A :class:`CandidateSet`.
     """
-    _check_args(dataflow, objective)
+    check_args(dataflow, objective)
     archs = [archs] if isinstance(archs, Architecture) else list(archs)
     if not archs:
         raise ValueError("mapping_candidates: need at least one architecture")
     for a in archs:
-        _concrete(a, "mapping_candidates")
+        require_concrete(a, "mapping_candidates")
     st = arch_structure(archs[0])
     for a in archs[1:]:
         if arch_structure(a).storage_names != st.storage_names:
@@ -457,13 +453,13 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
     memo: dict = {}
     per = []
     for layer in layers:
-        key = _layer_key(layer)
+        key = layer_key(layer)
         if key not in memo:
             rows = []
             seen = set()
             for a in archs:
                 try:
-                    ms, _, _ = _best_k(layer, a, dataflow, objective, top_k=per_layer,
+                    ms, _, _ = best_k(layer, a, dataflow, objective, top_k=per_layer,
                                        max_bytes=MEMORY_CAP_BYTES)
                 except NoLegalMapping:
                     continue
@@ -491,7 +487,7 @@ def mapping_candidates(workload, archs, *, dataflow: str = "rs", objective: str 
         np.concatenate([p.SX for p in parts]), np.concatenate([p.SY for p in parts]),
         np.concatenate([p.keep for p in parts]),
     )
-    return CandidateSet(tuple(_layer_key(l) for l in layers), stack, valid, dataflow,
+    return CandidateSet(tuple(layer_key(l) for l in layers), stack, valid, dataflow,
                         st.storage_names)
 
 
@@ -703,7 +699,7 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
         legal mapping (from the mapper).
       TypeError: the mapper is needed but the architecture is traced.
     """
-    _check_args(dataflow, objective)
+    check_args(dataflow, objective)
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
     if not layers:
         raise ValueError("cost: the workload has no layers")
@@ -717,7 +713,7 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
     if mappings is not None and candidates is not None:
         raise ValueError("cost: pass either mappings= or candidates=, not both")
     if candidates is not None:
-        keys = tuple(_layer_key(l) for l in layers)
+        keys = tuple(layer_key(l) for l in layers)
         if keys != candidates.layer_keys:
             raise ValueError("cost: the candidate set was built for a different workload")
         if candidates.levels != st.storage_names:
@@ -730,7 +726,7 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
                     relaxed=relaxed, objective=objective, model=model,
                     dataflow=candidates.dataflow)
     if mappings is None:
-        _concrete(arch, "cost without mappings= or candidates= (the mapper)")
+        require_concrete(arch, "cost without mappings= or candidates= (the mapper)")
         mappings = map_workload(layers, arch, dataflow=dataflow, objective=objective)
     if isinstance(mappings, MappingStack):
         ms = mappings

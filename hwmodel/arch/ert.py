@@ -53,14 +53,15 @@ import re
 
 import yaml
 
-from hwmodel._arch import OPERANDS, ArchitectureError
+from hwmodel.arch import yaml_nodes as yn
+from hwmodel.arch.architecture import ArchitectureError
+from hwmodel.arch.kinds import OPERANDS
 
 __all__ = ["ERT", "load_ert", "as_ert", "parse_ert_text"]
 
 READ_ACTIONS = ("read", "transfer_random", "transfer")
 WRITE_ACTIONS = ("write", "update", "fill", "transfer_random", "transfer")
 MAC_ACTIONS = ("mac_random", "mac", "compute")
-_T = "tag:yaml.org,2002:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +122,9 @@ def _fail(file, node, msg, valid):
 
 def _num(file, node, where) -> float:
     if isinstance(node, yaml.ScalarNode):
-        if node.tag in (_T + "int", _T + "float"):
+        if node.tag in (yn.TAG + "int", yn.TAG + "float"):
             return float(yaml.safe_load(node.value))
-        if node.tag == _T + "str":
+        if node.tag == yn.TAG + "str":
             try:
                 return float(node.value)
             except ValueError:
@@ -232,13 +233,11 @@ class LevelSpec:
 
 def parse_level_spec(ctx, node, where, ops) -> LevelSpec:
     """Read a level's ``ert`` value (see module docstring) with the YAML context."""
-    from hwmodel._yaml import _mapping, _number, _str  # local: avoid a cycle
-
     def names(n, w):
         if isinstance(n, yaml.MappingNode):
-            m = _mapping(ctx, n, w, ops, required=ops)
-            return {x: _str(ctx, m[x], f"{w}.{x}") for x in ops}
-        nm = _str(ctx, n, w)
+            m = yn.mapping(ctx, n, w, ops, required=ops)
+            return {x: yn.text(ctx, m[x], f"{w}.{x}") for x in ops}
+        nm = yn.text(ctx, n, w)
         return {x: nm for x in ops}
 
     if isinstance(node, yaml.ScalarNode) or (
@@ -247,12 +246,12 @@ def parse_level_spec(ctx, node, where, ops) -> LevelSpec:
     ):
         r = names(node, f"{where}.ert")
         return LevelSpec(r, r, None, None, 1.0)
-    m = _mapping(ctx, node, f"{where}.ert", _SPEC_KEYS, required=("read",))
+    m = yn.mapping(ctx, node, f"{where}.ert", _SPEC_KEYS, required=("read",))
     r = names(m["read"], f"{where}.ert.read")
     w = names(m["write"], f"{where}.ert.write") if "write" in m else r
-    ra = _str(ctx, m["read_action"], f"{where}.ert.read_action") if "read_action" in m else None
-    wa = _str(ctx, m["write_action"], f"{where}.ert.write_action") if "write_action" in m else None
-    wpa = _number(ctx, m["words_per_action"], f"{where}.ert.words_per_action") if "words_per_action" in m else 1.0
+    ra = yn.text(ctx, m["read_action"], f"{where}.ert.read_action") if "read_action" in m else None
+    wa = yn.text(ctx, m["write_action"], f"{where}.ert.write_action") if "write_action" in m else None
+    wpa = yn.number(ctx, m["words_per_action"], f"{where}.ert.words_per_action") if "words_per_action" in m else 1.0
     if not wpa > 0:
         raise ctx.err(m["words_per_action"], f"{where}.ert.words_per_action is {wpa:g}", "a positive number")
     return LevelSpec(r, w, ra, wa, wpa)
@@ -283,13 +282,11 @@ class MacSpec:
 
 
 def parse_mac_spec(ctx, node) -> MacSpec:
-    from hwmodel._yaml import _mapping, _str
-
     if isinstance(node, yaml.ScalarNode):
-        return MacSpec(_str(ctx, node, "mac_ert"), None)
-    m = _mapping(ctx, node, "mac_ert", ("component", "action"), required=("component",))
-    return MacSpec(_str(ctx, m["component"], "mac_ert.component"),
-                   _str(ctx, m["action"], "mac_ert.action") if "action" in m else None)
+        return MacSpec(yn.text(ctx, node, "mac_ert"), None)
+    m = yn.mapping(ctx, node, "mac_ert", ("component", "action"), required=("component",))
+    return MacSpec(yn.text(ctx, m["component"], "mac_ert.component"),
+                   yn.text(ctx, m["action"], "mac_ert.action") if "action" in m else None)
 
 
 def mac_energy(ctx, table: ERT, spec: MacSpec, node) -> float:

@@ -1,7 +1,7 @@
-"""Mappings: an explicit loop nest for one layer on one architecture, and dataflows.
+"""Mappings: an explicit loop nest for one layer on one architecture.
 
 A :class:`Mapping` places the layer's canonical loop nest (``G N M P Q C R S``, see
-:mod:`hwmodel._workload`) on an :class:`~hwmodel.Architecture`:
+:mod:`hwmodel.workload.spec`) on an :class:`~hwmodel.Architecture`:
 
 * **Storage levels** are the architecture's levels whose ``kind`` is not ``"noc"``,
   outermost first (e.g. DRAM, GLB, RF).  Each storage level ``j`` owns eight
@@ -26,11 +26,8 @@ The full nest, outermost first, is: level 0's loops in ``order[0]``, level 1's l
 index is mixed-radix: the sum over its loops of the loop index times the product of
 that dim's factors of all loops inside it.
 
-Dataflows (:data:`DATAFLOWS`) are *families* of mappings: each fixes what the
-per-PE levels keep ("what stays in the RF"), which dims may be spread over PE rows and
-columns, which dims may have loops inside the PE, and the loop-order template of the
-shared level just above the array.  See :data:`DATAFLOW_SPECS` for each family and
-its source.
+Dataflows (families of mappings) are in :mod:`hwmodel.mapping.dataflows`; tile sizes
+and :func:`~hwmodel.validate_mapping` in :mod:`hwmodel.mapping.tiles`.
 """
 
 from __future__ import annotations
@@ -41,20 +38,16 @@ from typing import Iterable
 
 import numpy as np
 
-from hwmodel._arch import OPERANDS, Architecture
-from hwmodel._workload import DIMS, LayerSpec
+from hwmodel.arch.architecture import Architecture
+from hwmodel.arch.kinds import OPERANDS
+from hwmodel.workload.spec import DIMS
 
 __all__ = [
-    "DATAFLOWS",
-    "DATAFLOW_SPECS",
-    "DataflowSpec",
     "Mapping",
     "MappingStack",
     "ArchStructure",
     "arch_structure",
-    "validate_mapping",
     "stack_mappings",
-    "ORDER_TEMPLATES",
 ]
 
 DIM_INDEX = {d: i for i, d in enumerate(DIMS)}
@@ -71,126 +64,6 @@ RELEVANT = np.array(
     ],
     dtype=bool,
 )
-
-# Loop-order templates (outer to inner) named by the operand they keep stationary at
-# the level below: the dims irrelevant to that operand are innermost, so the tile of
-# that operand at the next level down is not refetched while they iterate.
-ORDER_TEMPLATES: dict[str, tuple[str, ...]] = {
-    # W stationary: N P Q innermost (Q last: the input window slides along a row).
-    "W": ("G", "M", "C", "R", "S", "N", "P", "Q"),
-    # I stationary: M innermost.
-    "I": ("G", "N", "C", "P", "R", "Q", "S", "M"),
-    # O stationary: the reduction dims C R S innermost.
-    "O": ("G", "N", "M", "P", "Q", "C", "R", "S"),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class DataflowSpec:
-    """A dataflow: a family of mappings (what stays in the PE, what is spatial).
-
-    Attributes:
-      name: short name (``"rs"``...).
-      title: long name.
-      pe_keep: operands the per-PE storage levels (RF) keep; the others bypass the
-        PE and are fetched through the NoC every cycle (multicast / spatially
-        reduced), intersected with what the architecture lets each level hold.
-      spatial_x: dims that may be spread over PE columns.
-      spatial_y: dims that may be spread over PE rows.
-      pe_dims: dims that may have temporal loops at per-PE levels.
-      array_orders: loop-order templates (keys of :data:`ORDER_TEMPLATES`) tried for
-        the shared level just above the PE array; outer shared levels try all three.
-      source: where the family comes from.
-    """
-
-    name: str
-    title: str
-    pe_keep: tuple[str, ...]
-    spatial_x: tuple[str, ...]
-    spatial_y: tuple[str, ...]
-    pe_dims: tuple[str, ...]
-    array_orders: tuple[str, ...]
-    source: str
-
-
-DATAFLOW_SPECS: dict[str, DataflowSpec] = {
-    "ws": DataflowSpec(
-        name="ws",
-        title="weight stationary",
-        pe_keep=("W",),
-        spatial_x=("M",),
-        spatial_y=("C", "R", "S"),
-        pe_dims=("M", "C", "R", "S"),
-        array_orders=("W",),
-        source=(
-            "Chen et al., ISCA 2016, Sec. V-A (WS: each PE keeps weights in its RF; "
-            "ifmaps are broadcast and psums accumulate across the array; e.g. "
-            "NeuFlow); Sze et al., Proc. IEEE 2017, Sec. V-B (TPU-like: filters "
-            "over columns, input channels over rows)."
-        ),
-    ),
-    "os": DataflowSpec(
-        name="os",
-        title="output stationary",
-        pe_keep=("O",),
-        spatial_x=("Q", "M"),
-        spatial_y=("P", "N"),
-        pe_dims=("N", "M", "P", "Q"),
-        array_orders=("O",),
-        source=(
-            "Chen et al., ISCA 2016, Sec. V-A (OS: each PE accumulates its own "
-            "outputs' psums in the RF; ShiDianNao-like, output pixels / channels "
-            "spread over the array); Sze et al., Proc. IEEE 2017, Sec. V-B."
-        ),
-    ),
-    "is": DataflowSpec(
-        name="is",
-        title="input stationary",
-        pe_keep=("I",),
-        spatial_x=("Q", "N"),
-        spatial_y=("C", "P"),
-        pe_dims=("N", "C", "P", "Q", "R", "S"),
-        array_orders=("I",),
-        source=(
-            "Sze et al., Proc. IEEE 2017, Sec. V-B and the ISCA 2017 tutorial "
-            "(input stationary: ifmap pixels stay in the RF while filters stream; "
-            "e.g. SCNN, Parashar et al. ISCA 2017)."
-        ),
-    ),
-    "rs": DataflowSpec(
-        name="rs",
-        title="row stationary (Eyeriss)",
-        pe_keep=("W", "I", "O"),
-        spatial_x=("P", "M"),
-        spatial_y=("R", "C"),
-        pe_dims=("S", "Q", "C", "M", "N"),
-        array_orders=("W",),
-        source=(
-            "Chen et al., ISCA 2016, Sec. IV (row stationary: a PE runs a 1-D row "
-            "convolution with a filter row, an input window and a psum row in its "
-            "RF; filter rows over PE rows, output rows over PE columns, folded with "
-            "channels and filters; inputs reused diagonally, psums accumulated "
-            "vertically); Chen et al., JSSC 2017 (Eyeriss chip)."
-        ),
-    ),
-    "nlr": DataflowSpec(
-        name="nlr",
-        title="no local reuse",
-        pe_keep=(),
-        spatial_x=("M",),
-        spatial_y=("C",),
-        pe_dims=(),
-        array_orders=("W", "I", "O"),
-        source=(
-            "Chen et al., ISCA 2016, Sec. V-A (NLR: no RF data reuse; every operand "
-            "comes from the global buffer, psums reduced across the array; "
-            "DianNao / DaDianNao-like)."
-        ),
-    ),
-}
-
-DATAFLOWS: tuple[str, ...] = tuple(DATAFLOW_SPECS)
-"""Names of the dataflow families: ws, os, is, rs, nlr."""
 
 
 # ---------------------------------------------------------------------------------
@@ -470,104 +343,6 @@ class Mapping:
             dataflow=d.get("dataflow", "custom"),
         )
 
-
-def _word_bits(arch: Architecture) -> np.ndarray:
-    return np.asarray(arch.word_bits, dtype=np.float64).reshape(3)
-
-
-def validate_mapping(layer: LayerSpec, arch: Architecture, mapping: Mapping,
-                     *, check_capacity: bool = True, check_model: bool = True) -> None:
-    """Check that ``mapping`` is a legal loop nest for ``layer`` on ``arch``.
-
-    Checks: level names, perfect factorization of every dim, spatial factors within
-    the array, keep within what each level may hold (outermost keeps everything), and
-    (``check_capacity``) every kept tile fits its level at the architecture's word
-    widths.  The array-size and capacity checks are skipped when the architecture's
-    leaves are traced (under jit/vmap): :attr:`hwmodel.Cost` then reports ``legal``.
-    ``check_model`` also rejects the rare mappings outside the closed form's domain
-    (:func:`hwmodel._counts.uncovered`; the simulator handles them).
-
-    Raises:
-      ValueError: saying what is wrong, for which layer, level and dim.
-    """
-    from hwmodel._counts import tile_words_single  # local import: no cycle at import
-
-    st = arch_structure(arch)
-    where = f"layer {layer.name!r} on {arch.name!r}"
-    if tuple(mapping.levels) != st.storage_names:
-        raise ValueError(
-            f"{where}: mapping levels {list(mapping.levels)} != the architecture's storage "
-            f"levels {list(st.storage_names)}"
-        )
-    got = mapping.bounds()
-    for d in DIMS:
-        if got[d] != getattr(layer, d):
-            raise ValueError(
-                f"{where}: dim {d}: the product of the mapping's factors is {got[d]} but "
-                f"the layer's bound is {getattr(layer, d)} (factors must multiply to the "
-                "bound exactly)"
-            )
-    import jax
-
-    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(arch))
-    if traced:
-        check_capacity = False
-    cols = float("inf") if traced else float(np.asarray(arch.pe_cols))
-    rows = float("inf") if traced else float(np.asarray(arch.pe_rows))
-    if math.prod(mapping.spatial_x) > cols:
-        raise ValueError(
-            f"{where}: spatial_x uses {math.prod(mapping.spatial_x)} PE columns "
-            f"({dict(zip(DIMS, mapping.spatial_x))}) but the array has {cols:g}"
-        )
-    if math.prod(mapping.spatial_y) > rows:
-        raise ValueError(
-            f"{where}: spatial_y uses {math.prod(mapping.spatial_y)} PE rows "
-            f"({dict(zip(DIMS, mapping.spatial_y))}) but the array has {rows:g}"
-        )
-    for j, name in enumerate(st.storage_names):
-        allowed = [x for x, h in zip(OPERANDS, st.holds[j]) if h]
-        bad = [x for x in mapping.keep[j] if x not in allowed]
-        if bad:
-            raise ValueError(
-                f"{where}: level {name!r} cannot hold {bad} (it may hold {allowed})"
-            )
-    if set(mapping.keep[0]) != set(OPERANDS):
-        raise ValueError(
-            f"{where}: the outermost level {st.storage_names[0]!r} must keep W, I and O, "
-            f"mapping keeps {list(mapping.keep[0])}"
-        )
-    from hwmodel._counts import uncovered
-
-    if check_model and uncovered(stack_mappings([mapping]), st)[0]:
-        raise ValueError(
-            f"{where}: unsupported mapping: I bypasses a per-PE level that has P/R/Q/S "
-            "loops while the same dims are spread spatially (the PEs' input windows "
-            "would be strided; the cost model's closed form does not cover it). Move "
-            "those loops to the level that keeps I, or above the array"
-        )
-    if not check_capacity:
-        return
-    wb = _word_bits(arch)
-    tiles = tile_words_single(layer, mapping, st)  # [n_s, 3] words per instance
-    for j, name in enumerate(st.storage_names):
-        if j == 0:
-            continue
-        lvl = arch.levels[st.storage[j]]
-        cap = np.asarray(lvl.capacity_bits, dtype=np.float64).reshape(3)
-        shared = float(np.asarray(lvl.shared_bits))
-        bits = {x: tiles[j][i] * wb[i] for i, x in enumerate(OPERANDS) if x in mapping.keep[j]}
-        for i, x in enumerate(OPERANDS):
-            if x in bits and bits[x] > cap[i]:
-                raise ValueError(
-                    f"{where}: level {name!r}: the {x} tile is {tiles[j][i]} words x "
-                    f"{wb[i]:g} b = {bits[x]:g} b but the {x} capacity is {cap[i]:g} b"
-                )
-        if sum(bits.values()) > shared:
-            raise ValueError(
-                f"{where}: level {name!r}: tiles "
-                + ", ".join(f"{x}={b:g} b" for x, b in bits.items())
-                + f" total {sum(bits.values()):g} b > shared capacity {shared:g} b"
-            )
 
 
 # ---------------------------------------------------------------------------------

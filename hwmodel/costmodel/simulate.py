@@ -22,7 +22,7 @@ changes the buffer is refilled from its parent by explicit set operations:
 It also checks the tile semantics are physically consistent: every element fetched
 is present in the parent's current buffer, every MAC operand is present in the
 innermost buffer, and the nest visits every point of the layer's iteration space
-exactly once.  The analytic model (:mod:`hwmodel._counts`) must reproduce these counts
+exactly once.  The analytic model (:mod:`hwmodel.costmodel.counts`) must reproduce these counts
 exactly; the tests check that on randomly drawn tiny layers and mappings.
 """
 
@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import itertools
 
-from hwmodel._arch import OPERANDS, Architecture
-from hwmodel._mapping import RELEVANT, Mapping, arch_structure, validate_mapping
-from hwmodel._workload import DIMS, LayerSpec
+from hwmodel.arch.architecture import Architecture
+from hwmodel.arch.kinds import OPERANDS
+from hwmodel.mapping.loopnest import RELEVANT, Mapping, arch_structure
+from hwmodel.mapping.tiles import validate_mapping
+from hwmodel.workload.spec import DIMS, LayerSpec
 
 __all__ = ["simulate"]
 

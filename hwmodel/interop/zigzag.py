@@ -62,9 +62,10 @@ from typing import Any, Literal
 
 import yaml
 
-from hwmodel._arch import OPERANDS, Architecture, AreaModel, MemoryLevel, as_leaf
-from hwmodel._io import atomic_write_text
-from hwmodel._workload import DIMS, LayerSpec, Workload
+from hwmodel._util import atomic_write_text
+from hwmodel.arch.architecture import Architecture, AreaModel, MemoryLevel, as_leaf
+from hwmodel.arch.kinds import OPERANDS
+from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = [
     "ZIGZAG_DIMS",

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwmodel._arch import Architecture
-from hwmodel._mapping import ArchStructure
+from hwmodel.arch.architecture import Architecture
+from hwmodel.mapping.loopnest import ArchStructure
 
 __all__ = ["arch_arrays", "assemble_levels", "metrics", "legality", "safe_div"]
 
@@ -82,7 +82,7 @@ def metrics(xp, cnt: dict, aa: dict, st: ArchStructure, *, per_pe_level: tuple[b
 
     Args:
       xp: array namespace.
-      cnt: output of :func:`hwmodel._counts.counts` (leading ``[B]``).
+      cnt: output of :func:`hwmodel.costmodel.counts.counts` (leading ``[B]``).
       aa: :func:`arch_arrays`.
       st: architecture structure.
       per_pe_level: per level of ``arch.levels``, whether it is per PE.

@@ -25,10 +25,10 @@ storage level, level 0 the outermost (backing store):
    shared level just above the array (when it is not level 0) tries the family's
    ``array_orders`` (these fixed orders are part of what defines the dataflow family);
    every other level tries *every* loop order up to orders with identical counts: the
-   three stationarity templates :data:`hwmodel._mapping.ORDER_TEMPLATES` plus the 32
+   three stationarity templates :data:`hwmodel.mapping.loopnest.ORDER_TEMPLATES` plus the 32
    representatives :data:`ORDER_CLASSES`, which realize every order signature of the
    8! permutations (tested exhaustively).
-5. Mappings outside the closed form's domain (:func:`hwmodel._counts.uncovered`) are
+5. Mappings outside the closed form's domain (:func:`hwmodel.costmodel.counts.uncovered`) are
    excluded.
 
 ``map_layer`` returns a member of :math:`S` with the minimum objective (``"energy"``
@@ -90,23 +90,18 @@ import math
 import jax
 import numpy as np
 
-from hwmodel._arch import OPERANDS, Architecture
-from hwmodel._counts import _tiles, counts, geometry, geom_dict, structure, uncovered
-from hwmodel._evaluate import arch_arrays, metrics
-from hwmodel._mapping import (
-    DATAFLOW_SPECS,
-    DATAFLOWS,
-    DIM_INDEX,
-    ORDER_TEMPLATES,
-    RELEVANT,
-    Mapping,
-    MappingStack,
-    arch_structure,
-)
-from hwmodel._workload import DIMS, LayerSpec, Workload
+from hwmodel.arch.architecture import Architecture
+from hwmodel.arch.kinds import OPERANDS
+from hwmodel.costmodel.counts import counts, structure
+from hwmodel.costmodel.evaluate import arch_arrays, metrics
+from hwmodel.mapping.dataflows import DATAFLOW_SPECS, DATAFLOWS, ORDER_TEMPLATES
+from hwmodel.mapping.loopnest import DIM_INDEX, RELEVANT, Mapping, MappingStack, arch_structure
+from hwmodel.mapping.tiles import geom_dict, geometry, tile_words, uncovered
+from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
 __all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
-           "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "clear_cache"]
+           "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "clear_cache", "best_k",
+           "check_args", "require_concrete", "layer_key"]
 
 OBJECTIVES = ("energy", "edp")
 
@@ -125,7 +120,7 @@ class NoLegalMapping(ValueError):
     """Raised when a layer has no legal mapping of a dataflow on an architecture."""
 
 
-def _concrete(arch: Architecture, what: str) -> None:
+def require_concrete(arch: Architecture, what: str) -> None:
     for leaf in jax.tree_util.tree_leaves(arch):
         if isinstance(leaf, jax.core.Tracer):
             raise TypeError(
@@ -136,7 +131,7 @@ def _concrete(arch: Architecture, what: str) -> None:
             )
 
 
-def _check_args(dataflow: str, objective: str) -> None:
+def check_args(dataflow: str, objective: str) -> None:
     if dataflow not in DATAFLOW_SPECS:
         raise ValueError(f"unknown dataflow {dataflow!r}; valid: {', '.join(DATAFLOWS)}")
     if objective not in OBJECTIVES:
@@ -227,7 +222,7 @@ permutations of a level (up to orders with identical counts)."""
 
 def _fits(ext, geom, kept, cap, shared, wb):
     """``[P]`` bool: the tile with extents ``ext`` fits (kept operands only)."""
-    t = _tiles(np, ext, geom)
+    t = tile_words(np, ext, geom)
     tot = np.zeros(ext.shape[0])
     ok = np.ones(ext.shape[0], dtype=bool)
     for x in range(3):
@@ -453,7 +448,7 @@ def _expand_level(sp: _Space, j: int, rows: _Rows, budget: _Budget, fail: _Fail)
     """All level-``j`` factor choices of ``rows`` that belong to the space, in chunks."""
     base = rows.pe if j >= sp.A else rows.asg
     fail.tried[j] = fail.tried.get(j, 0) + len(rows)
-    t = np.stack(_tiles(np, base, sp.geom), axis=-1).min(axis=0)
+    t = np.stack(tile_words(np, base, sp.geom), axis=-1).min(axis=0)
     fail.min_tile[j] = np.minimum(fail.min_tile.get(j, t), t)
     ok = _level_fits(sp, j, base)
     if not ok.any():
@@ -849,8 +844,8 @@ def candidate_mappings(layer: LayerSpec, arch: Architecture, dataflow: str = "rs
     Raises:
       ValueError: the space does not fit in ``max_bytes`` (use :func:`map_layer`).
     """
-    _check_args(dataflow, "energy")
-    _concrete(arch, "candidate_mappings")
+    check_args(dataflow, "energy")
+    require_concrete(arch, "candidate_mappings")
     cap = _check_cap(max_bytes)
     return _materialize(layer, arch, dataflow, all_spatial=all_spatial, max_bytes=cap,
                         fail=_fail)
@@ -895,7 +890,7 @@ def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> di
     """Exact counts and metrics (numpy) for every mapping of ``ms`` on one layer.
 
     Returns:
-      dict with the :func:`hwmodel._counts.counts` and :func:`hwmodel._evaluate.metrics`
+      dict with the :func:`hwmodel.costmodel.counts.counts` and :func:`hwmodel.costmodel.evaluate.metrics`
       arrays (leading dim = candidates).
     """
     st = arch_structure(arch)
@@ -916,7 +911,7 @@ def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> di
     return {**cnt, **met}
 
 
-def _layer_key(layer: LayerSpec):
+def layer_key(layer: LayerSpec):
     return (layer.kind, layer.G, layer.N, layer.M, layer.C, layer.P, layer.Q, layer.R,
             layer.S, layer.stride, layer.dilation, layer.nonmac_ops)
 
@@ -934,7 +929,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _best_k(layer, arch, dataflow, objective, *, top_k: int, max_bytes: int):
+def best_k(layer, arch, dataflow, objective, *, top_k: int, max_bytes: int):
     """The best ``top_k`` mappings (MappingStack, keys, stats); the spatial fallback and
     the :class:`NoLegalMapping` error included."""
     fail = _Fail()
@@ -976,16 +971,16 @@ def map_layer(layer: LayerSpec, arch: Architecture, *, dataflow: str = "rs",
     Raises:
       NoLegalMapping: no candidate fits (the message names the layer, level and sizes).
     """
-    _check_args(dataflow, objective)
-    _concrete(arch, "map_layer")
+    check_args(dataflow, objective)
+    require_concrete(arch, "map_layer")
     cap = _check_cap(max_bytes)
-    key = (_layer_key(layer), _arch_key(arch), dataflow, objective)
+    key = (layer_key(layer), _arch_key(arch), dataflow, objective)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
     st = arch_structure(arch)
-    ms, _, _ = _best_k(layer, arch, dataflow, objective, top_k=1, max_bytes=cap)
+    ms, _, _ = best_k(layer, arch, dataflow, objective, top_k=1, max_bytes=cap)
     m = ms.mapping(0, st.storage_names, dataflow)
     _CACHE[key] = m
     if len(_CACHE) > CACHE_SIZE:
@@ -1005,13 +1000,13 @@ def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
     Returns:
       One mapping per layer, in order.
     """
-    _check_args(dataflow, objective)
-    _concrete(arch, "map_workload")
+    check_args(dataflow, objective)
+    require_concrete(arch, "map_workload")
     layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
     memo: dict = {}
     out = []
     for layer in layers:
-        k = _layer_key(layer)
+        k = layer_key(layer)
         if k not in memo:
             memo[k] = map_layer(layer, arch, dataflow=dataflow, objective=objective,
                                 max_bytes=max_bytes)

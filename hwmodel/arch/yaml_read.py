@@ -55,13 +55,13 @@ Units, exactly:
   text such as ``"1e-3"`` is accepted as a number.
 
 The ``ert`` key of a level maps Accelergy energy-reference-table components onto the
-level (see :mod:`hwmodel._ert`)::
+level (see :mod:`hwmodel.arch.ert`)::
 
     ert: shared_glb                          # one component for every operand
     ert:
       read:  {W: weights_NoC, I: ifmap_NoC, O: psum_read_NoC}   # or one name
       write: {W: weights_NoC, I: ifmap_NoC, O: psum_write_NoC}  # optional (= read)
-      read_action: read                       # optional (default: see _ert.py)
+      read_action: read                       # optional (default: see ert.py)
       write_action: write                     # optional
       words_per_action: 4                     # optional (default 1): words moved by
                                               #   one action (e.g. a 64-bit access of
@@ -81,14 +81,11 @@ import math
 import os
 import re
 
-import numpy as np
 import yaml
 
-from hwmodel._arch import (
-    COMPRESSION_MODES,
-    LEVEL_KINDS,
-    OPERANDS,
-    SPARSITY_MODES,
+from hwmodel.arch import ert as _ert
+from hwmodel.arch import yaml_nodes as yn
+from hwmodel.arch.architecture import (
     Architecture,
     ArchitectureError,
     AreaModel,
@@ -97,11 +94,10 @@ from hwmodel._arch import (
     as_leaf,
     format_path,
 )
-from hwmodel._io import atomic_write_text
+from hwmodel.arch.kinds import COMPRESSION_MODES, LEVEL_KINDS, OPERANDS, SPARSITY_MODES
 
-__all__ = ["parse_arch_yaml", "arch_to_yaml", "save_arch"]
+__all__ = ["parse_arch_yaml"]
 
-_T = "tag:yaml.org,2002:"
 INF = math.inf
 
 TOP_REQUIRED = ("name", "energy_unit", "pe_array", "clock", "word_bits", "mac_energy",
@@ -118,136 +114,26 @@ SIZE_UNITS = {"b": 1, "bit": 1, "bits": 1, "B": 8, "byte": 8, "bytes": 8,
               "GB": 8 * 1024**3, "GiB": 8 * 1024**3}
 CLOCK_UNITS = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9}
 RATE_UNITS = {"GB/s": 1e9, "MB/s": 1e6, "kB/s": 1e3, "GiB/s": 1024.0**3, "MiB/s": 1024.0**2}
-_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _VALID_SIZE = ("a size with a unit: 'N b', 'N B', 'N KB' (=KiB, 1024 B), 'N MB' (=MiB), "
                "'N GB' (=GiB), or 'N x B b' (N words of B bits)")
 _VALID_BW = ("a number of words per cycle, 'N words/cycle', 'N bits/cycle', 'N B/cycle', "
              "'N GB/s', 'N MB/s', 'N GiB/s', 'N MiB/s', or 'unlimited'")
 
 
-class _Ctx:
-    """Parsing context: the file name and a map from YAML key paths to nodes."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.nodes: dict[tuple, yaml.Node] = {}
-        self.key_of: dict[int, yaml.Node] = {}  # id(value node) -> its key node
-
-    def err(self, node, msg: str, valid: str) -> ArchitectureError:
-        line = node.start_mark.line + 1 if node is not None else "?"
-        return ArchitectureError(f"{self.file}:{line}: {msg}; valid: {valid}", file=self.file)
-
-    def node_for(self, path: tuple):
-        """The node to blame for a problem at ``path``: the longest recorded prefix;
-        for a block mapping / list value, its key (the line a reader looks at)."""
-        for k in range(len(path), 0, -1):
-            if path[:k] in self.nodes:
-                node = self.nodes[path[:k]]
-                if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style:
-                    return self.key_of.get(id(node), node)
-                return node
-        return self.nodes.get(())
-
-
-# ----------------------------------------------------------------------------------
-# Node helpers
-# ----------------------------------------------------------------------------------
-
-
-def _kind(node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    tag = node.tag.replace(_T, "")
-    return {"str": "text", "int": "an integer", "float": "a number", "bool": "a boolean",
-            "null": "null (empty)"}.get(tag, tag) + f" ({node.value!r})"
-
-
-def _mapping(ctx: _Ctx, node, where: str, keys, required=()) -> dict[str, yaml.Node]:
-    """A mapping node as {key: value node}: rejects duplicate and unknown keys."""
-    if not isinstance(node, yaml.MappingNode):
-        raise ctx.err(node, f"{where} must be a mapping (key: value lines), got {_kind(node)}",
-                      f"a mapping with keys {list(keys)}")
-    out: dict[str, yaml.Node] = {}
-    first_line: dict[str, int] = {}
-    for knode, vnode in node.value:
-        if not isinstance(knode, yaml.ScalarNode):
-            raise ctx.err(knode, f"{where}: a key must be a plain name", f"one of {list(keys)}")
-        k = knode.value
-        if k in out:
-            raise ctx.err(knode, f"{where}: duplicate key {k!r} (first given on line {first_line[k]})",
-                          "each key at most once")
-        if k not in keys:
-            raise ctx.err(knode, f"{where}: unknown key {k!r}", f"one of {list(keys)}")
-        out[k] = vnode
-        first_line[k] = knode.start_mark.line + 1
-        ctx.key_of[id(vnode)] = knode
-    missing = [k for k in required if k not in out]
-    if missing:
-        raise ctx.err(node, f"{where}: missing required key{'s' if len(missing) > 1 else ''} {missing}",
-                      f"add {', '.join(repr(m) for m in missing)} (keys: {list(keys)})")
-    return out
-
-
-def _scalar(ctx, node, where, expected):
-    if not isinstance(node, yaml.ScalarNode):
-        raise ctx.err(node, f"{where} must be {expected}, got {_kind(node)}", expected)
-    return node
-
-
-def _str(ctx, node, where) -> str:
-    node = _scalar(ctx, node, where, "text")
-    if node.tag != _T + "str":
-        raise ctx.err(node, f"{where} must be text, got {_kind(node)}", "text (quote it if needed)")
-    return node.value
-
-
-def _number(ctx, node, where, valid="a number") -> float:
-    node = _scalar(ctx, node, where, valid)
-    if node.tag in (_T + "int", _T + "float"):
-        return float(yaml.safe_load(node.value))
-    if node.tag == _T + "str" and re.fullmatch(_NUM, node.value.strip()):
-        return float(node.value)
-    raise ctx.err(node, f"{where} must be a number, got {_kind(node)}", valid)
-
-
-def _int(ctx, node, where, valid="an integer") -> int:
-    node = _scalar(ctx, node, where, valid)
-    if node.tag != _T + "int":
-        raise ctx.err(node, f"{where} must be an integer, got {_kind(node)}", valid)
-    return int(yaml.safe_load(node.value))
-
-
-def _bool(ctx, node, where) -> bool:
-    node = _scalar(ctx, node, where, "true or false")
-    if node.tag != _T + "bool":
-        raise ctx.err(node, f"{where} must be true or false, got {_kind(node)}", "true or false")
-    return node.value.lower() in ("true", "yes", "on", "y")
-
-
-def _choice(ctx, node, where, choices) -> str:
-    node = _scalar(ctx, node, where, f"one of {list(choices)}")
-    v = node.value
-    if node.tag != _T + "str" or v not in choices:
-        raise ctx.err(node, f"{where} is {v!r}", f"one of {list(choices)}")
-    return v
-
-
 def _split_unit(ctx, node, where, valid) -> tuple[float, str]:
-    node = _scalar(ctx, node, where, valid)
-    if node.tag in (_T + "int", _T + "float"):
+    node = yn.scalar(ctx, node, where, valid)
+    if node.tag in (yn.TAG + "int", yn.TAG + "float"):
         raise ctx.err(node, f"{where} {node.value!r} has no unit", valid)
-    m = re.fullmatch(rf"\s*({_NUM})\s*([A-Za-z/]+)\s*", node.value)
+    m = re.fullmatch(rf"\s*({yn.NUMBER})\s*([A-Za-z/]+)\s*", node.value)
     if not m:
         raise ctx.err(node, f"{where}: cannot read {node.value!r}", valid)
     return float(m.group(1)), m.group(2)
 
 
 def _size_bits(ctx, node, where) -> float:
-    node = _scalar(ctx, node, where, _VALID_SIZE)
-    if node.tag == _T + "str":
-        m = re.fullmatch(rf"\s*({_NUM})\s*[xX*]\s*({_NUM})\s*(\S+)\s*", node.value)
+    node = yn.scalar(ctx, node, where, _VALID_SIZE)
+    if node.tag == yn.TAG + "str":
+        m = re.fullmatch(rf"\s*({yn.NUMBER})\s*[xX*]\s*({yn.NUMBER})\s*(\S+)\s*", node.value)
         if m:
             if m.group(3) not in ("b", "bit", "bits"):
                 raise ctx.err(node, f"{where}: bad unit {m.group(3)!r} in {node.value!r} "
@@ -269,16 +155,16 @@ def _clock_hz(ctx, node, where) -> float:
 
 
 def _bandwidth(ctx, node, where, word_bits: float, clock_hz: float) -> float:
-    node = _scalar(ctx, node, where, _VALID_BW)
-    if node.tag in (_T + "int", _T + "float"):
-        return _number(ctx, node, where)
-    if node.tag == _T + "str" and node.value.strip() == "unlimited":
+    node = yn.scalar(ctx, node, where, _VALID_BW)
+    if node.tag in (yn.TAG + "int", yn.TAG + "float"):
+        return yn.number(ctx, node, where)
+    if node.tag == yn.TAG + "str" and node.value.strip() == "unlimited":
         return INF
-    if node.tag == _T + "str" and re.fullmatch(_NUM, node.value.strip()):
+    if node.tag == yn.TAG + "str" and re.fullmatch(yn.NUMBER, node.value.strip()):
         return float(node.value)
-    if node.tag != _T + "str":
-        raise ctx.err(node, f"{where} must be a bandwidth, got {_kind(node)}", _VALID_BW)
-    m = re.fullmatch(rf"\s*({_NUM})\s*(\S+)\s*", node.value)
+    if node.tag != yn.TAG + "str":
+        raise ctx.err(node, f"{where} must be a bandwidth, got {yn.kind_of(node)}", _VALID_BW)
+    m = re.fullmatch(rf"\s*({yn.NUMBER})\s*(\S+)\s*", node.value)
     if not m:
         raise ctx.err(node, f"{where}: cannot read {node.value!r}", _VALID_BW)
     v, unit = float(m.group(1)), m.group(2)
@@ -297,7 +183,7 @@ def _per_operand(ctx, node, where, conv, allowed, *, what) -> tuple[dict[str, fl
     """A scalar (applied to every allowed operand) or {W:, I:, O:} with exactly the
     allowed operands.  Returns ({op: value}, {op: node})."""
     if isinstance(node, yaml.MappingNode):
-        m = _mapping(ctx, node, where, allowed, required=allowed)
+        m = yn.mapping(ctx, node, where, allowed, required=allowed)
         return ({x: conv(ctx, m[x], f"{where}.{x}") for x in allowed}, dict(m))
     v = conv(ctx, node, where)
     return ({x: v for x in allowed}, {})
@@ -314,7 +200,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
     Args:
       text: the YAML document.
       file: name used in error messages (and for resolving ``ert_file``).
-      ert: an Accelergy ERT (path, YAML text wrapped in :class:`hwmodel._ert.ERT`,
+      ert: an Accelergy ERT (path, YAML text wrapped in :class:`hwmodel.arch.ert.ERT`,
         or a parsed ``ERT``) overriding the file's ``ert_file``; None to use it.
       base_dir: directory for relative ``ert_file`` paths (default: the file's).
 
@@ -324,33 +210,31 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
     Raises:
       ArchitectureError: with ``file:line: what; valid: ...``.
     """
-    from hwmodel import _ert
-
-    ctx = _Ctx(file)
+    ctx = yn.Context(file)
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else "?"
         raise ArchitectureError(f"{file}:{line}: not valid YAML: {getattr(e, 'problem', e)}; "
-                                "valid: a YAML mapping (see hwmodel/_yaml.py for the format)", file=file) from None
+                                "valid: a YAML mapping (see hwmodel/arch/yaml_read.py for the format)", file=file) from None
     if len(nodes) != 1 or nodes[0] is None:
         raise ArchitectureError(f"{file}:1: expected exactly one YAML document, found {len(nodes)}; "
                                 "valid: one mapping with keys " + str(list(TOP_REQUIRED + TOP_OPTIONAL)), file=file)
     root = nodes[0]
     ctx.nodes[()] = root
-    top = _mapping(ctx, root, "architecture", TOP_REQUIRED + TOP_OPTIONAL, TOP_REQUIRED)
+    top = yn.mapping(ctx, root, "architecture", TOP_REQUIRED + TOP_OPTIONAL, TOP_REQUIRED)
     for k, v in top.items():
         ctx.nodes[(k,)] = v
 
-    name = _str(ctx, top["name"], "name")
-    description = _str(ctx, top["description"], "description") if "description" in top else ""
-    unit = _choice(ctx, top["energy_unit"], "energy_unit", ENERGY_UNITS)
+    name = yn.text(ctx, top["name"], "name")
+    description = yn.text(ctx, top["description"], "description") if "description" in top else ""
+    unit = yn.choice(ctx, top["energy_unit"], "energy_unit", ENERGY_UNITS)
     if unit == "MAC":
         if "pj_per_unit" not in top:
             raise ctx.err(top["energy_unit"], "energy_unit is MAC but pj_per_unit is missing",
                           "add 'pj_per_unit: <pJ per MAC-relative unit>'")
-        scale = _number(ctx, top["pj_per_unit"], "pj_per_unit")
+        scale = yn.number(ctx, top["pj_per_unit"], "pj_per_unit")
         if not (scale > 0 and math.isfinite(scale)):
             raise ctx.err(top["pj_per_unit"], f"pj_per_unit is {scale:g}", "a positive number of pJ")
     else:
@@ -359,36 +243,36 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                           "remove pj_per_unit, or set energy_unit: MAC")
         scale = 1.0
 
-    pe = _mapping(ctx, top["pe_array"], "pe_array", ("rows", "cols"), ("rows", "cols"))
+    pe = yn.mapping(ctx, top["pe_array"], "pe_array", ("rows", "cols"), ("rows", "cols"))
     ctx.nodes[("pe_array", "rows")] = pe["rows"]
     ctx.nodes[("pe_array", "cols")] = pe["cols"]
-    rows = _int(ctx, pe["rows"], "pe_array.rows", "an integer >= 1")
-    cols = _int(ctx, pe["cols"], "pe_array.cols", "an integer >= 1")
+    rows = yn.integer(ctx, pe["rows"], "pe_array.rows", "an integer >= 1")
+    cols = yn.integer(ctx, pe["cols"], "pe_array.cols", "an integer >= 1")
     clock = _clock_hz(ctx, top["clock"], "clock")
     wbits, wnodes = _per_operand(ctx, top["word_bits"], "word_bits",
-                                 lambda c, n, w: float(_int(c, n, w, "an integer number of bits")),
+                                 lambda c, n, w: float(yn.integer(c, n, w, "an integer number of bits")),
                                  OPERANDS, what="word_bits")
     for x, n in wnodes.items():
         ctx.nodes[("word_bits", x)] = n
-    mac = _number(ctx, top["mac_energy"], "mac_energy") * scale
-    nonmac = _number(ctx, top["nonmac_energy"], "nonmac_energy") * scale
-    sparsity = _choice(ctx, top["sparsity"], "sparsity", SPARSITY_MODES) if "sparsity" in top else "none"
-    compression = (_choice(ctx, top["compression"], "compression", COMPRESSION_MODES)
+    mac = yn.number(ctx, top["mac_energy"], "mac_energy") * scale
+    nonmac = yn.number(ctx, top["nonmac_energy"], "nonmac_energy") * scale
+    sparsity = yn.choice(ctx, top["sparsity"], "sparsity", SPARSITY_MODES) if "sparsity" in top else "none"
+    compression = (yn.choice(ctx, top["compression"], "compression", COMPRESSION_MODES)
                    if "compression" in top else "none")
-    rle_bits = _int(ctx, top["rle_run_bits"], "rle_run_bits", "an integer >= 1") if "rle_run_bits" in top else 4
+    rle_bits = yn.integer(ctx, top["rle_run_bits"], "rle_run_bits", "an integer >= 1") if "rle_run_bits" in top else 4
 
-    area = _mapping(ctx, top["area"], "area", AREA_KEYS, AREA_KEYS)
+    area = yn.mapping(ctx, top["area"], "area", AREA_KEYS, AREA_KEYS)
     for k, v in area.items():
         ctx.nodes[("area", k)] = v
-    pe_mm2 = _number(ctx, area["pe_mm2"], "area.pe_mm2")
-    fixed_mm2 = _number(ctx, area["fixed_mm2"], "area.fixed_mm2")
+    pe_mm2 = yn.number(ctx, area["pe_mm2"], "area.pe_mm2")
+    fixed_mm2 = yn.number(ctx, area["fixed_mm2"], "area.fixed_mm2")
 
     # The ERT, if any.
     table = None
     if ert is not None:
         table = _ert.as_ert(ert)
     elif "ert_file" in top:
-        rel = _str(ctx, top["ert_file"], "ert_file")
+        rel = yn.text(ctx, top["ert_file"], "ert_file")
         bdir = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(file))
         path = rel if os.path.isabs(rel) else os.path.join(bdir, rel)
         if not os.path.isfile(path):
@@ -398,7 +282,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
 
     lv_node = top["levels"]
     if not isinstance(lv_node, yaml.SequenceNode) or not lv_node.value:
-        raise ctx.err(lv_node, f"levels must be a non-empty list, got {_kind(lv_node)}",
+        raise ctx.err(lv_node, f"levels must be a non-empty list, got {yn.kind_of(lv_node)}",
                       "a list of level mappings, outermost first (DRAM, GLB, NoC, RF)")
     levels, kb_coef = [], []
     ert_used = False
@@ -406,18 +290,18 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
     for i, node in enumerate(lv_node.value):
         L = ("levels", i)
         ctx.nodes[L] = node
-        m = _mapping(ctx, node, f"levels[{i}]", LEVEL_KEYS, ("name", "kind"))
+        m = yn.mapping(ctx, node, f"levels[{i}]", LEVEL_KEYS, ("name", "kind"))
         for k, v in m.items():
             ctx.nodes[L + (k,)] = v
-        lname = _str(ctx, m["name"], f"levels[{i}].name")
+        lname = yn.text(ctx, m["name"], f"levels[{i}].name")
         if lname in names_so_far:
             raise ctx.err(m["name"], f"levels[{i}].name: level name {lname!r} is used twice "
                           f"(also levels[{names_so_far[lname]}])",
                           f"a name not used by another level; used: {list(names_so_far)}")
         names_so_far[lname] = i
         W = f"levels[{i}] ({lname})"
-        kind = _choice(ctx, m["kind"], f"{W}.kind", LEVEL_KINDS)
-        per_pe = _bool(ctx, m["per_pe"], f"{W}.per_pe") if "per_pe" in m else False
+        kind = yn.choice(ctx, m["kind"], f"{W}.kind", LEVEL_KINDS)
+        per_pe = yn.boolean(ctx, m["per_pe"], f"{W}.per_pe") if "per_pe" in m else False
         if kind == "noc":
             if "holds" in m:
                 hn = m["holds"]
@@ -431,10 +315,10 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                               f"holds: a list from {list(OPERANDS)}, e.g. [W, I, O]")
             hn = m["holds"]
             if not isinstance(hn, yaml.SequenceNode):
-                raise ctx.err(hn, f"{W}.holds must be a list, got {_kind(hn)}", f"a list from {list(OPERANDS)}, e.g. [I, O]")
+                raise ctx.err(hn, f"{W}.holds must be a list, got {yn.kind_of(hn)}", f"a list from {list(OPERANDS)}, e.g. [I, O]")
             hl = []
             for e in hn.value:
-                x = _choice(ctx, e, f"{W}.holds", OPERANDS)
+                x = yn.choice(ctx, e, f"{W}.holds", OPERANDS)
                 if x in hl:
                     raise ctx.err(e, f"{W}.holds lists {x!r} twice", f"each of {list(OPERANDS)} at most once")
                 hl.append(x)
@@ -455,7 +339,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         else:
             sn = m["size"]
             if isinstance(sn, yaml.MappingNode):
-                sm = _mapping(ctx, sn, f"{W}.size", holds + ("total",))
+                sm = yn.mapping(ctx, sn, f"{W}.size", holds + ("total",))
                 for k, v in sm.items():
                     ctx.nodes[L + ("size",) + ((k,) if k != "total" else ())] = v
                 for x in holds:
@@ -485,7 +369,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
 
         # area
         if "area_mm2_per_kb" in m:
-            coef = _number(ctx, m["area_mm2_per_kb"], f"{W}.area_mm2_per_kb")
+            coef = yn.number(ctx, m["area_mm2_per_kb"], f"{W}.area_mm2_per_kb")
             if kind in ("dram", "noc") and coef != 0:
                 raise ctx.err(m["area_mm2_per_kb"], f"{W}: a {kind} level has no on-chip storage area",
                               "0, or remove area_mm2_per_kb (put NoC area in area.fixed_mm2)")
@@ -504,7 +388,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                 if k in m:
                     raise ctx.err(m[k], f"{W}: both 'energy' and {k!r} given",
                                   "either 'energy' (read = write) or 'read_energy' and 'write_energy'")
-            e, en = _per_operand(ctx, m["energy"], f"{W}.energy", _number, ops_e, what="energy")
+            e, en = _per_operand(ctx, m["energy"], f"{W}.energy", yn.number, ops_e, what="energy")
             rd.update({x: v * scale for x, v in e.items()})
             wr.update({x: v * scale for x, v in e.items()})
             for k in ("read_energy", "write_energy"):
@@ -519,7 +403,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
                     raise ctx.err(m[other], f"{W}: {other!r} given without {k!r}",
                                   f"both read_energy and write_energy, or one 'energy'")
             for k, dst in (("read_energy", rd), ("write_energy", wr)):
-                e, en = _per_operand(ctx, m[k], f"{W}.{k}", _number, ops_e, what=k)
+                e, en = _per_operand(ctx, m[k], f"{W}.{k}", yn.number, ops_e, what=k)
                 dst.update({x: v * scale for x, v in e.items()})
                 for x, n in en.items():
                     ctx.nodes[L + (k, x)] = n
@@ -581,139 +465,3 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         raise ArchitectureError("\n".join(msgs), problems, file=file)
     return arch
 
-
-# ----------------------------------------------------------------------------------
-# Writing
-# ----------------------------------------------------------------------------------
-
-
-def _f(x) -> str:
-    """Shortest text that reads back to the same float32."""
-    v = np.float32(x)
-    if np.isinf(v):
-        return "unlimited"
-    s = repr(float(v)) if float(v).is_integer() and abs(v) < 1e15 else str(v)
-    if s.endswith(".0"):
-        s = s[:-2]
-    if np.float32(float(s)) != v:  # never expected; keep the exact double text
-        s = repr(float(v))
-    return s
-
-
-def _bits_text(b) -> str:
-    b32 = np.float32(b)
-    b = float(b32)
-    if b.is_integer():
-        for unit, mult in (("GB", 8 * 1024**3), ("MB", 8 * 1024**2), ("KB", 8192), ("B", 8)):
-            if b >= mult and b % mult == 0:
-                return f"{int(b // mult)} {unit}"
-        return f"{int(b)} b"
-    return f"{_f(b32)} b"
-
-
-def _block(key: str, text: str) -> str:
-    """``key: |`` literal block that reads back to exactly ``text`` (else quoted)."""
-    body = text.rstrip("\n")
-    chomp = "-" if not text.endswith("\n") else ("" if not text.endswith("\n\n") else "+")
-    lines = body.split("\n")
-    block = f"{key}: |{chomp}\n" + "\n".join(("  " + ln) if ln else "" for ln in lines)
-    if chomp == "+":
-        block += "\n" * (len(text) - len(body) - 1)
-    try:
-        if yaml.safe_load(block + "\n") == {key: text} and not body.startswith((" ", "\t")):
-            return block
-    except yaml.YAMLError:
-        pass
-    return f"{key}: {_q(text)}"
-
-
-def _q(s: str) -> str:
-    return yaml.safe_dump(s, default_style='"').strip()
-
-
-def arch_to_yaml(arch: Architecture) -> str:
-    """Write a concrete :class:`Architecture` as YAML that reads back to equal leaves.
-
-    Energies are written in pJ (``energy_unit: pJ``), sizes in the largest exact unit,
-    bandwidths in words per cycle.  ERT mappings of the source file are not kept (the
-    energies they produced are).
-
-    Args:
-      arch: an unbatched architecture with concrete leaves.
-
-    Returns:
-      YAML text.
-    """
-    a = arch
-    n = lambda x: np.asarray(x, dtype=np.float32)  # noqa: E731
-    if np.ndim(a.pe_rows) != 0:
-        raise ValueError("arch_to_yaml needs an unbatched architecture (leaves of shape [] / [3])")
-    wb = n(a.word_bits)
-    out = ["# Architecture written by hwmodel.arch_to_yaml (energies in pJ, sizes exact).",
-           f"name: {_q(a.name)}"]
-    if a.description:
-        out.append(_block("description", a.description))
-    out += ["energy_unit: pJ",
-            f"pe_array: {{rows: {_f(a.pe_rows)}, cols: {_f(a.pe_cols)}}}"]
-    hz = float(n(a.clock_hz))
-    out.append(f"clock: {int(hz // 1e6)} MHz" if hz % 1e6 == 0 and np.float32(hz // 1e6 * 1e6) == n(a.clock_hz)
-               else f"clock: {_f(hz)} Hz")
-    if wb[0] == wb[1] == wb[2]:
-        out.append(f"word_bits: {_f(wb[0])}")
-    else:
-        out.append("word_bits: {" + ", ".join(f"{x}: {_f(wb[j])}" for j, x in enumerate(OPERANDS)) + "}")
-    out += [f"mac_energy: {_f(a.mac_energy_pj)}", f"nonmac_energy: {_f(a.nonmac_energy_pj)}"]
-    if a.sparsity != "none":
-        out.append(f"sparsity: {a.sparsity}")
-    if a.compression != "none":
-        out.append(f"compression: {a.compression}")
-    if a.rle_run_bits != 4:
-        out.append(f"rle_run_bits: {a.rle_run_bits}")
-    out += ["area:", f"  pe_mm2: {_f(a.area.pe_mm2)}", f"  fixed_mm2: {_f(a.area.fixed_mm2)}", "levels:"]
-    coef = n(a.area.sram_mm2_per_kb)
-    for i, lvl in enumerate(a.levels):
-        out.append(f"  - name: {_q(lvl.name)}")
-        out.append(f"    kind: {lvl.kind}")
-        if lvl.kind != "noc":
-            out.append(f"    holds: [{', '.join(lvl.holds)}]")
-        if lvl.per_pe:
-            out.append("    per_pe: true")
-        cap, sh = n(lvl.capacity_bits), n(lvl.shared_bits)
-        if lvl.kind != "noc":
-            parts = {x: cap[OPERANDS.index(x)] for x in lvl.holds if np.isfinite(cap[OPERANDS.index(x)])}
-            if parts:
-                items = [f"{x}: {_q(_bits_text(v))}" for x, v in parts.items()]
-                if np.isfinite(sh):
-                    items.append(f"total: {_q(_bits_text(sh))}")
-                out.append("    size: {" + ", ".join(items) + "}")
-            elif np.isfinite(sh):
-                out.append(f"    size: {_q(_bits_text(sh))}")
-        bw = n(lvl.bandwidth_words)
-        out.append(f"    bandwidth: {_f(bw)}")
-        ops = OPERANDS if lvl.kind == "noc" else lvl.holds
-        rd, wr = n(lvl.read_energy_pj), n(lvl.write_energy_pj)
-
-        def en(v):
-            vals = [v[OPERANDS.index(x)] for x in ops]
-            if all(t == vals[0] for t in vals):
-                return _f(vals[0])
-            return "{" + ", ".join(f"{x}: {_f(t)}" for x, t in zip(ops, vals)) + "}"
-
-        if np.array_equal(rd, wr):
-            out.append(f"    energy: {en(rd)}")
-        else:
-            out.append(f"    read_energy: {en(rd)}")
-            out.append(f"    write_energy: {en(wr)}")
-        if lvl.kind in ("sram", "rf") or coef[i] != 0:
-            out.append(f"    area_mm2_per_kb: {_f(coef[i])}")
-    return "\n".join(out) + "\n"
-
-
-def save_arch(arch: Architecture, path) -> None:
-    """Write ``arch`` as YAML to ``path`` atomically (temp file + rename).
-
-    Args:
-      arch: a concrete, unbatched architecture.
-      path: destination file.
-    """
-    atomic_write_text(path, arch_to_yaml(arch))

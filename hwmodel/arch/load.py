@@ -1,4 +1,4 @@
-"""Architecture presets shipped as YAML files in ``hwmodel/presets/`` and the loader.
+"""Architecture presets shipped as YAML files in ``hwmodel/arch/presets/`` and the loader.
 
 Each preset file starts with a comment block giving the provenance of every number
 and the command that prints the resulting table::
@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from importlib import resources
 
-from hwmodel._arch import Architecture
+from hwmodel.arch.architecture import Architecture
+from hwmodel.arch.yaml_read import parse_arch_yaml
 
 __all__ = ["list_presets", "preset_path", "load_arch"]
 
 
 def _preset_dir():
-    return resources.files("hwmodel") / "presets"
+    return resources.files("hwmodel.arch") / "presets"
 
 
 def list_presets() -> tuple[str, ...]:
@@ -42,7 +43,7 @@ def load_arch(name_or_path, *, ert=None) -> Architecture:
 
     Args:
       name_or_path: a preset name from :func:`list_presets` or a path to a ``.yaml``
-        / ``.yml`` file (see :mod:`hwmodel._yaml` for the format).
+        / ``.yml`` file (see :mod:`hwmodel.arch.yaml_read` for the format).
       ert: optional Accelergy energy reference table (path to ``ERT.yaml`` /
         ``ERT_summary.yaml``, a parsed :class:`hwmodel.ERT`, or a dict): its energies
         replace the file's for every level with an ``ert`` key (and the MAC with
@@ -56,8 +57,6 @@ def load_arch(name_or_path, *, ert=None) -> Architecture:
         wrong and what is valid.
       ValueError: neither a preset nor an existing file (lists the presets).
     """
-    from hwmodel._yaml import parse_arch_yaml
-
     s = os.fspath(name_or_path)
     is_path = (not isinstance(name_or_path, str)) or s.endswith((".yaml", ".yml")) or os.sep in s
     if not is_path and s in list_presets():

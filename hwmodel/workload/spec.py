@@ -57,7 +57,7 @@ class LayerSpec:
         functions, residual adds, pooling ...) attributed to this layer: one op per
         output element of each element-wise primitive, one per input element of each
         reduction, output elements x window size for pooling; layout changes are free
-        (the full rules are in ``hwmodel._extract``).  The extractor attributes such
+        (the full rules are in ``hwmodel.workload.extract``).  The extractor attributes such
         work to the nearest preceding MAC layer in program order.
       batch: the network batch size this layer was traced with (for "per inference"
         figures), or None if unknown.
