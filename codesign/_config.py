@@ -32,6 +32,11 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
+# Training methods (codesign.energy): plain, learned gates against the hardware objective,
+# the same gates against MACs (the FLOPs-penalty baseline).
+METHODS = ("none", "gates", "flops-gates")
+# Hardware objectives (codesign.objective.HW_OBJECTIVES re-exports this tuple).
+HW_OBJECTIVES = ("energy", "latency", "edp", "dram", "macs")
 
 # Fields that do not change the numbers a run computes (paths, logging, bookkeeping).
 # A run may be resumed with different values of these; every other field must match.
@@ -107,6 +112,23 @@ class Config:
     hw_arch: str = _f("eyeriss", "accelerator for the report's energy/latency per inference: a preset "
                       "(hwmodel.list_presets()), a YAML file, or 'none' to skip")
     hw_dataflow: str = _f("rs", "dataflow for the hardware report", choices=("ws", "os", "is", "rs", "nlr"))
+    # energy-aware training and pruning (codesign.energy)
+    method: str = _f("none", "training method: none (plain), gates (learned channel/head gates "
+                     "against the hardware objective), flops-gates (the same gates against MACs)",
+                     choices=METHODS)
+    energy_weight: float = _f(0.0, "penalty mode: loss = task + energy_weight * H / H_dense "
+                              "(H: --hw-objective of the gated network)")
+    energy_budget: float = _f(0.0, "budget mode: keep H <= energy_budget * H_dense (a fraction, e.g. "
+                              "0.05 for 20x less; 0: off), by dual ascent on a Lagrange multiplier (see codesign.energy)")
+    hw_objective: str = _f("energy", "hardware objective of the gates methods: energy, latency, edp, "
+                           "dram (bytes) per inference, or macs", choices=HW_OBJECTIVES)
+    hw_batch: int = _f(1, "batch at which the hardware cost is counted (weights amortized over it), "
+                       "in the loss and in the report")
+    gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
+    gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
+    dual_lr: float = _f(0.01, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    init_from: str | None = _f(None, "start from the weights of this run directory's latest "
+                               "checkpoint (fine-tuning; same model and model_kwargs)", metavar="RUN")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -133,9 +155,30 @@ class Config:
             "onecycle_div_factor": (self.onecycle_div_factor >= 1, "must be >= 1"),
             "onecycle_final_div_factor": (self.onecycle_final_div_factor >= 1, "must be >= 1"),
         }
+        if self.method not in METHODS:
+            raise ConfigError(f"config field 'method': unknown {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.hw_objective not in HW_OBJECTIVES:
+            raise ConfigError(f"config field 'hw_objective': unknown {self.hw_objective!r}; valid: "
+                              f"{', '.join(HW_OBJECTIVES)}")
+        checks.update({
+            "energy_weight": (math.isfinite(self.energy_weight) and self.energy_weight >= 0,
+                              "must be >= 0"),
+            "energy_budget": (0 <= self.energy_budget < 1, "must be in [0, 1) (a fraction of the "
+                              "dense model's objective; 0: off)"),
+            "hw_batch": (self.hw_batch >= 1, "must be >= 1"),
+            "gate_init_keep": (0 < self.gate_init_keep < 1, "must be in (0, 1)"),
+            "gate_lr": (self.gate_lr > 0, "must be > 0"),
+            "dual_lr": (self.dual_lr > 0, "must be > 0"),
+        })
         for name, (ok, what) in checks.items():
             if not ok:
                 raise ConfigError(f"config field {name!r}: {what}, got {getattr(self, name)!r}")
+        if self.method == "none" and (self.energy_weight > 0 or self.energy_budget > 0):
+            raise ConfigError("energy_weight / energy_budget need a pruning method: pass "
+                              "--method gates (or flops-gates)")
+        if self.energy_weight > 0 and self.energy_budget > 0:
+            raise ConfigError("energy_weight (penalty mode) and energy_budget (budget mode) "
+                              "are exclusive: pass one")
         if self.schedule == "onecycle" and not 0 < self.warmup_epochs < self.epochs:
             raise ConfigError(
                 f"config field 'warmup_epochs': the onecycle schedule needs 0 < warmup_epochs < "

@@ -1,4 +1,4 @@
-"""The ``codesign`` command line: ``codesign {train,count,cost} ...``.
+"""The ``codesign`` command line: ``codesign {train,count,cost,sweep} ...``.
 
 Each subcommand lives in its own module (``codesign._cli_<name>``) exposing
 ``main(argv: list[str]) -> int``; this dispatcher imports only the one asked for,
@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "train": ("codesign._cli_train", "train a model (presets: quickstart, mnist, cifar10, ...)"),
     "count": ("codesign._cli_count", "count a model's layers: weights, MACs, activations"),
     "cost": ("codesign._cli_cost", "energy, latency and area of a model on an accelerator"),
+    "sweep": ("codesign._cli_sweep", "energy-aware pruning sweep from one dense run: Pareto front"),
 }
 
 

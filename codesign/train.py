@@ -121,6 +121,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from codesign import energy
 from codesign._checkpoint import Checkpointer
 from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
@@ -452,15 +453,28 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
 
     Returns:
       ``(model, optimizer)`` with ``optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)``.
+
+    Raises:
+      ConfigError: the model cannot be built with ``config.model_kwargs``.
     """
     import models
 
-    model = models.create(
-        config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
-        input_shape=tuple(input_shape), **config.model_kwargs,
-    )
+    try:
+        model = models.create(
+            config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
+            input_shape=tuple(input_shape), **config.model_kwargs,
+        )
+    except (TypeError, ValueError) as e:
+        if not config.model_kwargs:
+            raise
+        raise ConfigError(
+            f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
+            f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
+    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
     model.train()
-    optimizer = nnx.Optimizer(model, make_optimizer(config, steps_per_epoch), wrt=nnx.Param)
+    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     return model, optimizer
 
 
@@ -855,6 +869,8 @@ class TrainRun:
       n_params, macs, macs_note, hw_figures: the report's model figures.
       compile_s: seconds spent compiling.
       t_start: ``time.perf_counter()`` when the run (this session) started.
+      objective: the :class:`codesign.objective.HardwareObjective` of a gates method
+        (None otherwise).
       lock: the exclusive lock on ``workdir`` (process 0), released by :meth:`close`.
     """
 
@@ -879,6 +895,7 @@ class TrainRun:
     hw_figures: dict[str, Any]
     compile_s: float
     t_start: float
+    objective: Any = None
     lock: _WorkdirLock | None = None
 
     def close(self) -> None:
@@ -993,17 +1010,9 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
 
     # Model, optimizer, mesh, hardware figures
     mesh = _make_mesh(config)
-    try:
-        model, optimizer = create_train_state(config, input_shape=image_shape,
-                                              num_classes=train_ds.num_classes,
-                                              steps_per_epoch=steps_per_epoch)
-    except (TypeError, ValueError) as e:
-        if not config.model_kwargs:
-            raise
-        raise ConfigError(
-            f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
-            f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
-        ) from None
+    model, optimizer = create_train_state(config, input_shape=image_shape,
+                                          num_classes=train_ds.num_classes,
+                                          steps_per_epoch=steps_per_epoch)
     n_params = count_params(model)
     workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
     macs, macs_note = int(workload.total_macs), MACS_NOTE
@@ -1015,6 +1024,16 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     model.eval()
     graphdef_eval = nnx.graphdef((model, optimizer))
     model.train()
+
+    # The hardware objective of the energy-aware methods (codesign.energy)
+    objective = None
+    if config.method in energy.GATE_METHODS:
+        objective = energy.build_objective(model, config, image_shape)
+        if loss_fn is None:
+            loss_fn = energy.EnergyAwareLoss(
+                objective, task=ClassificationLoss(float(config.label_smoothing)),
+                weight=float(config.energy_weight), budget=float(config.energy_budget),
+                dual_lr=float(config.dual_lr))
 
     # The workdir (locked until TrainRun.close) and the compiled steps
     lock, continuing = _claim_workdir(config, workdir, resume=resume, overwrite=overwrite)
@@ -1042,7 +1061,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         mesh=mesh, model=model, optimizer=optimizer, state=state, schedule=schedule,
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
-        lock=lock,
+        objective=objective, lock=lock,
     )
 
 
@@ -1152,13 +1171,21 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
     config, history = run.config, progress.history
     if run.ckpt is not None:
         run.ckpt.wait()
+    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
+    nnx.update((run.model, run.optimizer), jax.device_get(state))
+    closed = 0
+    if run.objective is not None and config.energy_budget > 0:
+        # budget mode: close the weakest gates until the inference-mode network fits
+        run.model.eval()
+        closed = energy.close_to_budget(run.model, run.objective, config.energy_budget)
+        run.model.train()
+        if closed:
+            state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
     # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
-    if run.eval_name == "test" and history and "test_accuracy" in history[-1]:
+    if run.eval_name == "test" and history and "test_accuracy" in history[-1] and not closed:
         test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
     else:
         test = evaluate(run, state, run.test_ds)
-    # Hand the trained state back to the Python model (e.g. for callers inspecting it).
-    nnx.update((run.model, run.optimizer), jax.device_get(state))
 
     train_time = progress.train_time_s
     images = sum(h["images_per_s"] * h["epoch_time_s"] for h in history)
@@ -1181,8 +1208,23 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
         "platform": jax.devices()[0].platform,
         "resumed_from_epoch": progress.resumed_from,
     }
+    if run.objective is not None:
+        run.model.eval()
+        hw = energy.hardware_summary(run.model, run.objective)
+        run.model.train()
+        out.update({k: hw[k] for k in ("energy_per_inference_uj", "latency_per_inference_ms",
+                                       "dram_bytes_per_inference")})
+        out["macs_kept"] = hw["macs_per_inference"]
+        out["method"] = config.method
+        out["hw"] = hw
+        if config.energy_budget > 0:
+            out["energy_budget"] = config.energy_budget
+            out["budget_closed_units"] = closed
+        out["dense"] = energy.dense_report(run.objective, config)
     if run.is_main:
         atomic_write_json(run.workdir / "report.json", out)
+        if run.objective is not None:
+            atomic_write_text(run.workdir / "report.md", energy.report_markdown(out))
         if print_table:
             print("\n" + results_table([out]), flush=True)
     return out

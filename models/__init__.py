@@ -78,8 +78,11 @@ from models._gates import (
     Gate,
     GateParam,
     GateSite,
+    HardConcreteGate,
     ScaleGate,
+    add_gates,
     gate_sites,
+    gates_bypassed,
     set_gates,
 )
 from models._registry import ModelInfo, create, get_info, list_models
@@ -90,8 +93,11 @@ __all__ = [
     "Gate",
     "GateParam",
     "GateSite",
+    "HardConcreteGate",
     "ModelInfo",
     "ScaleGate",
+    "add_gates",
+    "gates_bypassed",
     "ZooModel",
     "count_params",
     "create",

@@ -30,9 +30,12 @@ residual stream keeps the channel). Paths are the dotted module paths that
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import itertools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import jax
@@ -44,8 +47,11 @@ __all__ = [
     "Gate",
     "GateParam",
     "GateSite",
+    "HardConcreteGate",
     "ScaleGate",
+    "add_gates",
     "gate_sites",
+    "gates_bypassed",
     "set_gates",
 ]
 
@@ -103,6 +109,11 @@ class Gate(nnx.Module):
         """Mean of :meth:`keep`: the fraction of units kept (float32 scalar)."""
         return jnp.mean(self.keep())
 
+    def hard_keep(self) -> jax.Array:
+        """Per-unit 0/1 keep of the gate in inference mode (what a pruned model keeps);
+        float32 ``[size]``. Here: :meth:`keep` (already 0/1 for fixed gates)."""
+        return self.keep()
+
     def apply(self, x: jax.Array, values: jax.Array) -> jax.Array:
         """Multiplies ``x`` by per-unit ``values [size]`` along this gate's axis.
 
@@ -127,10 +138,12 @@ class Gate(nnx.Module):
 
 
 class ScaleGate(Gate):
-    """Multiplicative gate with one learnable value per unit (``GateParam [size]``).
+    """Multiplicative gate with one value per unit (``GateParam [size]``): a fixed mask.
 
-    ``y = x * values`` along the gate's axis. ``keep()`` is the hard indicator
-    ``values != 0`` (not differentiable; learned relaxed gates should override it).
+    ``y = x * values`` along the gate's axis. Meant for *fixed* masks and scales (a
+    pruned model's folded gate values, hand-made masks): :meth:`keep` is the hard
+    indicator ``values != 0``, whose gradient is zero. Gates learned against the
+    hardware cost need a differentiable keep: use :class:`HardConcreteGate`.
 
     Args:
       size: number of gated units.
@@ -152,10 +165,115 @@ class ScaleGate(Gate):
         self.values = GateParam(jnp.array(values))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``x`` scaled per unit by ``values`` (see :meth:`Gate.apply` for the axis)."""
+        if _BYPASS.get():
+            return x
         return self.apply(x, self.values[...])
 
     def keep(self) -> jax.Array:
+        """Hard keep indicator ``values != 0``, float32 ``[size]`` (zero gradient)."""
         return (self.values[...] != 0).astype(jnp.float32)
+
+
+# Hard-concrete constants (Louizos, Welling, Kingma, ICLR 2018): temperature beta and
+# the stretch interval (gamma, zeta) around [0, 1].
+HC_BETA = 2.0 / 3.0
+HC_GAMMA = -0.1
+HC_ZETA = 1.1
+
+
+class HardConcreteGate(Gate):
+    """Learned L0 gate (hard-concrete distribution, Louizos et al. 2018), one per unit.
+
+    Each unit has a learnable ``log_alpha`` (a :class:`GateParam`). In training mode
+    (``deterministic=False``) the gate samples, per forward pass and unit,
+    ``s = sigmoid((log u - log(1-u) + log_alpha) / beta)``, ``u ~ U(0, 1)``, and scales
+    the unit by ``z = clip(s * (zeta - gamma) + gamma, 0, 1)``: exact zeros and ones occur
+    with non-zero probability, and the sample is differentiable in ``log_alpha``
+    (reparameterization). In inference mode (``model.eval()``) it uses the deterministic
+    ``z = clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)``.
+
+    :meth:`keep` is ``P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))``: a
+    smooth function of ``log_alpha``, so the hardware cost model's gradient reaches
+    every gate, weighted by what its layer's channels cost on the hardware.
+    :meth:`hard_keep` is the inference-mode indicator ``z > 0`` (what a pruned model
+    keeps).
+
+    Why hard-concrete and not a sigmoid with a straight-through estimator: its expected
+    keep is an exact, smooth probability (no biased surrogate gradient), its samples hit
+    exact zeros during training (so the network learns to work without the unit), and
+    its inference value is exactly 0 or 1 for most units once trained.
+
+    Args:
+      size: number of gated units.
+      kind: ``"channel"`` or ``"head"``.
+      rngs: random streams; the gate draws from the ``"gates"`` stream (the default
+        stream when absent).
+      init_keep: initial ``P(z != 0)`` of every unit, in (0, 1) (default 0.95).
+      deterministic: inference mode (``model.eval()`` / ``model.train()`` set it).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        kind: GateKind = "channel",
+        *,
+        rngs: nnx.Rngs,
+        init_keep: float = 0.95,
+        deterministic: bool = False,
+    ):
+        super().__init__(size, kind)
+        if not 0.0 < float(init_keep) < 1.0:
+            raise ValueError(f"HardConcreteGate: init_keep must be in (0, 1), got {init_keep!r}")
+        la = math.log(init_keep / (1.0 - init_keep)) + HC_BETA * math.log(-HC_GAMMA / HC_ZETA)
+        self.log_alpha = GateParam(jnp.full((size,), la, jnp.float32))
+        self.rngs = rngs["gates"].fork()
+        self.deterministic = deterministic
+
+    def sample(self) -> jax.Array:
+        """A training-mode gate sample ``z [size]`` in ``[0, 1]`` (consumes one key)."""
+        la = self.log_alpha[...]
+        u = jax.random.uniform(self.rngs(), la.shape, la.dtype, 1e-6, 1.0 - 1e-6)
+        s = jax.nn.sigmoid((jnp.log(u) - jnp.log1p(-u) + la) / HC_BETA)
+        return jnp.clip(s * (HC_ZETA - HC_GAMMA) + HC_GAMMA, 0.0, 1.0)
+
+    def values(self) -> jax.Array:
+        """Inference-mode gate values ``z [size]`` in ``[0, 1]``."""
+        s = jax.nn.sigmoid(self.log_alpha[...])
+        return jnp.clip(s * (HC_ZETA - HC_GAMMA) + HC_GAMMA, 0.0, 1.0)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x`` scaled per unit by a sample (training) or the inference values."""
+        if _BYPASS.get():
+            return x
+        return self.apply(x, self.values() if self.deterministic else self.sample())
+
+    def keep(self) -> jax.Array:
+        """Expected keep ``P(z != 0)``, float32 ``[size]`` in (0, 1); differentiable."""
+        return jax.nn.sigmoid(self.log_alpha[...] - HC_BETA * math.log(-HC_GAMMA / HC_ZETA))
+
+    def hard_keep(self) -> jax.Array:
+        """Inference-mode keep indicator ``z > 0``, float32 ``[size]`` (zero gradient)."""
+        return (self.values() > 0).astype(jnp.float32)
+
+
+_BYPASS: contextvars.ContextVar[bool] = contextvars.ContextVar("gates_bypassed", default=False)
+
+
+@contextlib.contextmanager
+def gates_bypassed():
+    """Within this context every :class:`Gate` returns its input unchanged.
+
+    Used when extracting a gated model's workload: a gate is free on the hardware (its
+    keep fractions reach the cost model as knobs, not as element-wise multiplies), so it
+    must not be counted as non-MAC work. Trace-time only: it affects what is traced
+    inside the ``with`` block.
+    """
+    token = _BYPASS.set(True)
+    try:
+        yield
+    finally:
+        _BYPASS.reset(token)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +367,11 @@ def set_gates(
     Returns:
       The sites after replacement (as :func:`gate_sites` would return them).
 
+    Order: call it on the model itself, *before* building an ``nnx.Optimizer`` or an
+    ``nnx.view`` of it. Both capture the model's structure: an optimizer built earlier
+    has no state for the new gate parameters (its update fails with a pytree structure
+    error), and an earlier view still holds the old gates. Build them afterwards.
+
     Raises:
       TypeError: the factory returned something that is not a ``Gate``.
       ValueError: the new gate's size or kind differs from the site's, or one gate
@@ -293,6 +416,104 @@ def set_gates(
             parent[int(last)] = new
         else:
             setattr(parent, last, new)
+    return gate_sites(model)
+
+
+_GATED_CLASSES: dict[type, type] = {}
+
+
+def _gated_class(cls: type) -> type:
+    """A subclass of ``cls`` whose ``__call__`` applies ``self.out_gate`` to the output."""
+    if cls not in _GATED_CLASSES:
+        def __call__(self, *args, **kwargs):
+            return self.out_gate(cls.__call__(self, *args, **kwargs))
+
+        __call__.__doc__ = f"{cls.__name__}.__call__, then the output gate ``out_gate``."
+        _GATED_CLASSES[cls] = type(cls)(
+            f"Gated{cls.__name__}", (cls,), {"__call__": __call__, "__module__": __name__,
+                                             "__qualname__": f"Gated{cls.__name__}"})
+    return _GATED_CLASSES[cls]
+
+
+def _get_path(model: nnx.Module, path: str):
+    obj = model
+    for p in path.split("."):
+        try:
+            obj = obj[int(p)] if p.isdigit() else getattr(obj, p)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+    return obj
+
+
+def _features(mod, attr: str) -> int | None:
+    v = getattr(mod, attr, None)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def add_gates(model: nnx.Module, layers: dict[str, Sequence[str]]) -> tuple[GateSite, ...]:
+    """Places identity gates on the outputs of named layers of any NNX model.
+
+    For models outside the zoo (whose layers carry no gate sites): each named layer
+    (an ``nnx.Conv``, ``nnx.Linear`` or any module with ``out_features``) gets a channel
+    :class:`Gate` on its output, stored as the attribute ``out_gate`` of the layer (path
+    ``<layer>.out_gate``), and the site records the layers that consume the gated
+    channels. Swap the identity gates for learned ones with :func:`set_gates`, *before*
+    building an optimizer or an ``nnx.view`` of the model (both capture the model's
+    structure).
+
+    The gate acts on the layer's raw output, i.e. before the activation that follows
+    it: for ReLU (and any activation with ``f(0) = 0``), a closed gate removes the
+    channel exactly as a gate after the activation would. Do not gate a layer that is
+    followed by BatchNorm (normalization undoes the gate's scale); zoo models place
+    their gates after the normalization instead.
+
+    Args:
+      model: the model (modified in place).
+      layers: ``{layer path: [consumer paths]}``, e.g.
+        ``{"conv1": ["conv2"], "conv2": ["linear1"], "linear1": ["linear2"]}``; paths
+        are the dotted module paths (``nnx.iter_modules``), the last layer (the
+        logits) is usually not gated.
+
+    Returns:
+      All the model's gate sites (:func:`gate_sites`).
+
+    Raises:
+      ValueError: a path that names no module, a layer without ``out_features``, a
+        layer gated twice, a consumer whose ``in_features`` is not a multiple of the
+        gated channel count (or that is not a module).
+    """
+    plan = []
+    for path, consumers in layers.items():
+        mod = _get_path(model, path)
+        if not isinstance(mod, nnx.Module):
+            mods = [".".join(map(str, p)) for p, m in nnx.iter_modules(model)
+                    if p and _features(m, "out_features")]
+            raise ValueError(f"add_gates: no layer at {path!r}; layers with outputs: "
+                             f"{', '.join(mods)}")
+        size = _features(mod, "out_features")
+        if size is None:
+            raise ValueError(f"add_gates: layer {path!r} ({type(mod).__name__}) has no integer "
+                             "out_features; gate an nnx.Conv / nnx.Linear output")
+        if hasattr(mod, "out_gate"):
+            raise ValueError(f"add_gates: layer {path!r} already has an output gate")
+        if isinstance(consumers, str):
+            consumers = (consumers,)
+        for c in consumers:
+            cm = _get_path(model, c)
+            if not isinstance(cm, nnx.Module):
+                raise ValueError(f"add_gates: consumer {c!r} of {path!r} names no module")
+            fin = _features(cm, "in_features")
+            if fin is None or fin % size:
+                raise ValueError(
+                    f"add_gates: consumer {c!r} of {path!r} has in_features {fin}, not a "
+                    f"multiple of the {size} gated channels")
+        plan.append((path, mod, size, tuple(consumers)))
+    for path, mod, size, consumers in plan:
+        g = Gate(size, "channel")
+        g.site_layer = path
+        g.site_consumers = consumers
+        mod.__class__ = _gated_class(type(mod))
+        mod.out_gate = g
     return gate_sites(model)
 
 

@@ -1,0 +1,364 @@
+"""Energy-aware training: the training methods built on :mod:`codesign.objective`.
+
+``codesign train ... --method M`` selects one (``METHODS``):
+
+* ``none``: plain training (the hardware figures are only reported).
+* ``gates``: learned structured pruning. Every gate site (channels, heads) gets a
+  :class:`models.HardConcreteGate`; the loss is ``task + lambda * H / H_dense`` where ``H``
+  is the hardware objective (``--hw-objective``: energy, latency, EDP, DRAM bytes per
+  inference) of the gated network on ``--hw-arch`` / ``--hw-dataflow``, counted at
+  ``--hw-batch``, with the gates' expected keep fractions as the cost model's knobs.
+* ``flops-gates``: the same gates trained against MACs (the FLOPs-penalty baseline).
+
+Penalty mode uses ``--energy-weight`` (``lambda``); budget mode (``--energy-budget B``, a
+fraction of the dense model's objective, e.g. 0.05 for 20x less) replaces the fixed
+weight by a Lagrange multiplier ``mu`` updated by dual ascent every step on the gap
+``g = log(H / (B H_dense))`` (the constraint ``H <= B H_dense`` in log form, so that a
+budget 30x below dense does not start with a 30x larger gap than one at half):
+``mu <- mu + dual_lr * g``; the loss is ``task + lam * g`` with ``lam = mu + g`` (a proportional term on top of the integral one: the "PI
+Lagrangian" of Stooke, Achiam, Abbeel, ICML 2020, which damps the overshoot of plain
+dual ascent; gates trained by Adam close at a rate set by their learning rate, not by
+the multiplier's size, so a multiplier that reacts only through its integral keeps
+closing gates long after the budget is met). Accuracy only grows with capacity, so at the best
+network within the budget the constraint is active (``H = B H_dense``): we solve that
+equality-constrained problem, whose multiplier is free in sign. This matters in
+practice: with the usual projection ``mu >= 0`` a multiplier that overshoots closes too
+many gates, then falls to 0 and nothing reopens them (a closed hard-concrete gate gets
+no gradient from the task loss; it does from its expected keep, which a negative ``mu``
+pushes up). At the end of a budget run, if the network's inference-mode cost is still
+above the budget, the open gate units with the smallest ``log_alpha`` are closed one by
+one until it fits (reported as ``budget_closed_units``), so the reported network always
+meets its budget.
+
+Gate parameters have their own optimizer (Adam, ``--gate-lr``): a gate's ``log_alpha``
+must move by several units whatever the scale of its gradient, which plain SGD on the
+weights' learning rate does not do.
+
+``--init-from RUN`` starts from the weights of another run's latest checkpoint (the
+usual way to build a front: train dense once, fine-tune energy-aware many times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import models
+from codesign._config import METHODS, ConfigError
+from codesign.objective import HardwareObjective, objective_value
+
+__all__ = [
+    "GATE_METHODS",
+    "METHODS",
+    "EnergyAwareLoss",
+    "HardwareDual",
+    "build_objective",
+    "hardware_summary",
+    "load_weights",
+    "prepare_model",
+    "with_gate_optimizer",
+]
+
+GATE_METHODS: tuple[str, ...] = ("gates", "flops-gates")
+
+
+class HardwareDual(nnx.Variable):
+    """The Lagrange multiplier of budget mode (a scalar, not a trained parameter)."""
+
+
+def _gate_rngs(config) -> nnx.Rngs:
+    return nnx.Rngs(gates=config.seed + 1_000_003)
+
+
+def load_weights(model: nnx.Module, run_dir: str | Path) -> int:
+    """Copies every matching parameter and batch statistic of ``run_dir``'s latest
+    checkpoint into ``model`` (in place); returns the number of arrays loaded.
+
+    A parameter matches by path and shape; gate parameters, optimizer state and RNG
+    state are not loaded.
+
+    Raises:
+      ConfigError: no run / no checkpoint there, or a parameter of the model that the
+        checkpoint lacks or holds with another shape.
+    """
+    from codesign._checkpoint import Checkpointer
+
+    run_dir = Path(run_dir)
+    ck = run_dir / "checkpoints"
+    if not (run_dir / "config.json").is_file() or not ck.is_dir():
+        raise ConfigError(f"init_from: {run_dir} is not a run directory (needs config.json and "
+                          "checkpoints/); pass the workdir of a finished codesign train run")
+    c = Checkpointer(ck, keep=1, asynchronous=False)
+    try:
+        epoch = c.latest_epoch()
+        if epoch is None:
+            raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
+        flat, _ = c.restore_flat(epoch)
+    finally:
+        c.close()
+    # checkpoints hold nnx.state((model, optimizer)): model entries start with "0."
+    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, nnx.RngState)))
+    from codesign._checkpoint import flatten_state
+
+    names = flatten_state(want)
+    loaded = {}
+    for name, arr in names.items():
+        key = "0." + name
+        src = flat.get(key)
+        if src is None:
+            raise ConfigError(f"init_from: {run_dir} has no {name!r} (is it a run of the same "
+                              "model and model_kwargs?)")
+        if src.shape != arr.shape:
+            raise ConfigError(f"init_from: {name!r} is {list(src.shape)} in {run_dir}, "
+                              f"{list(arr.shape)} in this model")
+        loaded[name] = src.astype(arr.dtype)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
+    from codesign._checkpoint import _path_str
+
+    new = [jnp.asarray(loaded[_path_str(p)]) for p, _ in leaves]
+    nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+    return len(new)
+
+
+def prepare_model(model: nnx.Module, config) -> nnx.Module:
+    """Applies the run's method to a freshly built model, before its optimizer exists:
+    ``init_from`` weights, learned gates (gate methods), the budget multiplier."""
+    if config.init_from:
+        load_weights(model, config.init_from)
+    if config.method in GATE_METHODS:
+        rngs = _gate_rngs(config)
+        models.set_gates(model, lambda s: models.HardConcreteGate(
+            s.size, s.kind, rngs=rngs, init_keep=config.gate_init_keep))
+        if config.energy_budget > 0:
+            model.hw_dual = HardwareDual(jnp.zeros((), jnp.float32))
+    return model
+
+
+def with_gate_optimizer(config, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` for the weights, Adam(``gate_lr``) for :class:`models.GateParam` leaves."""
+    if config.method not in GATE_METHODS:
+        return tx
+
+    def labels(params):
+        def lab(path, _):
+            return "gates" if any(getattr(k, "key", None) == "log_alpha" for k in path) else "weights"
+        return jax.tree_util.tree_map_with_path(lab, params)
+
+    return optax.multi_transform({"weights": tx, "gates": optax.adam(config.gate_lr)}, labels)
+
+
+def build_objective(model: nnx.Module, config, image_shape) -> HardwareObjective:
+    """The :class:`HardwareObjective` of a run (``hw_arch``, ``hw_dataflow``, ``hw_batch``;
+    MACs for ``flops-gates``, else ``hw_objective``)."""
+    if config.hw_arch == "none":
+        raise ConfigError(f"method {config.method!r} needs a hardware model: --hw-arch must name "
+                          "an architecture, not 'none'")
+    objective = "macs" if config.method == "flops-gates" else config.hw_objective
+    obj = HardwareObjective(model, tuple(image_shape), arch=config.hw_arch,
+                            dataflow=config.hw_dataflow, objective=objective,
+                            batch=config.hw_batch)
+    if config.energy_budget > 0:
+        floor = min_relative(obj)
+        if config.energy_budget < floor:
+            raise ConfigError(
+                f"config field 'energy_budget': {config.energy_budget:g} of the dense "
+                f"{objective} is below the smallest reachable {floor:.4g} (one unit kept at "
+                "every gate site); raise the budget")
+    return obj
+
+
+def min_relative(obj: HardwareObjective) -> float:
+    """The objective with one unit kept per gate, relative to dense (what a budget can reach)."""
+    keeps = {b.path: np.eye(1, b.size, dtype=np.float32)[0] for b in obj.bindings}
+    return float(obj.relative(keeps))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnergyAwareLoss:
+    """``task + lambda * H/H_dense`` (penalty) or the budget Lagrangian (a train-step loss).
+
+    Hashed by identity (a static argument of ``jit``). Logs the task loss's metrics
+    (``loss``, ``accuracy``), ``hw`` (``H / H_dense`` with the gates' expected keeps),
+    ``hw_term`` (what the hardware term adds to the loss) and, in budget mode, ``mu``.
+    With ``weight == 0`` and no budget the hardware term is left out of the traced loss
+    altogether, so the step is exactly the task loss's.
+
+    Attributes:
+      objective: the run's :class:`HardwareObjective`.
+      task: the task loss, ``task(model, images, labels) -> (total, metrics)`` (e.g.
+        :class:`codesign.train.ClassificationLoss`).
+      weight: ``lambda`` (penalty mode).
+      budget: the budget as a fraction of the dense objective (0: penalty mode).
+      dual_lr: the dual ascent step.
+    """
+
+    objective: HardwareObjective
+    task: Callable
+    weight: float = 0.0
+    budget: float = 0.0
+    dual_lr: float = 0.01
+
+    def __call__(self, model, images, labels):
+        total, metrics = self.task(model, images, labels)
+        if self.budget <= 0 and self.weight == 0:
+            return total, metrics  # lambda = 0: exactly the task loss
+        rel = self.objective.relative(model)
+        out = dict(metrics)
+        out["hw"] = rel
+        if self.budget > 0:
+            gap = jnp.log(rel / self.budget)
+            g = jax.lax.stop_gradient(gap)
+            mu = model.hw_dual[...]
+            model.hw_dual[...] = mu + self.dual_lr * g
+            term = jax.lax.stop_gradient(mu + g) * gap
+            out["mu"] = mu
+        else:
+            term = self.weight * rel
+        out["hw_term"] = term
+        return total + term, out
+
+
+def close_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) -> int:
+    """Closes the open gate units with the smallest ``log_alpha``, one at a time, until the
+    inference-mode objective is within ``budget`` (a fraction of dense). Returns how many
+    units were closed (0 if already within). In place."""
+    closed = 0
+    gates = [s.gate for s in models.gate_sites(model)]
+    while float(obj.relative(model, hard=True)) > budget:
+        best = None
+        for g in gates:
+            la = np.asarray(g.log_alpha[...])
+            open_ = np.asarray(g.hard_keep()) > 0
+            if open_.sum() <= 1:
+                continue
+            i = int(np.argmin(np.where(open_, la, np.inf)))
+            if best is None or la[i] < best[0]:
+                best = (la[i], g, i)
+        if best is None:
+            break
+        _, g, i = best
+        g.log_alpha.set_value(jnp.asarray(g.log_alpha[...]).at[i].set(-20.0))
+        closed += 1
+    return closed
+
+
+def _figures(cost) -> dict[str, Any]:
+    return {
+        "energy_per_inference_uj": float(cost.energy_per_inference_pj) * 1e-6,
+        "latency_per_inference_ms": float(cost.latency_s) / cost.batch * 1e3,
+        "edp_uj_ms": float(cost.energy_per_inference_pj) * 1e-6 * float(cost.latency_s) / cost.batch * 1e3,
+        "dram_bytes_per_inference": float(cost.dram_bytes_per_inference),
+        "macs_per_inference": float(cost.macs_dense) / cost.batch,
+        "energy_breakdown_uj": {k: float(v) / cost.batch * 1e-6
+                                for k, v in cost.energy_breakdown_pj.items()},
+    }
+
+
+def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any]:
+    """The report's hardware figures of a gated model in inference mode.
+
+    Returns a dict with the exact figures of the pruned network (closed units removed,
+    re-mapped: ``energy_per_inference_uj``, ``latency_per_inference_ms``, ``edp_uj_ms``,
+    ``dram_bytes_per_inference``, ``macs_per_inference``, ``energy_breakdown_uj`` per
+    memory level / MAC / nonMAC), the same under ``relaxed`` (the in-loss estimate:
+    dense mappings, hard keeps as knobs), per-gate kept units ``kept_units`` and per-layer
+    kept fractions ``layer_keep`` (``{layer: {keep_out, keep_in, keep_groups}}``).
+    """
+    relaxed = obj.cost(model, hard=True)
+    exact = obj.exact_cost(model)
+    weights = [l.weights for l in obj.pruned_workload(model)]
+    knobs = obj.knobs(model, hard=True)
+    layer_keep = {
+        l.name: {"keep_out": float(knobs.keep_out[i]), "keep_in": float(knobs.keep_in[i]),
+                 "keep_groups": float(knobs.keep_groups[i])}
+        for i, l in enumerate(obj.layers)}
+    sizes = {b.path: b.size for b in obj.bindings}
+    out = _figures(exact)
+    out["relaxed"] = _figures(relaxed)
+    out["hw_objective"] = obj.objective
+    out["hw_objective_relative"] = float(objective_value(exact, obj.objective)) / obj.dense_value
+    out["kept_units"] = {p: [k, sizes[p]] for p, k in obj.kept_units(model).items()}
+    out["layer_keep"] = layer_keep
+    out["layers"] = [
+        {"name": n, "macs": int(m), "weights": int(w), "energy_uj": float(e) / exact.batch * 1e-6}
+        for n, m, w, e in zip(exact.layer_names, exact.layer_macs, weights,
+                              np.asarray(exact.layers.energy_pj))]
+    return out
+
+
+def dense_summary(obj: HardwareObjective) -> dict[str, Any]:
+    """:func:`hardware_summary`'s figures for the dense (ungated) network."""
+    out = _figures(obj.dense_cost)
+    out["layers"] = [
+        {"name": n, "macs": int(m), "weights": int(l.weights),
+         "energy_uj": float(e) / obj.dense_cost.batch * 1e-6}
+        for n, m, l, e in zip(obj.dense_cost.layer_names, obj.dense_cost.layer_macs, obj.layers,
+                              np.asarray(obj.dense_cost.layers.energy_pj))]
+    return out
+
+
+def dense_report(obj: HardwareObjective, config) -> dict[str, Any]:
+    """The ``dense`` entry of a gated run's report: the same keys as the top level for the
+    ungated network (hardware figures; ``test_accuracy`` of the ``init_from`` run when
+    there is one, else None)."""
+    out = dense_summary(obj)
+    acc = None
+    if config.init_from:
+        rep = Path(config.init_from) / "report.json"
+        if rep.is_file():
+            import json
+
+            acc = json.loads(rep.read_text(encoding="utf-8")).get("test_accuracy")
+    out["test_accuracy"] = acc
+    out["macs_kept"] = out["macs_per_inference"]
+    return out
+
+
+def report_markdown(rep: dict[str, Any]) -> str:
+    """``report.md``: a gated run's report card, per layer and in total, against dense."""
+    hw, dense = rep["hw"], rep["dense"]
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    lines = [
+        f"# {rep['model']} on {rep['dataset']}: {rep['method']} ({hw['hw_objective']})", "",
+        "| | dense | pruned | ratio |", "|---|---:|---:|---:|",
+        f"| test accuracy | {pct(dense.get('test_accuracy'))} | {pct(rep['test_accuracy'])} | |",
+    ]
+    for key, name in (("energy_per_inference_uj", "energy per inference (uJ)"),
+                      ("latency_per_inference_ms", "latency per inference (ms)"),
+                      ("edp_uj_ms", "EDP (uJ x ms)"),
+                      ("dram_bytes_per_inference", "DRAM bytes per inference"),
+                      ("macs_per_inference", "MACs per inference")):
+        d, p = dense[key], hw[key]
+        lines.append(f"| {name} | {d:,.4g} | {p:,.4g} | {d / p:.2f}x |" if p else
+                     f"| {name} | {d:,.4g} | {p:,.4g} | |")
+    lines += ["", f"In-loss estimate (dense mappings, hard keeps): "
+              f"{hw['relaxed']['energy_per_inference_uj']:.4g} uJ per inference; exact (pruned "
+              f"workload re-mapped): {hw['energy_per_inference_uj']:.4g} uJ.", "",
+              "Energy per memory level (uJ per inference):", "",
+              "| level | dense | pruned |", "|---|---:|---:|"]
+    for k, v in dense["energy_breakdown_uj"].items():
+        lines.append(f"| {k} | {v:.4g} | {hw['energy_breakdown_uj'].get(k, 0.0):.4g} |")
+    lines += ["", "Per layer:", "", "| layer | keep out | keep in | keep groups | MACs dense | "
+              "MACs pruned | energy dense (uJ) | energy pruned (uJ) |", "|---|---:|---:|---:|---:|"
+              "---:|---:|---:|"]
+    pruned = {l["name"].removesuffix("-pruned"): l for l in hw["layers"]}
+    for l in dense["layers"]:
+        k = hw["layer_keep"].get(l["name"], {})
+        p = pruned.get(l["name"], {"macs": 0, "energy_uj": 0.0})
+        lines.append(f"| {l['name']} | {k.get('keep_out', 1):.3f} | {k.get('keep_in', 1):.3f} | "
+                     f"{k.get('keep_groups', 1):.3f} | {l['macs']:,} | {p['macs']:,} | "
+                     f"{l['energy_uj']:.4g} | {p['energy_uj']:.4g} |")
+    lines += ["", "Kept units per gate: " + ", ".join(
+        f"{g} {k}/{n}" for g, (k, n) in hw["kept_units"].items()), ""]
+    return "\n".join(lines)

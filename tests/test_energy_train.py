@@ -1,0 +1,178 @@
+"""Energy-aware training (codesign.energy) and sweeps (codesign.sweep) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import models
+from codesign import energy
+from codesign.config import Config, ConfigError
+from codesign.objective import HardwareObjective
+from codesign.sweep import load_spec, run_sweep, sweep_rows
+from codesign.train import ClassificationLoss, train_and_evaluate, train_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw) -> Config:
+    base = dict(
+        dataset="synthetic", dataset_kwargs={"n_train": 256, "n_test": 64}, model="lenet5",
+        epochs=2, batch_size=32, eval_batch_size=32, optimizer="adamw", learning_rate=3e-3,
+        schedule="constant", progress=False, keep_checkpoints=1,
+    )
+    base.update(kw)
+    return Config(**base)
+
+
+def test_lambda_zero_is_plain_training_bit_for_bit():
+    x = jax.random.normal(jax.random.key(0), (16, 28, 28, 1))
+    y = jnp.arange(16, dtype=jnp.int32) % 10
+
+    def run(loss_fn):
+        m = models.create("lenet5", rngs=nnx.Rngs(0))
+        opt = nnx.Optimizer(m, optax.adam(1e-3), wrt=nnx.Param)
+        for _ in range(3):
+            train_step(m, opt, x, y, loss_fn=loss_fn)
+        return jax.tree.leaves(nnx.state(m, nnx.Param))
+
+    m0 = models.create("lenet5", rngs=nnx.Rngs(0))
+    obj = HardwareObjective(m0, (28, 28, 1))
+    plain = run(ClassificationLoss(0.0))
+    zero = run(energy.EnergyAwareLoss(obj, task=ClassificationLoss(0.0), weight=0.0))
+    for a, b in zip(plain, zero):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gates_run_lowers_energy_and_reports_both_figures(tmp_path):
+    dense_dir = tmp_path / "dense"
+    train_and_evaluate(tiny(), dense_dir, print_table=False)
+    cfg = tiny(method="gates", energy_weight=5.0, gate_lr=0.5, epochs=3, init_from=str(dense_dir))
+    rep = train_and_evaluate(cfg, tmp_path / "gates", print_table=False)
+    hw, dense = rep["hw"], rep["dense"]
+    assert rep["method"] == "gates"
+    assert hw["energy_per_inference_uj"] < 0.8 * dense["energy_per_inference_uj"]
+    assert rep["energy_per_inference_uj"] == hw["energy_per_inference_uj"]
+    assert dense["test_accuracy"] == json.loads((dense_dir / "report.json").read_text())["test_accuracy"]
+    # the exact (re-mapped) and in-loss figures are both reported, and close
+    assert abs(hw["relaxed"]["energy_per_inference_uj"] / hw["energy_per_inference_uj"] - 1) < 0.2
+    assert set(hw["energy_breakdown_uj"]) >= {"DRAM", "GLB", "RF", "MAC"}
+    assert {"conv1", "conv2", "conv3", "fc1", "fc2"} <= set(hw["layer_keep"])
+    rows = [json.loads(l) for l in (tmp_path / "gates" / "metrics.jsonl").read_text().splitlines()]
+    assert {"train_hw", "train_hw_term", "train_loss"} <= set(rows[0])
+    md = (tmp_path / "gates" / "report.md").read_text()
+    assert "| conv2 |" in md and "In-loss estimate" in md
+
+
+def test_budget_mode_meets_its_budget(tmp_path):
+    budget = 0.35
+    cfg = tiny(method="gates", energy_budget=budget, gate_lr=0.1, epochs=6,
+               dataset_kwargs={"n_train": 512, "n_test": 64})
+    rep = train_and_evaluate(cfg, tmp_path, print_table=False)
+    rel = rep["hw"]["hw_objective_relative"]
+    assert rel <= budget * 1.05
+    assert rel >= budget * 0.95, f"ended at {rel:.3f} of dense, budget {budget}"
+
+
+def test_flops_gates_use_macs():
+    m = models.create("lenet5", rngs=nnx.Rngs(0))
+    energy.prepare_model(m, tiny(method="flops-gates", energy_weight=1.0))
+    obj = energy.build_objective(m, tiny(method="flops-gates", energy_weight=1.0), (28, 28, 1))
+    assert obj.objective == "macs"
+    assert obj.dense_value == pytest.approx(models.get_info("lenet5").macs if hasattr(
+        models.get_info("lenet5"), "macs") else 416_520)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(method="gates", energy_weight=-1.0), "energy_weight.*>= 0"),
+    (dict(method="nope"), "method.*unknown 'nope'.*gates"),
+    (dict(method="gates", hw_objective="joules"), "hw_objective.*unknown 'joules'"),
+    (dict(method="none", energy_weight=1.0), "need a pruning method"),
+    (dict(method="gates", energy_budget=1.5), "energy_budget.*\\[0, 1\\)"),
+    (dict(method="gates", energy_weight=1.0, energy_budget=0.5), "exclusive"),
+])
+def test_bad_method_fields_are_one_line_errors(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        tiny(**kw)
+
+
+def test_budget_below_reachable_is_an_error(tmp_path):
+    cfg = tiny(method="gates", energy_budget=1e-6)
+    with pytest.raises(ConfigError, match="below the smallest reachable"):
+        train_and_evaluate(cfg, tmp_path, print_table=False)
+
+
+def test_cli_bad_method_is_one_line_exit_2(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "codesign", "train", "smoke", "--method", "nope",
+                        "--workdir", str(tmp_path / "w")], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1 and "nope" in p.stderr
+
+
+def _spec(points):
+    return {"name": "t", "dense": {"preset": "smoke", "overrides": {
+        "dataset_kwargs": {"n_train": 128, "n_test": 32}, "epochs": 1, "progress": False}},
+        "base": {"epochs": 1, "gate_lr": 0.1}, "points": points}
+
+
+def test_sweep_runs_resumes_and_replots(tmp_path):
+    spec = _spec([{"method": "gates", "energy_weight": 1.0},
+                  {"method": "flops-gates", "energy_weight": 1.0}])
+    rows = run_sweep(spec, tmp_path, point=0, progress=False)
+    assert [r["method"] for r in rows] == ["dense", "gates"]
+    p0 = next((tmp_path / "points").glob("000-*")) / "report.json"
+    stamp = p0.stat().st_mtime_ns
+    # a point killed mid-run: it has a config and a checkpoint but no report
+    rows = run_sweep(spec, tmp_path, progress=False)
+    assert [r["method"] for r in rows] == ["dense", "gates", "flops-gates"]
+    assert p0.stat().st_mtime_ns == stamp  # finished point not redone
+    p1 = next((tmp_path / "points").glob("001-*"))
+    (p1 / "report.json").unlink()
+    rows = run_sweep(spec, tmp_path, progress=False)
+    assert (p1 / "report.json").is_file() and p0.stat().st_mtime_ns == stamp
+    csv_text = (tmp_path / "pareto.csv").read_text().splitlines()
+    assert csv_text[0].startswith("point,method,setting,test_accuracy,energy_per_inference_uj")
+    assert len(csv_text) == 4
+    (tmp_path / "pareto.png").unlink()
+    assert sweep_rows(tmp_path) == rows
+    from codesign.sweep import write_results
+    write_results(tmp_path, sweep_rows(tmp_path))
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        run_sweep(_spec([{"method": "gates", "energy_weight": 2.0}]), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="--point 7 out of range"):
+        run_sweep(spec, tmp_path, point=7, progress=False)
+
+
+def test_sweep_spec_errors(tmp_path):
+    with pytest.raises(ConfigError, match="neither a sweep preset"):
+        load_spec("no_such_sweep")
+    f = tmp_path / "s.json"
+    f.write_text('{"name": "a", "name": "b"}')
+    with pytest.raises(ConfigError, match="duplicate key"):
+        load_spec(str(f))
+    f.write_text('{"dense": {"preset": "smoke"}, "points": [], "nosuch": 1}')
+    with pytest.raises(ConfigError, match="unknown key.*nosuch"):
+        load_spec(str(f))
+    with pytest.raises(ConfigError, match="point 0:.*energy_weight"):
+        from codesign.sweep import expand_points
+        expand_points(load_spec(_spec([{"method": "gates", "energy_weight": -2.0}])))
+
+
+def test_init_from_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        train_and_evaluate(tiny(init_from=str(tmp_path / "nope")), tmp_path / "w", print_table=False)
+    dense = tmp_path / "dense"
+    train_and_evaluate(tiny(epochs=1), dense, print_table=False)
+    with pytest.raises(ConfigError, match="init_from: .* has no 'conv1.kernel'|init_from: 'conv1"):
+        train_and_evaluate(tiny(model="mnist_cnn", init_from=str(dense)), tmp_path / "w2",
+                           print_table=False)
