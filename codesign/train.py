@@ -150,6 +150,7 @@ __all__ = [
     "metric_sums",
     "report",
     "restore",
+    "resumable",
     "setup",
     "train_and_evaluate",
     "train_epoch",
@@ -561,6 +562,14 @@ def _checkpoint_epochs(directory: Path) -> list[int]:
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resumable(workdir: str | Path) -> bool:
+    """Whether ``workdir`` holds a run that ``resume=True`` can continue: a ``config.json``
+    and at least one complete checkpoint (an empty ``checkpoints/`` directory, left by a
+    run killed in its first epoch, is not enough)."""
+    workdir = Path(workdir)
+    return (workdir / "config.json").is_file() and bool(_checkpoint_epochs(workdir / CHECKPOINT_DIR))
 
 
 def _prepare_workdir(config: Config, workdir: Path, *, resume: bool, overwrite: bool) -> str:

@@ -296,3 +296,18 @@ def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
         lock.release()
     assert not (tmp_path / "config.json").exists()
     train_and_evaluate(tiny(epochs=1, keep_checkpoints=0), tmp_path, print_table=False)
+
+
+def test_resumable_needs_a_complete_checkpoint(tmp_path):
+    """What a sweep asks before passing resume=True: a run killed in its first epoch leaves an
+    empty checkpoints/ directory, which is nothing to resume from."""
+    from codesign.train import resumable
+
+    cfg = tiny(epochs=1, keep_checkpoints=1)
+    assert not resumable(tmp_path)
+    tmp_path.joinpath("config.json").write_text(cfg.to_json())
+    tmp_path.joinpath("checkpoints").mkdir()
+    assert not resumable(tmp_path)
+    train_and_evaluate(cfg, tmp_path, print_table=False)  # restarts it
+    assert resumable(tmp_path)
+    assert train_and_evaluate(cfg, tmp_path, resume=True, print_table=False)["resumed_from_epoch"] == 1
