@@ -10,11 +10,14 @@ number of layers, weights, MACs and activations, plus anything the extractor did
 recognise.  Nothing is trained or materialised: parameters are abstract.
 
 ``--json`` prints exactly one JSON object on stdout: ``model, batch, input_shape,
-total_macs, total_weights, total_nonmac_ops, num_layers``, per category
+total_params, total_macs, total_weights, total_nonmac_ops, num_layers``, per category
 ``conv_/fc_/attention_`` + ``layers, macs, weights, input_activations,
 output_activations``, ``layers`` (one object per layer: ``name, kind, category, macs,
 weights, input_activations, output_activations, nonmac_ops, dynamic``, the loop bounds
 ``G N M P Q C R S``, ``stride, dilation, ...``) and ``unrecognized``.
+``total_params`` counts every parameter (embeddings, biases, norms included: the
+published model sizes' accounting, :func:`models.model_param_count`);
+``total_weights`` only the static operands of convolutions and matmuls.
 
 Exit status: 0 on success; 2 for a bad command line (unknown model, malformed or
 unfitting ``--input-shape``, batch < 1): one line on stderr saying what was wrong
@@ -72,7 +75,8 @@ def _body(args: argparse.Namespace) -> int:
     batch = parse_batch(args.batch)
     shape = parse_input_shape(args.input_shape)
 
-    from models._workload import default_input_shape, model_workload  # heavy: after parsing
+    from models import count_params
+    from models._workload import default_input_shape, model_param_count, model_workload
 
     run_model = load_run(args)
     if run_model is None:
@@ -80,10 +84,12 @@ def _body(args: argparse.Namespace) -> int:
     try:
         if run_model is None:
             wl = model_workload(args.model, batch=batch, input_shape=shape)
+            params = model_param_count(args.model, input_shape=shape)
         else:
             shape = run_model.input_shape
             wl = model_workload(run_model.model, batch=batch, input_shape=shape,
                                 name=run_model.name)
+            params = count_params(run_model.model)
     except ValueError as e:
         raise UsageError(one_line(e)) from e
 
@@ -93,13 +99,14 @@ def _body(args: argparse.Namespace) -> int:
     if args.json:
         d = wl.to_dict()
         d["input_shape"] = list(shape)
+        d["total_params"] = params
         if run_model is not None:
             d["run"] = args.run
             d["loaded"] = run_model.what
         text = json.dumps(d) + "\n"
     else:
-        text = (f"{header}input shape {','.join(map(str, shape))}\n"
-                f"{wl.table(per_layer=not args.summary)}\n")
+        text = (f"{header}input shape {','.join(map(str, shape))}; {params:,} parameters in all "
+                f"(embeddings, biases, norms included)\n{wl.table(per_layer=not args.summary)}\n")
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -17,13 +17,15 @@ import argparse
 import dataclasses
 import datetime
 import difflib
+import itertools
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any, NoReturn
 
-from codesign._config import PRESETS, Config, ConfigError, list_presets
+from codesign._config import PRESETS, Config, ConfigError, list_presets, loads_strict
 
 PROG = "codesign train"
 
@@ -59,9 +61,9 @@ def _flag(name: str) -> str:
 
 def _json_dict(text: str) -> dict:
     try:
-        v = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+        v = loads_strict(text, where="JSON")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(f"{e}: {text!r}") from None
     if not isinstance(v, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
     return v
@@ -112,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"named preset: {', '.join(list_presets())} (default: no preset, Config defaults)")
     run = p.add_argument_group("run")
     run.add_argument("--workdir", default=None, metavar="DIR",
-                     help="run directory (default: runs/<preset or model-dataset>-<timestamp>)")
+                     help="run directory (default: a new runs/<preset or model-dataset>-"
+                          "<timestamp>[-k], unique even for runs started at once)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue the run in --workdir from its latest checkpoint (same config)")
@@ -185,9 +188,37 @@ def _resolve(ns: argparse.Namespace) -> Config:
     return cfg
 
 
-def _default_workdir(ns: argparse.Namespace, cfg: Config) -> str:
-    stem = ns.preset or f"{cfg.model}-{cfg.dataset}"
-    return f"runs/{stem}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+def _now() -> datetime.datetime:
+    return datetime.datetime.now()
+
+
+def claim_new_workdir(stem: str, root: str | os.PathLike = "runs") -> Path:
+    """Create a new, empty run directory ``root/<stem>-<YYYYmmdd-HHMMSS>[-<k>]`` and return it.
+
+    The directory is created with ``os.mkdir``, which fails when the name exists, so
+    runs started at once (a sweep, the same second) each get their own directory:
+    the first takes the bare timestamp, the next ones ``-2``, ``-3``, ...
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{stem}-{_now().strftime('%Y%m%d-%H%M%S')}"
+    for k in itertools.count(1):
+        path = root / (base if k == 1 else f"{base}-{k}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
+def _drop_if_empty(path: Path) -> bool:
+    """Remove ``path`` if it is an empty directory (a claimed workdir nothing was written to)."""
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,11 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 2
 
+    from codesign.data import option_wording
     from codesign.train import NonFiniteLossError, WorkdirConflictError, train_and_evaluate
 
-    workdir = ns.workdir or _default_workdir(ns, cfg)
+    # The default workdir is new and unique (claimed atomically); it is removed again
+    # when the run fails before writing anything into it.
+    claimed = ns.workdir is None
+    workdir = claim_new_workdir(ns.preset or f"{cfg.model}-{cfg.dataset}") if claimed else ns.workdir
     try:
-        train_and_evaluate(cfg, workdir, resume=ns.resume, overwrite=ns.overwrite)
+        with option_wording(cli=True):
+            train_and_evaluate(cfg, workdir, resume=ns.resume, overwrite=ns.overwrite)
     except (ConfigError, WorkdirConflictError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -227,9 +263,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; continue with: codesign train --workdir {workdir} --resume",
-              file=sys.stderr)
+        from codesign.train import CHECKPOINT_DIR, _checkpoint_epochs
+
+        if claimed and _drop_if_empty(Path(workdir)):
+            print(f"{PROG}: interrupted before the run started", file=sys.stderr)
+        elif _checkpoint_epochs(Path(workdir) / CHECKPOINT_DIR):
+            print(f"{PROG}: interrupted; continue with: codesign train --workdir {workdir} --resume",
+                  file=sys.stderr)
+        else:
+            print(f"{PROG}: interrupted before the first checkpoint; start again with the same "
+                  f"command and --workdir {workdir}", file=sys.stderr)
         return 130
+    finally:
+        if claimed:
+            _drop_if_empty(Path(workdir))
     print(f"run written to {workdir}")
     return 0
 

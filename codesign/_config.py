@@ -118,7 +118,8 @@ class Config:
     seed: int = _f(0, "random seed (parameters, dropout, data order, augmentation)")
     num_devices: int = _f(0, "data-parallel devices to use (0: all local devices)")
     distributed: bool = _f(False, "call jax.distributed.initialize() first (multi-host; see codesign.train)")
-    keep_checkpoints: int = _f(3, "keep the last N per-epoch checkpoints (0: do not checkpoint)")
+    keep_checkpoints: int = _f(3, "keep the last N per-epoch checkpoints (0: write none; --resume "
+                                  "still starts from, and never deletes, the ones a run has)")
     progress: bool = _f(True, "show a progress bar per epoch (only when stderr is a terminal)")
     log_every: int = _f(20, "refresh the progress bar's loss/accuracy every N steps")
     # hardware report (does not change training)
@@ -302,16 +303,35 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "config") -> Config:
-        """Parse :meth:`to_json` output (see :meth:`from_dict` for errors)."""
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{where}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        """Parse :meth:`to_json` output (see :meth:`from_dict` for errors; a duplicate key,
+        at any depth, is an error too)."""
+        d = loads_strict(text, where=where)
         return cls.from_dict(d, where=where)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def loads_strict(text: str, *, where: str) -> Any:
+    """``json.loads``, but a key repeated in one object is an error (plain JSON keeps the last).
+
+    Raises:
+      ConfigError: not valid JSON (with the line), or a duplicate key (named), at ``where``.
+    """
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ConfigError(f"{where}: duplicate key {k!r} (each key may appear once)")
+            out[k] = v
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON (line {e.lineno}: {e.msg})") from None
 
 
 def _copy(v: Any) -> Any:
@@ -361,11 +381,11 @@ def config_diff(a: Config, b: Config, *, ignore: frozenset[str] = RUNTIME_FIELDS
 
 
 def validate_names(config: Config) -> None:
-    """Check ``config.model``, ``config.dataset``, ``config.hw_arch`` and
-    ``config.hw_dataflow`` against the registries (imported here, not at start-up).
+    """Check ``config``'s names against the registries: ``model``, ``dataset``,
+    ``hw_arch``, ``hw_dataflow``, and the keys of ``model_kwargs`` / ``dataset_kwargs``.
 
     Raises:
-      ConfigError: an unknown name, listing the valid names.
+      ConfigError: an unknown name or key, listing the valid ones.
     """
     import models
     from codesign import data
@@ -388,6 +408,23 @@ def validate_names(config: Config) -> None:
         raise ConfigError(f"unknown model {config.model!r}; valid: {', '.join(valid_models)}")
     if config.dataset not in data.DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; valid: {', '.join(data.DATASETS)}")
+    fixed = {"num_classes": "the dataset's number of classes",
+             "input_shape": "the dataset's image shape", "rngs": "--seed"}
+    for key in config.model_kwargs:
+        if key in fixed:
+            raise ConfigError(f"config field 'model_kwargs': {key!r} is set from {fixed[key]}, "
+                              "not a model option; remove it")
+    options = models.get_info(config.model).options
+    bad = sorted(set(config.model_kwargs) - set(options))
+    if bad:
+        raise ConfigError(f"config field 'model_kwargs': model {config.model!r} has no option(s) "
+                          f"{', '.join(map(repr, bad))}; valid: {', '.join(options)}")
+    options = data.dataset_options(config.dataset)
+    bad = sorted(set(config.dataset_kwargs) - set(options))
+    if bad:
+        valid = f"valid: {', '.join(options)}" if options else f"{config.dataset!r} takes none"
+        raise ConfigError(f"config field 'dataset_kwargs': dataset {config.dataset!r} has no "
+                          f"option(s) {', '.join(map(repr, bad))}; {valid}")
 
 
 # --------------------------------------------------------------------------------------

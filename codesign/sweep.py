@@ -192,12 +192,12 @@ def _point_config(dense_cfg: Config, dense_dir: Path, spec, point: SweepPoint) -
 
 
 def _train(cfg: Config, workdir: Path) -> dict[str, Any]:
-    from codesign.train import train_and_evaluate
+    from codesign.train import resumable, train_and_evaluate
 
     rep = workdir / "report.json"
     if rep.is_file():
         return json.loads(rep.read_text(encoding="utf-8"))
-    resume = (workdir / "config.json").is_file() and (workdir / "checkpoints").is_dir()
+    resume = resumable(workdir)  # a point killed before its first checkpoint starts over
     overwrite = (workdir / "config.json").is_file() and not resume
     return train_and_evaluate(cfg, workdir, resume=resume, overwrite=overwrite, print_table=False)
 

@@ -156,6 +156,7 @@ __all__ = [
     "metric_sums",
     "report",
     "restore",
+    "resumable",
     "setup",
     "train_and_evaluate",
     "train_epoch",
@@ -463,13 +464,24 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
 
     Returns:
       ``(model, optimizer)`` with ``optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)``.
+
+    Raises:
+      ConfigError: the model cannot be built with ``config.model_kwargs``.
     """
     import models
 
-    model = models.create(
-        config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
-        input_shape=tuple(input_shape), **config.model_kwargs,
-    )
+    try:
+        model = models.create(
+            config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
+            input_shape=tuple(input_shape), **config.model_kwargs,
+        )
+    except (TypeError, ValueError) as e:
+        if not config.model_kwargs:
+            raise
+        raise ConfigError(
+            f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
+            f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
     energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
     magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
     model.train()
@@ -544,24 +556,52 @@ def _log(msg: str) -> None:
         print(msg, flush=True)
 
 
-def _prepare_workdir(config: Config, workdir: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Check/clear ``workdir``; returns True when an existing run is to be continued."""
+def _checkpoint_epochs(directory: Path) -> list[int]:
+    """Epochs with a complete checkpoint in ``directory`` (Orbax renames a finished step's
+    temporary directory to the bare step number), without opening a checkpoint manager."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resumable(workdir: str | Path) -> bool:
+    """Whether ``workdir`` holds a run that ``resume=True`` can continue: a ``config.json``
+    and at least one complete checkpoint (an empty ``checkpoints/`` directory, left by a
+    run killed in its first epoch, is not enough)."""
+    workdir = Path(workdir)
+    return (workdir / "config.json").is_file() and bool(_checkpoint_epochs(workdir / CHECKPOINT_DIR))
+
+
+def _prepare_workdir(config: Config, workdir: Path, *, resume: bool, overwrite: bool) -> str:
+    """What the run will do with ``workdir``; reads only (no side effects).
+
+    Returns:
+      ``"new"`` (nothing of a run there), ``"overwrite"`` (discard what is there),
+      ``"restart"`` (this config's run stopped before finishing an epoch: nothing to
+      lose, start it again) or ``"continue"`` (resume from the latest checkpoint).
+
+    Raises:
+      WorkdirConflictError: the workdir holds files the run may not silently
+        replace, a run with another config, or (``resume``) nothing to resume from.
+    """
+    present = [n for n in (*RUN_FILES, CHECKPOINT_DIR) if (workdir / n).exists()]
+    if overwrite:
+        return "overwrite" if present else "new"
     cfg_path = workdir / "config.json"
     if not cfg_path.exists():
-        if (workdir / CHECKPOINT_DIR).exists():
-            if not overwrite:
-                raise WorkdirConflictError(
-                    f"workdir {workdir} has a {CHECKPOINT_DIR}/ directory but no config.json; "
-                    "pass --overwrite to discard it or choose another --workdir"
-                )
-            shutil.rmtree(workdir / CHECKPOINT_DIR)
-        return False
-    if overwrite:
-        if jax.process_index() == 0:
-            shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-            for name in RUN_FILES:
-                (workdir / name).unlink(missing_ok=True)
-        return False
+        if resume:
+            where = "does not exist" if not workdir.exists() else "holds no run (no config.json)"
+            raise WorkdirConflictError(
+                f"nothing to resume: workdir {workdir} {where}; check --workdir, or drop "
+                "--resume to start a new run there"
+            )
+        if present:
+            raise WorkdirConflictError(
+                f"workdir {workdir} holds {', '.join(present)} but no config.json (not a run "
+                "of codesign train?); they would be overwritten: choose another --workdir, "
+                "or pass --overwrite to replace them"
+            )
+        return "new"
     old = Config.from_json(cfg_path.read_text(encoding="utf-8"), where=str(cfg_path))
     diff = config_diff(old, config)
     if diff:
@@ -571,12 +611,93 @@ def _prepare_workdir(config: Config, workdir: Path, *, resume: bool, overwrite: 
             f"workdir {workdir} holds a run with a different config ({what}); "
             f"{hint}pass --overwrite to replace it, or choose another --workdir"
         )
-    if not resume:
+    epochs = _checkpoint_epochs(workdir / CHECKPOINT_DIR)
+    metrics = workdir / "metrics.jsonl"
+    has_results = ((metrics.exists() and metrics.stat().st_size > 0)
+                   or (workdir / "report.json").exists())
+    if resume:
+        if epochs:
+            return "continue"
+        if has_results:
+            raise WorkdirConflictError(
+                f"nothing to resume from: workdir {workdir} has results but no checkpoint in "
+                f"{CHECKPOINT_DIR}/ (it ran with keep_checkpoints=0); pass --overwrite to "
+                "train it again from scratch"
+            )
         raise WorkdirConflictError(
-            f"workdir {workdir} already holds a run with this config; pass --resume to "
-            "continue it or --overwrite to start over"
+            f"nothing to resume from: the run in {workdir} stopped before its first epoch "
+            "ended (no checkpoint); run the same command without --resume to start it again"
         )
-    return True
+    if not epochs and not has_results:
+        return "restart"
+    raise WorkdirConflictError(
+        f"workdir {workdir} already holds a run with this config; pass --resume to "
+        "continue it or --overwrite to start over"
+    )
+
+
+class _WorkdirLock:
+    """An exclusive ``flock`` on the workdir while a run uses it (process 0 only).
+
+    Two runs in one workdir at once would mix their files and crash Orbax; the
+    second one gets a :class:`WorkdirConflictError` instead. The operating system
+    drops the lock when the process ends, however it ends. On a filesystem without
+    ``flock`` (or a platform without ``fcntl``) there is no lock.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return
+        fd = os.open(workdir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise WorkdirConflictError(
+                f"workdir {workdir} is in use by another run right now; wait for it to "
+                "finish, or choose another --workdir"
+            ) from None
+        except OSError:  # no flock on this filesystem
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _claim_workdir(config: Config, workdir: Path, *, resume: bool,
+                   overwrite: bool) -> tuple[_WorkdirLock | None, bool]:
+    """Create and lock ``workdir``, check it again under the lock, clear it on
+    ``overwrite`` and write ``config.json``. Returns ``(lock, continuing)``.
+
+    Only process 0 checks and writes; the others continue when ``resume`` is set
+    (process 0 raises otherwise).
+    """
+    if jax.process_index() != 0:
+        return None, resume
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = _WorkdirLock(workdir)
+    try:
+        mode = _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+        if mode == "overwrite":
+            shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
+            for name in RUN_FILES:
+                (workdir / name).unlink(missing_ok=True)
+        elif mode == "restart":
+            _log(f"workdir {workdir} holds this run, stopped before its first epoch ended: "
+                 "starting it again")
+        atomic_write_text(workdir / "config.json", config.to_json())
+    except BaseException:
+        lock.release()
+        raise
+    return lock, mode == "continue"
 
 
 def _init_distributed() -> None:
@@ -767,6 +888,7 @@ class TrainRun:
         train step after the optimizer update), ``before_epoch(model, optimizer,
         epoch) -> dict | None`` (host side, :func:`begin_epoch`) and ``report(model,
         report dict) -> report.md text``.
+      lock: the exclusive lock on ``workdir`` (process 0), released by :meth:`close`.
     """
 
     config: Config
@@ -793,6 +915,16 @@ class TrainRun:
     conv_backend: str = "xla"
     objective: Any = None
     hooks: Any = None
+    lock: _WorkdirLock | None = None
+
+    def close(self) -> None:
+        """Finish pending checkpoint writes and release the workdir (idempotent)."""
+        if self.ckpt is not None:
+            self.ckpt.close()
+            self.ckpt = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def is_main(self) -> bool:
@@ -872,8 +1004,14 @@ def _with_conv_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_with_conv_backend
 def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrite: bool = False,
           loss_fn: LossFn | None = None, t_start: float | None = None) -> TrainRun:
-    """Check the workdir, write ``config.json``, load the data, build the model, the
-    optimizer, the mesh and the hardware figures, and compile the steps.
+    """Load the data, build the model, the optimizer, the mesh and the hardware figures,
+    then claim the workdir (write ``config.json``) and compile the steps.
+
+    Everything that bad input can make fail (names, data files, ``model_kwargs``,
+    ``dataset_kwargs``, ``hw_arch``, batch size, device count) is checked before the
+    workdir is created or changed, so a failed start leaves nothing that blocks its
+    retry. The workdir is checked once early (to fail fast) and again under an
+    exclusive lock when it is claimed (see :class:`WorkdirConflictError`).
 
     Args:
       config, workdir, resume, overwrite: as in :func:`train_and_evaluate`.
@@ -891,10 +1029,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     from codesign.data import load_dataset
 
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    continuing = _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
     if jax.process_index() == 0:
-        atomic_write_text(workdir / "config.json", config.to_json())
+        _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)  # fail fast
 
     # Data
     splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
@@ -927,8 +1063,6 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     model.eval()
     graphdef_eval = nnx.graphdef((model, optimizer))
     model.train()
-    ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
-            if config.keep_checkpoints else None)
 
     # The hardware objective of the energy-aware methods (codesign.energy)
     objective = None
@@ -942,12 +1076,22 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps)
     hooks = (magnitude.method_hooks(model, config, image_shape)
              or energy.method_hooks(objective, config))
-    # Compiled steps
-    loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
-    t_compile = time.perf_counter()
-    fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean, train_ds.std,
-                     mesh, image_shape, loss_fn, getattr(hooks, "after_update", None))
-    compile_s = time.perf_counter() - t_compile
+
+    # The workdir (locked until TrainRun.close) and the compiled steps
+    lock, continuing = _claim_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    try:
+        ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
+                if config.keep_checkpoints else None)
+        loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
+        t_compile = time.perf_counter()
+        fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean,
+                         train_ds.std, mesh, image_shape, loss_fn,
+                         getattr(hooks, "after_update", None))
+        compile_s = time.perf_counter() - t_compile
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     _log(
         f"{config.model} ({n_params:,} params) on {config.dataset} ({len(train_ds)} train, "
         f"{len(splits[eval_name])} {eval_name}); {steps_per_epoch} steps/epoch x {config.epochs} "
@@ -961,7 +1105,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
         conv_backend=models.get_conv_backend(),
-        objective=objective, hooks=hooks,
+        objective=objective, hooks=hooks, lock=lock,
     )
 
 
@@ -969,24 +1113,28 @@ def restore(run: TrainRun) -> tuple[Any, Progress]:
     """The state to train from (replicated over the mesh) and the run's :class:`Progress`.
 
     A continued run starts from its latest checkpoint (its metrics history is
-    restored and ``metrics.jsonl`` rewritten from it); otherwise from ``run.state``.
+    restored and ``metrics.jsonl`` rewritten from it), also when ``keep_checkpoints``
+    is now 0; otherwise from ``run.state``.
     """
     state, progress = run.state, Progress()
-    if run.continuing and run.ckpt is not None:
-        last = run.ckpt.latest_epoch()
-        if last is not None:
-            state, meta = run.ckpt.restore(last, state)
-            progress = Progress(
-                start_epoch=int(meta["epoch"]), history=list(meta["history"]),
-                prior_elapsed_s=float(meta["elapsed_s"]),
-                train_time_s=float(meta["train_time_s"]), resumed_from=int(meta["epoch"]),
-            )
-            _log(f"resuming {run.workdir} from the checkpoint of epoch "
-                 f"{progress.start_epoch}/{run.config.epochs}")
-        else:
-            _log(f"no checkpoint in {run.workdir / CHECKPOINT_DIR}: starting from scratch")
-    elif run.continuing:
-        _log("keep_checkpoints=0: nothing to resume from, starting from scratch")
+    if run.continuing:
+        # keep_checkpoints=0 writes no new checkpoints but still resumes from (and never
+        # deletes) the ones the run has.
+        reader = run.ckpt or Checkpointer(run.workdir / CHECKPOINT_DIR, keep=1)
+        last = reader.latest_epoch()
+        if last is None:
+            raise WorkdirConflictError(f"nothing to resume from: no checkpoint in "
+                                       f"{run.workdir / CHECKPOINT_DIR}")
+        state, meta = reader.restore(last, state)
+        if reader is not run.ckpt:
+            reader.close()
+        progress = Progress(
+            start_epoch=int(meta["epoch"]), history=list(meta["history"]),
+            prior_elapsed_s=float(meta["elapsed_s"]),
+            train_time_s=float(meta["train_time_s"]), resumed_from=int(meta["epoch"]),
+        )
+        _log(f"resuming {run.workdir} from the checkpoint of epoch "
+             f"{progress.start_epoch}/{run.config.epochs}")
     run.write_metrics(progress.history)
     return _replicate(state, NamedSharding(run.mesh, P())), progress
 
@@ -1082,7 +1230,7 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
     """
     config, history = run.config, progress.history
     if run.ckpt is not None:
-        run.ckpt.close()
+        run.ckpt.wait()
     # Hand the trained state back to the Python model (e.g. for callers inspecting it).
     nnx.update((run.model, run.optimizer), jax.device_get(state))
     closed = 0
@@ -1190,30 +1338,34 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
     """
     run = setup(config, workdir, resume=resume, overwrite=overwrite, loss_fn=loss_fn,
                 t_start=time.perf_counter())
-    state, progress = restore(run)
-    eval_name = run.eval_name
-    for epoch in range(progress.start_epoch, config.epochs):
-        state, extra = begin_epoch(run, state, epoch)
-        state, train, epoch_time = train_epoch(run, state, epoch)
-        progress.train_time_s += epoch_time
-        t1 = time.perf_counter()
-        ev = evaluate(run, state, run.eval_ds)
-        eval_time = time.perf_counter() - t1
-        if not math.isfinite(ev["loss"]) or not bool(run.fns.all_finite(state)):
-            raise run.non_finite(f"parameters or {eval_name} loss ({ev['loss']}) after epoch {epoch + 1}")
-        row = {
-            "epoch": epoch + 1,
-            **{f"train_{k}": v for k, v in train.items()},
-            **{f"{eval_name}_{k}": v for k, v in ev.items()},
-            **extra,
-            "lr": float(run.schedule((epoch + 1) * run.steps_per_epoch - 1)),
-            "epoch_time_s": epoch_time,
-            "eval_time_s": eval_time,
-            "images_per_s": run.steps_per_epoch * config.batch_size / epoch_time,
-        }
-        progress.history.append(row)
-        _log(f"epoch {epoch + 1}/{config.epochs}: train {_fmt_metrics(train)} | {eval_name} "
-             f"{_fmt_metrics(ev)} | lr {row['lr']:.3g} | {epoch_time:.1f} s, "
-             f"{row['images_per_s']:,.0f} img/s")
-        _save_epoch(run, state, progress, epoch + 1)
-    return report(run, state, progress, print_table=print_table)
+    try:
+        state, progress = restore(run)
+        eval_name = run.eval_name
+        for epoch in range(progress.start_epoch, config.epochs):
+            state, extra = begin_epoch(run, state, epoch)
+            state, train, epoch_time = train_epoch(run, state, epoch)
+            progress.train_time_s += epoch_time
+            t1 = time.perf_counter()
+            ev = evaluate(run, state, run.eval_ds)
+            eval_time = time.perf_counter() - t1
+            if not math.isfinite(ev["loss"]) or not bool(run.fns.all_finite(state)):
+                raise run.non_finite(f"parameters or {eval_name} loss ({ev['loss']}) after "
+                                     f"epoch {epoch + 1}")
+            row = {
+                "epoch": epoch + 1,
+                **{f"train_{k}": v for k, v in train.items()},
+                **{f"{eval_name}_{k}": v for k, v in ev.items()},
+                **extra,
+                "lr": float(run.schedule((epoch + 1) * run.steps_per_epoch - 1)),
+                "epoch_time_s": epoch_time,
+                "eval_time_s": eval_time,
+                "images_per_s": run.steps_per_epoch * config.batch_size / epoch_time,
+            }
+            progress.history.append(row)
+            _log(f"epoch {epoch + 1}/{config.epochs}: train {_fmt_metrics(train)} | {eval_name} "
+                 f"{_fmt_metrics(ev)} | lr {row['lr']:.3g} | {epoch_time:.1f} s, "
+                 f"{row['images_per_s']:,.0f} img/s")
+            _save_epoch(run, state, progress, epoch + 1)
+        return report(run, state, progress, print_table=print_table)
+    finally:
+        run.close()

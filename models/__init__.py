@@ -12,7 +12,9 @@ builds one. Every model takes NHWC input ``[B, H, W, C]`` and returns float32 lo
 ``[B, num_classes]``; ``dtype`` (computation) and ``param_dtype`` (storage) options are
 accepted by all of them. Models are built in training mode; ``model.eval()`` switches
 BatchNorm to its running statistics and turns Dropout off, ``model.train()`` back.
-``count_params(model)`` counts the ``nnx.Param`` scalars.
+``count_params(model)`` counts the ``nnx.Param`` scalars; ``model_param_count(name)``
+counts them for any zoo or reference model by name, on abstract shapes (nothing
+allocated; what ``codesign count --json`` reports as ``total_params``).
 
 =================  =========  ============  ===========  ======================================
 name               input      parameters    MACs (B=1)   what
@@ -104,7 +106,7 @@ from models._onednn import (
     set_conv_backend,
 )
 from models._registry import ModelInfo, create, get_info, list_models
-from models._workload import list_countable_models, model_workload
+from models._workload import list_countable_models, model_param_count, model_workload
 
 __all__ = [
     "GATE_KINDS",
@@ -126,6 +128,7 @@ __all__ = [
     "get_info",
     "list_countable_models",
     "list_models",
+    "model_param_count",
     "model_workload",
     "onednn_available",
     "onednn_conv",

@@ -21,7 +21,7 @@ import hwmodel
 from models import reference
 from models._gates import gates_bypassed
 
-__all__ = ["default_input_shape", "list_countable_models", "model_workload"]
+__all__ = ["default_input_shape", "list_countable_models", "model_param_count", "model_workload"]
 
 
 def _zoo():
@@ -68,6 +68,49 @@ def _check_shape(name: str, input_shape) -> tuple[int, ...]:
     return shape
 
 
+def _abstract_zoo_model(zoo, name: str, shape: tuple[int, ...], given: bool) -> nnx.Module:
+    """Zoo model ``name`` with abstract parameters, built for ``shape`` when ``given``."""
+    kwargs = {"input_shape": shape} if given else {}
+    try:
+        return nnx.eval_shape(lambda: zoo.create(name, rngs=nnx.Rngs(0), **kwargs))
+    except Exception as e:  # noqa: BLE001 - re-raised with the model and shape
+        raise ValueError(
+            f"model {name!r} cannot be built for input shape "
+            f"{','.join(map(str, shape))}: {type(e).__name__}: {e}"
+        ) from e
+
+
+def model_param_count(name: str, *, input_shape: Sequence[int] | None = None) -> int:
+    """Every parameter of a zoo or reference model: the elements of all its ``nnx.Param``
+    leaves (kernels, biases, norm scales and offsets, embedding tables, position tables).
+
+    Counted on the abstract parameter state (``nnx.eval_shape``): nothing is allocated,
+    so ``gpt3_175b`` costs no memory. This is what published model sizes count (BERT-base
+    110 M, GPT-3 175 B), unlike a workload's ``total_weights`` (the static operands of
+    convolutions and matmuls only).
+
+    Args:
+      name: a zoo or reference model name (:func:`list_countable_models`).
+      input_shape: per-example input shape (default: the model's own); it matters for
+        zoo models whose first dense layer follows a flatten.
+
+    Raises:
+      ValueError: unknown name (lists the valid ones) or an input shape the model
+        cannot be built for.
+    """
+    from models._base import count_params
+
+    zoo = _zoo()
+    if zoo is not None and name in zoo.list_models():
+        default = zoo.get_info(name).default_input_shape
+        shape = _check_shape(name, default if input_shape is None else input_shape)
+        return count_params(_abstract_zoo_model(zoo, name, shape, input_shape is not None))
+    if name in reference.REFERENCE_MODELS:
+        ref = reference.get_reference(name)
+        return ref.param_count(ref.check_input_shape(input_shape))
+    raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_countable_models())}")
+
+
 def model_workload(
     name_or_module: str | nnx.Module,
     *,
@@ -107,14 +150,7 @@ def model_workload(
             shape = _check_shape(
                 model_name, info.default_input_shape if input_shape is None else input_shape
             )
-            kwargs = {} if input_shape is None else {"input_shape": shape}
-            try:
-                module = nnx.eval_shape(lambda: zoo.create(model_name, rngs=nnx.Rngs(0), **kwargs))
-            except Exception as e:  # noqa: BLE001 - re-raised with the model and shape
-                raise ValueError(
-                    f"model {model_name!r} cannot be built for input shape "
-                    f"{','.join(map(str, shape))}: {type(e).__name__}: {e}"
-                ) from e
+            module = _abstract_zoo_model(zoo, model_name, shape, input_shape is not None)
             x = jax.ShapeDtypeStruct((batch, *shape), jnp.float32)
         elif model_name in reference.REFERENCE_MODELS:
             ref = reference.get_reference(model_name)

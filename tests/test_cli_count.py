@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from codesign._cli_count import main
@@ -109,3 +110,56 @@ def test_module_entry_point_prints_pure_json():
     )
     d = json.loads(proc.stdout)
     assert d["model"] == "mobilenet_v1" and d["conv_layers"] == 27 and d["fc_layers"] == 1
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mnist_cnn", "resnet20", "vit_tiny"])
+def test_total_params_is_the_zoo_models_real_parameter_count(capsys, name):
+    """Against a materialised model: every leaf of nnx.state(model, nnx.Param), summed by hand."""
+    import math
+
+    import jax
+    from flax import nnx
+
+    import models
+
+    rc, out, _ = run(capsys, name, "--json")
+    assert rc == 0
+    model = models.create(name, rngs=nnx.Rngs(0))
+    real = sum(math.prod(np.shape(x)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    assert json.loads(out)["total_params"] == real
+    assert json.loads(out)["total_params"] > json.loads(out)["total_weights"]  # biases at least
+
+
+def test_total_params_follows_the_input_shape(capsys):
+    from flax import nnx
+
+    import models
+
+    rc, out, _ = run(capsys, "vit_tiny", "--input-shape", "32,32,3", "--json")
+    real = models.count_params(models.create("vit_tiny", rngs=nnx.Rngs(0), input_shape=(32, 32, 3)))
+    assert rc == 0 and json.loads(out)["total_params"] == real != models.model_param_count("vit_tiny")
+
+
+@pytest.mark.parametrize("name, published", [
+    ("bert_base", "110M"), ("bert_large", "340M"), ("llama_7b", "6.7B"), ("gpt3_175b", "174,600M"),
+])
+def test_total_params_matches_the_published_sizes(name, published):
+    """The reference transformers' total_params, from abstract shapes, round to the papers'."""
+    from models._workload import model_param_count
+    from models.reference import Published, get_reference
+
+    n = model_param_count(name)
+    assert Published(published, "").matches(n), (name, n)
+    assert n == get_reference(name).param_count()
+    wl = model_workload(name, input_shape=(16,))
+    assert n > wl.total_weights  # embeddings, biases and norms are parameters, not MAC weights
+
+
+def test_total_params_in_json_and_table_for_a_transformer(capsys):
+    from models.reference import get_reference
+
+    n = get_reference("bert_base").param_count()  # rebuilt from the hyper-parameters in test_reference
+    rc, out, _ = run(capsys, "bert_base", "--input-shape", "16", "--json")
+    assert rc == 0 and json.loads(out)["total_params"] == n
+    rc, out, _ = run(capsys, "bert_base", "--input-shape", "16", "--summary")
+    assert rc == 0 and f"{n:,} parameters in all" in out.splitlines()[0]

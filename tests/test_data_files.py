@@ -615,3 +615,43 @@ def test_download_cifar10_member_checksum_and_missing(tmp_path, server, cifar_ar
     assert "archive md5" in msg and "archive lacks cifar-10-batches-bin/test_batch.bin" in msg
     assert _leftovers(data) == []
     assert not any((data / "cifar10" / "cifar-10-batches-bin").glob("*.bin"))
+
+
+def test_cifar_incomplete_names_the_missing_batch_file(tmp_path, monkeypatch):
+    d = tmp_path / "cifar10" / "cifar-10-batches-bin"
+    make_fake_cifar_bin(d, monkeypatch)
+    (d / "data_batch_3.bin").unlink()
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 incomplete") as e:
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    msg = str(e.value)
+    assert f"{d} lacks data_batch_3.bin." in msg and "data_batch_2.bin" not in msg
+    assert "pass download=True" in msg
+
+
+def test_mnist_incomplete_names_the_missing_file(tmp_path):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    (d / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    (d / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="MNIST incomplete") as e:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert f"{d} lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte." in str(e.value)
+
+
+def test_hints_name_the_download_option_of_the_caller(tmp_path):
+    """Python callers are told download=True, command-line users --download."""
+    from codesign.data import option_wording
+
+    with pytest.raises(FileNotFoundError, match=r"Pass download=True") as e:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert "--download" not in str(e.value)
+    with option_wording(cli=True), pytest.raises(FileNotFoundError, match=r"Pass --download") as e:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert "download=True" not in str(e.value)
+    d = tmp_path / "mnist"
+    d.mkdir()
+    (d / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (d / name).write_bytes(b"")
+    with option_wording(cli=True), pytest.raises(DataFileError, match="downloaded again with --download"):
+        load_dataset("mnist", data_dir=tmp_path, download=False)

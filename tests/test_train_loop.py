@@ -200,3 +200,116 @@ def test_loss_fn_terms_are_logged_and_a_zero_weight_term_changes_little(tmp_path
     assert flats[0].keys() == flats[1].keys()
     for key in flats[0]:
         np.testing.assert_allclose(flats[0][key], flats[1][key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+# ---- what a new user hit (issue 11, section 5) ---------------------------------------
+
+
+def test_resume_with_nothing_to_resume_from_is_an_error(tmp_path):
+    from codesign.train import _checkpoint_epochs
+
+    with pytest.raises(WorkdirConflictError, match="nothing to resume: workdir .*typo does not exist"):
+        train_and_evaluate(tiny(epochs=1), tmp_path / "typo", resume=True)
+    assert not (tmp_path / "typo").exists()
+    # a finished run without checkpoints: resuming would silently retrain it
+    cfg = tiny(epochs=1, keep_checkpoints=0)
+    train_and_evaluate(cfg, tmp_path / "k0", print_table=False)
+    before = (tmp_path / "k0" / "metrics.jsonl").read_text()
+    with pytest.raises(WorkdirConflictError, match=r"nothing to resume from: .* no checkpoint .*keep_checkpoints=0"):
+        train_and_evaluate(cfg, tmp_path / "k0", resume=True)
+    assert (tmp_path / "k0" / "metrics.jsonl").read_text() == before
+    assert _checkpoint_epochs(tmp_path / "k0" / "checkpoints") == []
+
+
+def test_resume_with_keep_checkpoints_0_resumes_and_keeps_the_checkpoints(tmp_path):
+    """--keep-checkpoints 0 on resume writes no new checkpoints but neither retrains nor deletes."""
+    cfg = tiny(epochs=2, keep_checkpoints=2)
+    first = train_and_evaluate(cfg, tmp_path, print_table=False)
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    again = train_and_evaluate(cfg.replace(keep_checkpoints=0), tmp_path, resume=True, print_table=False)
+    assert again["resumed_from_epoch"] == 2
+    assert again["test_accuracy"] == first["test_accuracy"]
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics
+    ck = Checkpointer(tmp_path / "checkpoints", keep=2)
+    assert ck.all_epochs() == [1, 2]
+    ck.close()
+
+
+def test_a_run_stopped_before_its_first_epoch_can_be_started_again(tmp_path):
+    """config.json but no checkpoint and no results: rerunning the same command starts it again."""
+    cfg = tiny(epochs=1, keep_checkpoints=1)
+    tmp_path.joinpath("config.json").write_text(cfg.to_json())
+    with pytest.raises(WorkdirConflictError, match="stopped before its first epoch ended .*without --resume"):
+        train_and_evaluate(cfg, tmp_path, resume=True)
+    report = train_and_evaluate(cfg, tmp_path, print_table=False)
+    assert report["resumed_from_epoch"] is None and (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("name", ["report.json", "metrics.jsonl"])
+def test_user_files_in_a_workdir_without_config_are_not_overwritten(tmp_path, name):
+    mine = '{"mine": true}\n'
+    tmp_path.joinpath(name).write_text(mine)
+    with pytest.raises(WorkdirConflictError, match=f"holds {name} but no config.json.*--overwrite"):
+        train_and_evaluate(tiny(epochs=1), tmp_path)
+    assert tmp_path.joinpath(name).read_text() == mine
+    assert not tmp_path.joinpath("config.json").exists()
+    train_and_evaluate(tiny(epochs=1, keep_checkpoints=0), tmp_path, overwrite=True, print_table=False)
+    assert tmp_path.joinpath(name).read_text() != mine
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"model_kwargs": {"dtype": "nosuchdtype"}}, r"'model_kwargs' \{\"dtype\": \"nosuchdtype\"\}: lenet5 "
+                                                  r"cannot be built with them \(TypeError: data type"),
+    ({"model_kwargs": {"num_classes": 3}}, "'num_classes' is set from the dataset's number of classes"),
+    ({"model_kwargs": {"nosuch": 3}}, "model 'lenet5' has no option.*'nosuch'; valid: "),
+    ({"dataset_kwargs": {"nosuch": 1}}, r"dataset 'synthetic' has no option\(s\) 'nosuch'; valid: shape, "),
+    ({"hw_arch": "missing.yaml"}, "missing.yaml"),
+])
+def test_bad_input_fails_before_the_workdir_is_created(tmp_path, change, error):
+    """A failed start leaves nothing behind, so the fixed command can run in the same workdir."""
+    from codesign.config import ConfigError
+
+    kw = dict(epochs=1, keep_checkpoints=0)
+    kw.update({k: v for k, v in change.items() if k != "dataset_kwargs"})
+    if "dataset_kwargs" in change:
+        kw["dataset_kwargs"] = {**tiny().dataset_kwargs, **change["dataset_kwargs"]}
+    with pytest.raises((ConfigError, OSError, ValueError), match=error):
+        train_and_evaluate(tiny(**kw), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    train_and_evaluate(tiny(epochs=1, keep_checkpoints=0, hw_arch="none"), tmp_path / "run", print_table=False)
+
+
+def test_missing_data_fails_before_the_workdir_is_created(tmp_path):
+    cfg = Config(dataset="mnist", model="lenet5", data_dir=str(tmp_path / "nodata"), download=False,
+                 epochs=1, progress=False)
+    with pytest.raises(FileNotFoundError, match="MNIST not found"):
+        train_and_evaluate(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
+    from codesign.train import _WorkdirLock
+
+    lock = _WorkdirLock(tmp_path)
+    try:
+        with pytest.raises(WorkdirConflictError, match="in use by another run"):
+            train_and_evaluate(tiny(epochs=1), tmp_path)
+    finally:
+        lock.release()
+    assert not (tmp_path / "config.json").exists()
+    train_and_evaluate(tiny(epochs=1, keep_checkpoints=0), tmp_path, print_table=False)
+
+
+def test_resumable_needs_a_complete_checkpoint(tmp_path):
+    """What a sweep asks before passing resume=True: a run killed in its first epoch leaves an
+    empty checkpoints/ directory, which is nothing to resume from."""
+    from codesign.train import resumable
+
+    cfg = tiny(epochs=1, keep_checkpoints=1)
+    assert not resumable(tmp_path)
+    tmp_path.joinpath("config.json").write_text(cfg.to_json())
+    tmp_path.joinpath("checkpoints").mkdir()
+    assert not resumable(tmp_path)
+    train_and_evaluate(cfg, tmp_path, print_table=False)  # restarts it
+    assert resumable(tmp_path)
+    assert train_and_evaluate(cfg, tmp_path, resume=True, print_table=False)["resumed_from_epoch"] == 1

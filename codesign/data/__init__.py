@@ -56,11 +56,11 @@ from ._cifar import CIFAR10_CLASSES, download_cifar10, load_cifar10_arrays
 from ._dataset import Dataset, channel_stats, split_indices
 from ._download import default_data_dir
 from ._embedded import load_mnist5k_arrays
-from ._errors import DataFileError, DownloadError
+from ._errors import DataFileError, DownloadError, option_wording
 from ._mnist import download_mnist, load_mnist_arrays, read_idx
 from ._pipeline import (augment_cifar, augment_params, epoch_permutation, iterate_batches,
                         normalize, num_batches)
-from ._registry import DATASETS, load_dataset
+from ._registry import DATASETS, dataset_options, load_dataset
 from ._synthetic import make_synthetic_arrays
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "augment_cifar",
     "augment_params",
     "channel_stats",
+    "dataset_options",
     "default_data_dir",
     "download_cifar10",
     "download_mnist",
@@ -84,6 +85,7 @@ __all__ = [
     "make_synthetic_arrays",
     "normalize",
     "num_batches",
+    "option_wording",
     "read_idx",
     "split_indices",
 ]

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._download import download_verified, md5_of, resolve_data_dir, resolve_mirrors
-from ._errors import DataFileError
+from ._download import (download_verified, find_or_download, md5_of, resolve_data_dir,
+                        resolve_mirrors)
+from ._errors import DataFileError, download_option
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MIRRORS", "download_cifar10", "load_cifar10_arrays"]
 
@@ -94,8 +95,9 @@ CIFAR10_PY_FILES: dict[str, tuple[BatchSpec, ...]] = {
 #: The official binary archive and its published md5.
 CIFAR10_ARCHIVE = ("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")
 
-_HINT = ("Delete it (the binary version is downloaded again when download=True) or "
-         "replace it with the official file")
+def _hint() -> str:
+    return (f"Delete it (the binary version is downloaded again with {download_option()}) or "
+            "replace it with the official file")
 
 
 def _check_size_md5(path: Path, data: bytes, spec: BatchSpec, expected_size: int | None) -> None:
@@ -104,16 +106,16 @@ def _check_size_md5(path: Path, data: bytes, spec: BatchSpec, expected_size: int
         raise DataFileError(path, "size",
                             f"{expected_size} bytes ({spec.records} records of "
                             f"{_RECORD} bytes: 1 label + 3072 pixels)",
-                            f"{len(data)} bytes ({kind})", _HINT)
+                            f"{len(data)} bytes ({kind})", _hint())
     got = md5_of(data)
     if got != spec.md5:
-        raise DataFileError(path, "md5 checksum", spec.md5, got, _HINT)
+        raise DataFileError(path, "md5 checksum", spec.md5, got, _hint())
 
 
 def _check_labels(path: Path, labels: np.ndarray) -> None:
     if labels.size and int(labels.max()) > 9:
         raise DataFileError(path, "label values", "classes 0..9",
-                            f"maximum {int(labels.max())}", _HINT)
+                            f"maximum {int(labels.max())}", _hint())
 
 
 def _read_bin(path: Path, spec: BatchSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -156,36 +158,26 @@ def _read_py(path: Path, spec: BatchSpec) -> tuple[np.ndarray, np.ndarray]:
         d = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:  # any unpickling failure is a bad file
         raise DataFileError(path, "pickle", "a pickled dict with b'data' and b'labels'",
-                            f"{type(exc).__name__}: {exc}", _HINT) from exc
+                            f"{type(exc).__name__}: {exc}", _hint()) from exc
     if not isinstance(d, dict):
-        raise DataFileError(path, "pickle", "a dict", type(d).__name__, _HINT)
+        raise DataFileError(path, "pickle", "a dict", type(d).__name__, _hint())
     get = lambda k: d[k.encode()] if k.encode() in d else d.get(k)  # noqa: E731
     x, y = get("data"), get("labels")
     want = (spec.records, 3072)
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape != want:
         found = (f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__)
-        raise DataFileError(path, "'data' entry", f"uint8 array of shape {want}", found, _HINT)
+        raise DataFileError(path, "'data' entry", f"uint8 array of shape {want}", found, _hint())
     try:
         labels = np.asarray(y, dtype=np.int64)
     except (TypeError, ValueError) as exc:
         raise DataFileError(path, "'labels' entry", f"{spec.records} integers",
-                            f"{type(y).__name__}", _HINT) from exc
+                            f"{type(y).__name__}", _hint()) from exc
     if labels.shape != (spec.records,) or (labels.size and labels.min() < 0):
         raise DataFileError(path, "'labels' entry", f"{spec.records} integers in 0..9",
                             f"shape {labels.shape}, min {labels.min() if labels.size else None}",
-                            _HINT)
+                            _hint())
     _check_labels(path, labels)
     return x.reshape(spec.records, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8)
-
-
-def _find(root: Path) -> tuple[Path, str] | None:
-    candidates = [(root / "cifar10" / BIN_DIR, "bin"), (root / BIN_DIR, "bin"),
-                  (root / "cifar10" / PY_DIR, "py"), (root / PY_DIR, "py")]
-    for d, kind in candidates:
-        files = CIFAR10_BIN_FILES if kind == "bin" else CIFAR10_PY_FILES
-        if all((d / s.name).is_file() for specs in files.values() for s in specs):
-            return d, kind
-    return None
 
 
 def _unsafe_member(name: str) -> bool:
@@ -305,16 +297,14 @@ def load_cifar10_arrays(data_dir: str | os.PathLike | None = None, *, download: 
         DownloadError: the download failed.
     """
     root = resolve_data_dir(data_dir)
-    found = _find(root)
-    if found is None:
-        if not download:
-            raise FileNotFoundError(
-                f"CIFAR-10 not found: looked for the binary version (data_batch_1.bin .. "
-                f"data_batch_5.bin, test_batch.bin) in {root / 'cifar10' / BIN_DIR} and "
-                f"{root / BIN_DIR}, and the python version in {root / 'cifar10' / PY_DIR} "
-                f"and {root / PY_DIR}. Pass download=True, or put the files there.")
-        found = (download_cifar10(root, mirrors=mirrors), "bin")
-    d, kind = found
+    names = {kind: [s.name for specs in files.values() for s in specs]
+             for kind, files in (("bin", CIFAR10_BIN_FILES), ("py", CIFAR10_PY_FILES))}
+    d, kind = find_or_download(
+        "CIFAR-10", [(root / "cifar10" / BIN_DIR, names["bin"], "bin"),
+                     (root / BIN_DIR, names["bin"], "bin"),
+                     (root / "cifar10" / PY_DIR, names["py"], "py"),
+                     (root / PY_DIR, names["py"], "py")],
+        download=download, fetch=lambda: (download_cifar10(root, mirrors=mirrors), "bin"))
     files, reader = (CIFAR10_BIN_FILES, _read_bin) if kind == "bin" else (CIFAR10_PY_FILES, _read_py)
     out = {}
     for split, specs in files.items():

@@ -22,9 +22,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._errors import DownloadError
+from ._errors import DownloadError, download_option
 
-__all__ = ["default_data_dir", "resolve_data_dir", "resolve_mirrors", "download_verified", "md5_of"]
+__all__ = ["default_data_dir", "resolve_data_dir", "resolve_mirrors", "download_verified",
+           "find_or_download", "md5_of"]
 
 log = logging.getLogger("codesign.data")
 
@@ -179,3 +180,48 @@ def download_verified(filename: str, bases: Sequence[str], directory: Path,
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
     raise DownloadError(filename, attempts, hint)
+
+
+def find_or_download(dataset: str, candidates: Sequence[tuple[Path, Sequence[str], str]], *,
+                     download: bool, fetch: Callable[[], tuple[Path, str]],
+                     present: Callable[[Path, str], bool] = lambda d, name: (d / name).is_file(),
+                     note: str = "") -> tuple[Path, str]:
+    """The first complete candidate directory of a file dataset, else a download.
+
+    Args:
+        dataset: the dataset's name, for messages (``"MNIST"``, ``"CIFAR-10"``).
+        candidates: ``(directory, file names, tag)`` in order of preference.
+        download: call ``fetch`` when no candidate is complete.
+        fetch: downloads the files; returns ``(directory, tag)`` like a candidate.
+        present: whether file ``name`` is in directory ``d``.
+        note: said after the file names in the not-found message (``" (plain or .gz)"``).
+
+    Returns:
+        ``(directory, tag)`` of the complete candidate (or of the download).
+
+    Raises:
+        FileNotFoundError: nothing complete and ``download`` is False; the message
+            names the files missing from every directory that holds some of them.
+    """
+    for d, names, tag in candidates:
+        if all(present(d, n) for n in names):
+            return d, tag
+    if download:
+        return fetch()
+    partial = []
+    for d, names, _ in candidates:
+        missing = [n for n in names if not present(d, n)]
+        if len(missing) < len(names):
+            partial.append(f"{d} lacks {', '.join(missing)}")
+    if partial:
+        raise FileNotFoundError(
+            f"{dataset} incomplete: {'; '.join(partial)}. Put the missing file(s) there, or "
+            f"pass {download_option()} to download the dataset.")
+    where: dict[tuple[str, ...], list[str]] = {}
+    for d, names, _ in candidates:
+        where.setdefault(tuple(names), []).append(str(d))
+    looked = "; ".join(f"{', '.join(names)}{note} in {' and '.join(dirs)}"
+                       for names, dirs in where.items())
+    raise FileNotFoundError(
+        f"{dataset} not found: looked for {looked}. Pass {download_option()}, or put the "
+        "files there.")

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 
-__all__ = ["DataFileError", "DownloadError"]
+__all__ = ["DataFileError", "DownloadError", "download_option", "option_wording"]
+
+_CLI_WORDING = contextvars.ContextVar("codesign_data_cli_wording", default=False)
+
+
+@contextlib.contextmanager
+def option_wording(*, cli: bool) -> Iterator[None]:
+    """Word the hints of data errors raised inside the block for a command line
+    (``--download``) when ``cli`` is True, else for Python (``download=True``, the default)."""
+    token = _CLI_WORDING.set(cli)
+    try:
+        yield
+    finally:
+        _CLI_WORDING.reset(token)
+
+
+def download_option() -> str:
+    """How the caller turns downloads on: ``--download`` (command line) or ``download=True``."""
+    return "--download" if _CLI_WORDING.get() else "download=True"
 
 
 class DataFileError(ValueError):

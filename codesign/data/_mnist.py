@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._download import download_verified, md5_of, resolve_data_dir, resolve_mirrors
-from ._errors import DataFileError
+from ._download import (download_verified, find_or_download, md5_of, resolve_data_dir,
+                        resolve_mirrors)
+from ._errors import DataFileError, download_option
 
 __all__ = ["read_idx", "load_mnist_arrays", "download_mnist", "MNIST_MIRRORS"]
 
@@ -93,8 +94,9 @@ MNIST_FILES: dict[str, tuple[IdxSpec, IdxSpec]] = {
     ),
 }
 
-_HINT = ("Delete it (it is downloaded again when download=True) or replace it with the "
-         "official file")
+def _hint() -> str:
+    return (f"Delete it (it is downloaded again with {download_option()}) or replace it with "
+            "the official file")
 
 
 def _read_file(path: Path, limit: int | None = None) -> bytes:
@@ -115,7 +117,7 @@ def _read_file(path: Path, limit: int | None = None) -> bytes:
                 return f.read(-1 if limit is None else limit)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise DataFileError(path, "gzip stream", "a complete gzip stream",
-                                f"{type(exc).__name__}: {exc}", _HINT) from exc
+                                f"{type(exc).__name__}: {exc}", _hint()) from exc
 
 
 def _parse_idx(data: bytes, path: Path, spec: IdxSpec | None = None) -> np.ndarray:
@@ -123,38 +125,38 @@ def _parse_idx(data: bytes, path: Path, spec: IdxSpec | None = None) -> np.ndarr
     size_what = "decompressed size" if path.suffix == ".gz" else "size"
     if len(data) < 4:
         raise DataFileError(path, size_what, "at least 4 bytes (IDX header)",
-                            f"{len(data)} bytes", _HINT)
+                            f"{len(data)} bytes", _hint())
     (magic,) = struct.unpack(">I", data[:4])
     type_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
     if spec is not None and magic != spec.magic:
         raise DataFileError(path, "magic number",
                             f"0x{spec.magic:08X} ({spec.magic}: IDX, unsigned byte, "
                             f"{len(spec.shape)} dimension(s))",
-                            f"0x{magic:08X} ({magic})", _HINT)
+                            f"0x{magic:08X} ({magic})", _hint())
     if magic >> 16 != 0 or type_code not in _IDX_TYPES or ndim == 0:
         raise DataFileError(path, "magic number",
                             "0x0000TTNN (TT: an IDX type 08/09/0B/0C/0D/0E, NN >= 1 dims)",
-                            f"0x{magic:08X}", _HINT)
+                            f"0x{magic:08X}", _hint())
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataFileError(path, size_what, f"at least {header} bytes (IDX header)",
-                            f"{len(data)} bytes (truncated)", _HINT)
+                            f"{len(data)} bytes (truncated)", _hint())
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if spec is not None and dims != spec.shape:
-        raise DataFileError(path, "dimensions", f"{spec.shape}", f"{dims}", _HINT)
+        raise DataFileError(path, "dimensions", f"{spec.shape}", f"{dims}", _hint())
     dtype, _ = _IDX_TYPES[type_code]
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "trailing bytes"
         raise DataFileError(path, size_what,
                             f"{expected} bytes ({header} header + {dims} of {dtype.itemsize} byte(s))",
-                            f"{len(data)} bytes ({kind})", _HINT)
+                            f"{len(data)} bytes ({kind})", _hint())
     if spec is not None:
         got = md5_of(data)
         if got != spec.raw_md5:
             raise DataFileError(path, "md5 checksum" + (" of the decompressed content"
                                                         if path.suffix == ".gz" else ""),
-                                spec.raw_md5, got, _HINT)
+                                spec.raw_md5, got, _hint())
     arr = np.frombuffer(data, dtype=dtype, count=(expected - header) // dtype.itemsize, offset=header)
     return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
@@ -173,15 +175,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     return _parse_idx(_read_file(path), path)
-
-
-def _find(root: Path) -> Path | None:
-    """The first candidate directory holding all four files (plain or .gz)."""
-    names = [spec.name for pair in MNIST_FILES.values() for spec in pair]
-    for d in (root / "mnist", root):
-        if all((d / n).is_file() or (d / (n + ".gz")).is_file() for n in names):
-            return d
-    return None
 
 
 def _pick(d: Path, name: str) -> Path:
@@ -263,15 +256,12 @@ def load_mnist_arrays(data_dir: str | os.PathLike | None = None, *, download: bo
         DownloadError: the download failed.
     """
     root = resolve_data_dir(data_dir)
-    d = _find(root)
-    if d is None:
-        if not download:
-            names = ", ".join(s.name for p in MNIST_FILES.values() for s in p)
-            raise FileNotFoundError(
-                f"MNIST not found: looked in {root / 'mnist'} and {root} for {names} "
-                f"(plain or .gz). Pass download=True, or put the official files in "
-                f"{root / 'mnist'}.")
-        d = download_mnist(root, mirrors=mirrors)
+    names = [spec.name for pair in MNIST_FILES.values() for spec in pair]
+    d, _ = find_or_download(
+        "MNIST", [(root / "mnist", names, ""), (root, names, "")], download=download,
+        fetch=lambda: (download_mnist(root, mirrors=mirrors), ""),
+        present=lambda d, n: (d / n).is_file() or (d / (n + ".gz")).is_file(),
+        note=" (plain or .gz)")
     out = {}
     for split, (img_spec, lab_spec) in MNIST_FILES.items():
         img_path, lab_path = _pick(d, img_spec.name), _pick(d, lab_spec.name)
@@ -279,6 +269,6 @@ def load_mnist_arrays(data_dir: str | os.PathLike | None = None, *, download: bo
         labels = _parse_idx(_read_file(lab_path), lab_path, lab_spec)
         if labels.size and labels.max() > 9:
             raise DataFileError(lab_path, "label values", "digits 0..9",
-                                f"maximum {int(labels.max())}", _HINT)
+                                f"maximum {int(labels.max())}", _hint())
         out[split] = (images[..., None], labels.astype(np.int32))
     return out

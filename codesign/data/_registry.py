@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import numpy as np
@@ -12,12 +13,28 @@ from ._embedded import load_mnist5k_arrays
 from ._mnist import load_mnist_arrays
 from ._synthetic import make_synthetic_arrays
 
-__all__ = ["DATASETS", "load_dataset"]
+__all__ = ["DATASETS", "dataset_options", "load_dataset"]
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("mnist", "mnist-5k", "cifar10", "synthetic")
 
 _DIGITS = tuple(str(i) for i in range(10))
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The extra keyword arguments :func:`load_dataset` accepts for dataset ``name``.
+
+    ``synthetic`` takes :func:`~codesign.data.make_synthetic_arrays`' arguments except
+    ``seed`` (that is ``load_dataset``'s own); the file datasets take none.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    if name != "synthetic":
+        return ()
+    return tuple(p for p in inspect.signature(make_synthetic_arrays).parameters if p != "seed")
 
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, download: bool = True,
@@ -53,9 +70,11 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, downlo
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     seed = check_seed(seed, "seed")
-    if synthetic_kwargs and name != "synthetic":
-        raise ValueError(f"load_dataset({name!r}) got unexpected keyword argument(s) "
-                         f"{sorted(synthetic_kwargs)}; they apply only to 'synthetic'")
+    bad = sorted(set(synthetic_kwargs) - set(dataset_options(name)))
+    if bad:
+        valid = (f"valid: {', '.join(dataset_options(name))}" if name == "synthetic"
+                 else "they apply only to 'synthetic'")
+        raise ValueError(f"load_dataset({name!r}) got unexpected keyword argument(s) {bad}; {valid}")
     class_names: tuple[str, ...] = _DIGITS
     if name == "mnist":
         arrays = load_mnist_arrays(data_dir, download=download, mirrors=mirrors)
