@@ -246,7 +246,7 @@ def test_training_keeps_pruned_weights_zero_and_reaches_target(tmp_path):
     progress.history.append({"epoch": 1, **{f"train_{k}": v for k, v in means.items()}, **extra,
                              "epoch_time_s": secs, "images_per_s": 1.0})
     train._save_epoch(run, state, progress, 1)
-    run.ckpt.close()
+    run.close()  # releases the checkpointer and the workdir lock
     train.train_and_evaluate(cfg, tmp_path / "b", resume=True, print_table=False)
     other = _final_flat(tmp_path / "b")
     assert set(other) == set(flat)
