@@ -209,3 +209,29 @@ class Checkpointer:
         """Finish pending writes and release Orbax resources."""
         self._mgr.wait_until_finished()
         self._mgr.close()
+
+
+def read_latest(directory: str | os.PathLike) -> tuple[int | None, dict[str, np.ndarray]]:
+    """The newest complete checkpoint in ``directory``, read without a template and without
+    touching the directory (a read-only manager: nothing is created or cleaned up).
+
+    Returns:
+      ``(epoch, {dotted path: numpy array})`` (see :meth:`Checkpointer.restore_flat`), or
+      ``(None, {})`` when it holds no complete checkpoint.
+    """
+    import logging
+
+    absl = logging.getLogger("absl")  # orbax logs a warning that a read-only manager is read-only
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        ckpt = Checkpointer(directory, keep=1, asynchronous=False, read_only=True)
+    finally:
+        absl.setLevel(level)
+    try:
+        epoch = ckpt.latest_epoch()
+        if epoch is None:
+            return None, {}
+        return epoch, ckpt.restore_flat(epoch)[0]
+    finally:
+        ckpt.close()

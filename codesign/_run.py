@@ -17,7 +17,6 @@ Every failure is a :class:`RunError` with a one-line message.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 
@@ -71,27 +70,16 @@ def _build_model(config) -> nnx.Module:
 
 def _restore(model: nnx.Module, workdir: Path, config) -> int:
     """Load the newest checkpoint's model variables into ``model``; returns its epoch."""
-    from codesign._checkpoint import CheckpointMismatchError, Checkpointer, unflatten_state
+    from codesign._checkpoint import CheckpointMismatchError, read_latest, unflatten_state
     from codesign.train import CHECKPOINT_DIR
 
     ckdir = workdir / CHECKPOINT_DIR
     if not ckdir.is_dir():
         raise RunError(f"run {workdir}: no {CHECKPOINT_DIR}/ directory (the run saved no "
                        "checkpoint: keep_checkpoints=0, or it has not finished an epoch)")
-    absl = logging.getLogger("absl")  # orbax logs a warning that a read-only manager is read-only
-    level = absl.level
-    absl.setLevel(logging.ERROR)
-    try:
-        ckpt = Checkpointer(ckdir, keep=1, asynchronous=False, read_only=True)
-    finally:
-        absl.setLevel(level)
-    try:
-        epoch = ckpt.latest_epoch()
-        if epoch is None:
-            raise RunError(f"run {workdir}: {ckdir} holds no complete checkpoint")
-        flat, _ = ckpt.restore_flat(epoch)
-    finally:
-        ckpt.close()
+    epoch, flat = read_latest(ckdir)
+    if epoch is None:
+        raise RunError(f"run {workdir}: {ckdir} holds no complete checkpoint")
     # the checkpoint holds nnx.state((model, optimizer)): the model's variables are "0.*"
     mine = {k[2:]: v for k, v in flat.items() if k.startswith("0.")}
     try:

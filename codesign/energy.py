@@ -89,21 +89,16 @@ def load_weights(model: nnx.Module, run_dir: str | Path) -> int:
       ConfigError: no run / no checkpoint there, or a parameter of the model that the
         checkpoint lacks or holds with another shape.
     """
-    from codesign._checkpoint import Checkpointer
+    from codesign._checkpoint import read_latest
 
     run_dir = Path(run_dir)
     ck = run_dir / "checkpoints"
     if not (run_dir / "config.json").is_file() or not ck.is_dir():
         raise ConfigError(f"init_from: {run_dir} is not a run directory (needs config.json and "
                           "checkpoints/); pass the workdir of a finished codesign train run")
-    c = Checkpointer(ck, keep=1, asynchronous=False)
-    try:
-        epoch = c.latest_epoch()
-        if epoch is None:
-            raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
-        flat, _ = c.restore_flat(epoch)
-    finally:
-        c.close()
+    epoch, flat = read_latest(ck)  # read-only: the source run is never modified
+    if epoch is None:
+        raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
     # checkpoints hold nnx.state((model, optimizer)): model entries start with "0."
     want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, nnx.RngState)))
     from codesign._checkpoint import flatten_state
