@@ -57,6 +57,9 @@ RUNTIME_FIELDS = frozenset(
     {"data_dir", "download", "eval_batch_size", "keep_checkpoints", "progress",
      "log_every", "num_devices", "distributed", "hw_arch", "hw_dataflow", "conv_backend"}
 )
+# The hardware fields: runtime for plain training (only reported), part of the numbers for
+# every pruning method (see :func:`config_diff`).
+HARDWARE_FIELDS = frozenset({"hw_arch", "hw_dataflow"})
 # ``conv_backend`` is here for the same reason: oneDNN and XLA convolutions agree only
 # up to float rounding, and "auto" resolves per machine.
 CONV_BACKENDS = ("auto", "xla", "onednn")
@@ -148,6 +151,9 @@ class Config:
     gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
     gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
     dual_lr: float = _f(0.002, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    budget_ramp_epochs: float = _f(0.0, "budget mode: the target falls geometrically from the dense "
+                                   "objective to energy_budget over the first N epochs (gradual "
+                                   "pruning; 0: the budget applies from the first step)")
     gate_freeze_epochs: int = _f(1, "gates methods: for the last N epochs (at most epochs - 1) the "
                                  "gates are frozen at their inference values (budget mode: first fitted "
                                  "to the budget) and only the weights train")
@@ -214,6 +220,8 @@ class Config:
             "gate_init_keep": (0 < self.gate_init_keep < 1, "must be in (0, 1)"),
             "gate_lr": (self.gate_lr > 0, "must be > 0"),
             "dual_lr": (self.dual_lr > 0, "must be > 0"),
+            "budget_ramp_epochs": (0 <= self.budget_ramp_epochs <= self.epochs,
+                                   f"must be in [0, epochs={self.epochs}]"),
         })
         for name, (ok, what) in checks.items():
             if not ok:
@@ -377,6 +385,10 @@ def config_diff(a: Config, b: Config, *, ignore: frozenset[str] = RUNTIME_FIELDS
       ``{field: (value in a, value in b)}``, empty when they agree.
     """
     da, db = a.to_dict(), b.to_dict()
+    if ignore is RUNTIME_FIELDS and (a.method != "none" or b.method != "none"):
+        # the pruning methods train against (or prune by) the hardware model: there the
+        # architecture and dataflow change the numbers a run computes
+        ignore = RUNTIME_FIELDS - HARDWARE_FIELDS
     return {k: (da[k], db[k]) for k in da if k not in ignore and da[k] != db[k]}
 
 

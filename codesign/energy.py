@@ -14,7 +14,10 @@ Penalty mode uses ``--energy-weight`` (``lambda``); budget mode (``--energy-budg
 fraction of the dense model's objective, e.g. 0.05 for 20x less) replaces the fixed
 weight by a Lagrange multiplier ``mu`` updated by dual ascent every step on the gap
 ``g = log(H / (B H_dense))`` (the constraint ``H <= B H_dense`` in log form, so that a
-budget 30x below dense does not start with a 30x larger gap than one at half):
+budget 30x below dense does not start with a 30x larger gap than one at half;
+``--budget-ramp-epochs R`` lowers the target geometrically from dense to ``B`` over the
+first ``R`` epochs, gradual pruning in the manner of Zhu and Gupta 2017, so the weights
+adapt while the gates close instead of after):
 ``mu <- mu + dual_lr * g``; the loss is ``task + lam * g`` with ``lam = mu + g`` (a proportional term on top of the integral one: the "PI
 Lagrangian" of Stooke, Achiam, Abbeel, ICML 2020, which damps the overshoot of plain
 dual ascent; gates trained by Adam close at a rate set by their learning rate, not by
@@ -134,6 +137,7 @@ def prepare_model(model: nnx.Module, config) -> nnx.Module:
             s.size, s.kind, rngs=rngs, init_keep=config.gate_init_keep))
         if config.energy_budget > 0:
             model.hw_dual = HardwareDual(jnp.zeros((), jnp.float32))
+            model.hw_step = HardwareDual(jnp.zeros((), jnp.float32))  # steps taken (the ramp)
     return model
 
 
@@ -193,6 +197,8 @@ class EnergyAwareLoss:
       weight: ``lambda`` (penalty mode).
       budget: the budget as a fraction of the dense objective (0: penalty mode).
       dual_lr: the dual ascent step.
+      ramp_steps: budget mode: the target falls geometrically from 1 (dense) to ``budget``
+        over this many steps (counted in ``model.hw_step``), then stays (0: no ramp).
     """
 
     objective: HardwareObjective
@@ -200,6 +206,14 @@ class EnergyAwareLoss:
     weight: float = 0.0
     budget: float = 0.0
     dual_lr: float = 0.002
+    ramp_steps: int = 0
+
+    def target(self, step):
+        """The budget-mode target at optimizer step ``step`` (a fraction of dense)."""
+        if self.ramp_steps <= 0:
+            return jnp.asarray(self.budget, jnp.float32)
+        frac = jnp.minimum(1.0, step / self.ramp_steps)
+        return jnp.exp(frac * jnp.log(jnp.float32(self.budget)))
 
     def __call__(self, model, images, labels):
         total, metrics = self.task(model, images, labels)
@@ -209,12 +223,15 @@ class EnergyAwareLoss:
         out = dict(metrics)
         out["hw"] = rel
         if self.budget > 0:
-            gap = jnp.log(rel / self.budget)
+            target = self.target(model.hw_step[...])
+            model.hw_step[...] = model.hw_step[...] + 1.0
+            gap = jnp.log(rel / target)
             g = jax.lax.stop_gradient(gap)
             mu = model.hw_dual[...]
             model.hw_dual[...] = mu + self.dual_lr * g
             term = jax.lax.stop_gradient(mu + g) * gap
             out["mu"] = mu
+            out["hw_target"] = target
         else:
             term = self.weight * rel
         out["hw_term"] = term

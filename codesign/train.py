@@ -1072,7 +1072,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
             loss_fn = energy.EnergyAwareLoss(
                 objective, task=ClassificationLoss(float(config.label_smoothing)),
                 weight=float(config.energy_weight), budget=float(config.energy_budget),
-                dual_lr=float(config.dual_lr))
+                dual_lr=float(config.dual_lr),
+                ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
     # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps)
     hooks = (magnitude.method_hooks(model, config, image_shape)
              or energy.method_hooks(objective, config))

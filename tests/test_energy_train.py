@@ -83,6 +83,32 @@ def test_budget_mode_meets_its_budget(tmp_path):
     assert rel >= budget * 0.95, f"ended at {rel:.3f} of dense, budget {budget}"
 
 
+def test_budget_ramp_target_and_tracking(tmp_path):
+    m = models.create("lenet5", rngs=nnx.Rngs(0))
+    obj = HardwareObjective(m, (28, 28, 1))
+    loss = energy.EnergyAwareLoss(obj, task=ClassificationLoss(0.0), budget=0.04, ramp_steps=10)
+    t = [float(loss.target(jnp.float32(s))) for s in (0, 5, 10, 20)]
+    assert t[0] == pytest.approx(1.0) and t[1] == pytest.approx(0.2) and t[2] == t[3] == pytest.approx(0.04)
+    # a ramped run logs its target, counts its steps, and still ends at its budget
+    cfg = tiny(method="gates", energy_budget=0.35, gate_lr=0.1, epochs=6, budget_ramp_epochs=2,
+               dataset_kwargs={"n_train": 512, "n_test": 64})
+    rep = train_and_evaluate(cfg, tmp_path, print_table=False)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["train_hw_target"] > rows[2]["train_hw_target"] == pytest.approx(0.35)
+    assert 0.95 * 0.35 <= rep["hw"]["hw_objective_relative"] <= 1.05 * 0.35
+    with pytest.raises(ConfigError, match="budget_ramp_epochs.*epochs=6"):
+        tiny(method="gates", energy_budget=0.35, epochs=6, budget_ramp_epochs=7)
+
+
+def test_hardware_fields_change_a_pruning_run():
+    from codesign.config import config_diff
+    plain = [tiny(), tiny(hw_arch="systolic_ws")]
+    assert config_diff(*plain) == {}  # plain training only reports the hardware
+    gated = [tiny(method="gates", energy_weight=1.0), tiny(method="gates", energy_weight=1.0,
+                                                           hw_dataflow="ws")]
+    assert set(config_diff(*gated)) == {"hw_dataflow"}
+
+
 def test_flops_gates_use_macs():
     m = models.create("lenet5", rngs=nnx.Rngs(0))
     energy.prepare_model(m, tiny(method="flops-gates", energy_weight=1.0))
