@@ -84,9 +84,9 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "resnet20": {
         "name": "resnet20",
         "dense": {"run": "experiments/results/cifar10_resnet20"},
-        "base": {"epochs": 6, "steps_per_epoch": 195, "learning_rate": 0.02,
+        "base": {"epochs": 8, "steps_per_epoch": 195, "learning_rate": 0.02,
                  "schedule": "cosine", "warmup_epochs": 0.0, "gate_lr": 0.01,
-                 "budget_ramp_epochs": 2.0, "gate_freeze_epochs": 3, "distill_weight": 0.5},
+                 "budget_ramp_epochs": 3.0, "gate_freeze_epochs": 4, "distill_weight": 0.5},
         "points": [{"method": "gates", "energy_budget": b} for b in (0.3, 0.5)]
         + [{"method": "flops-gates", "energy_budget": b} for b in (0.5,)],
     },
