@@ -235,7 +235,7 @@ def test_distillation_loss_and_run(tmp_path):
         tiny(distill_weight=0.5)
 
 
-@pytest.mark.parametrize("name", ["quickstart", "mnist_cnn", "lenet5", "vit_mnist"])
+@pytest.mark.parametrize("name", ["quickstart", "mnist_cnn", "lenet5", "resnet20", "vit_mnist"])
 def test_sweep_presets_expand_to_valid_configs(name, monkeypatch):
     from codesign.sweep import SWEEP_PRESETS, expand_points
 
