@@ -16,6 +16,7 @@ Rows (energy per inference at the run's costing batch, the run's dataflow):
 Command (the README's co-design rows)::
 
     python experiments/co_design_compare.py --pruned RUN_B --codesign RUN_D --workdir DIR
+    python experiments/co_design_compare.py --pruned RUN_B --area-mm2 12.25 --evaluations 800 --workdir DIR
 
 Seconds: the searches of (c) take a few seconds for mnist_cnn.
 """
@@ -44,18 +45,28 @@ def _report(run: Path) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pruned", required=True, type=Path, help="(b): a gates run on fixed hardware")
-    p.add_argument("--codesign", required=True, type=Path, help="(d): a --co-design run")
+    p.add_argument("--codesign", type=Path, default=None,
+                   help="(d): a --co-design run (without it: rows (a)-(c) only, and "
+                        "--area-mm2 / --evaluations are needed)")
+    p.add_argument("--area-mm2", type=float, default=None,
+                   help="(c)'s area budget (default: the co-design run's)")
     p.add_argument("--workdir", required=True, type=Path, help="where (c)'s YAML goes")
     p.add_argument("--evaluations", type=int, default=None,
                    help="exact evaluations of (c)'s search (default: the co-design run's total)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    rb, rd = _report(args.pruned), _report(args.codesign)
+    rb = _report(args.pruned)
     cfg_b = Config.from_json((args.pruned / "config.json").read_text(), where="(b) config")
-    cfg_d = Config.from_json((args.codesign / "config.json").read_text(), where="(d) config")
-    co = rd["co_design"]
-    area = co["area_budget_mm2"]
+    if args.codesign is not None:
+        rd = _report(args.codesign)
+        cfg_d = Config.from_json((args.codesign / "config.json").read_text(), where="(d) config")
+        co = rd["co_design"]
+    elif args.area_mm2 is None or args.evaluations is None:
+        raise SystemExit("without --codesign, pass --area-mm2 and --evaluations")
+    else:
+        rd, co, cfg_d = None, None, cfg_b
+    area = args.area_mm2 or co["area_budget_mm2"]
     evaluations = args.evaluations or co["evaluations"]
 
     # (c): (b)'s deployed network (checkpoint, physically pruned), hardware-only search
@@ -83,26 +94,30 @@ def main(argv=None) -> int:
     seconds_c = time.perf_counter() - t0
 
     e_a = rb["dense"]["energy_per_inference_uj"]
-    e_d = rd["energy_per_inference_uj"]
+    a0, d0 = float(hwmodel.area_mm2(start)), space.describe(space.base_values())
     rows = [
-        ("(a) dense on " + start.name, rb["dense"]["test_accuracy"], e_a, co["start"]["area_mm2"],
-         co["start"]["design"], "(the dense run)"),
+        ("(a) dense on " + start.name, rb["dense"]["test_accuracy"], e_a, a0, d0,
+         "(the dense run)"),
         ("(b) gates on " + start.name, rb["test_accuracy"], rb["energy_per_inference_uj"],
-         co["start"]["area_mm2"], co["start"]["design"], f"{rb['wall_time_s']:.0f} s"),
+         a0, d0, f"{rb['wall_time_s']:.0f} s"),
         ("(c) (b) + hardware search", rb["test_accuracy"], e_c, best.area_mm2,
          space.describe(best.values), f"+{seconds_c:.0f} s ({ev.count} evaluations)"),
-        ("(d) co-design", rd["test_accuracy"], e_d, co["found"]["area_mm2"],
-         co["found"]["design"], f"{rd['wall_time_s']:.0f} s ({co['evaluations']} evaluations, "
-         f"{co['search_time_s']:.0f} s of searches)"),
     ]
+    if rd is not None:
+        rows.append(("(d) co-design", rd["test_accuracy"], rd["energy_per_inference_uj"],
+                     co["found"]["area_mm2"], co["found"]["design"],
+                     f"{rd['wall_time_s']:.0f} s ({co['evaluations']} evaluations, "
+                     f"{co['search_time_s']:.0f} s of searches)"))
     print(f"| run | test accuracy | energy (uJ) | vs (a) | vs (b) | area (mm^2) | hardware | wall |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for name, acc, e, a, d, wall in rows:
         print(f"| {name} | {100 * acc:.2f}% | {e:.4g} | {e_a / e:.2f}x | "
               f"{rb['energy_per_inference_uj'] / e:.3f}x | {a:.4g} | {d} | {wall} |")
-    print(f"\n(d)'s network on {start.name}: {rd['hw_start']['energy_per_inference_uj']:.4g} uJ; "
-          f"(d) vs (c): {e_c / e_d:.3f}x lower energy, "
-          f"{100 * (rd['test_accuracy'] - rb['test_accuracy']):+.2f} points accuracy")
+    if rd is not None:
+        e_d = rd["energy_per_inference_uj"]
+        print(f"\n(d)'s network on {start.name}: {rd['hw_start']['energy_per_inference_uj']:.4g} "
+              f"uJ; (d) vs (c): {e_c / e_d:.3f}x lower energy, "
+              f"{100 * (rd['test_accuracy'] - rb['test_accuracy']):+.2f} points accuracy")
     return 0
 
 
