@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "CONV_BACKENDS",
+    "CO_DESIGN_OBJECTIVES",
     "HW_COMPRESSION",
     "HW_SPARSITY",
     "METHODS",
@@ -48,6 +49,8 @@ HW_SPARSITY = ("preset", "none", "gate", "skip")
 HW_COMPRESSION = ("preset", "none", "bitmask", "rle")
 # Hardware objectives (codesign.objective.HW_OBJECTIVES re-exports this tuple).
 HW_OBJECTIVES = ("energy", "latency", "edp", "dram", "macs")
+# The hardware objectives a co-design run can search the accelerator for (codesign.design).
+CO_DESIGN_OBJECTIVES = ("energy", "latency", "edp")
 
 # Fields that do not change the numbers a run computes (paths, logging, bookkeeping).
 # A run may be resumed with different values of these; every other field must match.
@@ -183,11 +186,25 @@ class Config:
                              choices=HW_COMPRESSION)
     init_from: str | None = _f(None, "start from the weights of this run directory's latest "
                                "checkpoint (fine-tuning; same model and model_kwargs)", metavar="RUN")
+    # joint network + hardware training (codesign.joint)
+    co_design: bool = _f(False, "joint network + hardware training (method gates): the accelerator's "
+                         "PE array, buffer and register-file sizes are searched (exact evaluations, "
+                         "area <= area_mm2, dataflow hw_dataflow) for the current pruned network "
+                         "before gate-training epochs and once at the end, and the gates train "
+                         "against the found hardware's cost (codesign.joint); writes hardware.yaml")
+    area_mm2: float = _f(0.0, "co-design: area budget of the accelerator, mm^2 (hwmodel.area_mm2 of "
+                         "the hw_arch design space; eyeriss: 12.25)")
+    co_design_evaluations: int = _f(64, "co-design: exact hardware evaluations per search, after "
+                                    "the current design's and the starting preset's: half random "
+                                    "designs, half local moves around the best so far")
+    co_design_every: int = _f(1, "co-design: search the hardware before every N-th gate-training "
+                              "epoch (and always once after the last gate change)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_type(f, getattr(self, f.name))
-        pos_int = ("epochs", "batch_size", "eval_batch_size", "log_every")
+        pos_int = ("epochs", "batch_size", "eval_batch_size", "log_every", "co_design_evaluations",
+                   "co_design_every")
         for name in pos_int:
             if getattr(self, name) < 1:
                 raise ConfigError(f"config field {name!r}: must be >= 1, got {getattr(self, name)}")
@@ -260,6 +277,7 @@ class Config:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"config field {name!r}: unknown {getattr(self, name)!r}; valid: "
                                   f"{', '.join(valid)}")
+        self._check_co_design()
         if self.distill_weight > 0 and not self.init_from:
             raise ConfigError("config field 'distill_weight': distillation needs a teacher: pass "
                               "--init-from RUN (the run whose model teaches)")
@@ -276,6 +294,24 @@ class Config:
                               f"valid: {', '.join(CONV_BACKENDS)}")
         if self.nesterov and self.optimizer != "sgd":
             raise ConfigError("config field 'nesterov': only valid with optimizer='sgd'")
+
+    def _check_co_design(self) -> None:
+        if not self.co_design:
+            if self.area_mm2 != 0:
+                raise ConfigError("config field 'area_mm2' is the co-design area budget: pass "
+                                  "--co-design too (or drop --area-mm2)")
+            return
+        if self.method != "gates":
+            why = (" (flops-gates trains against MACs, which no hardware changes)"
+                   if self.method == "flops-gates" else "")
+            raise ConfigError(f"co_design trains the network's gates together with the hardware: "
+                              f"it needs --method gates, not {self.method!r}{why}")
+        if not (self.area_mm2 > 0):
+            raise ConfigError(f"config field 'area_mm2': co_design needs an area budget > 0 in "
+                              f"mm^2 (e.g. 12.25, the eyeriss preset's), got {self.area_mm2!r}")
+        if self.hw_objective not in CO_DESIGN_OBJECTIVES:
+            raise ConfigError(f"config field 'hw_objective': co_design searches hardware for "
+                              f"{', '.join(CO_DESIGN_OBJECTIVES)}, not {self.hw_objective!r}")
 
     # -- serialization -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ __all__ = [
     "GATE_METHODS",
     "METHODS",
     "EnergyAwareLoss",
+    "HardwareDesign",
     "HardwareDual",
     "build_objective",
     "hardware_summary",
@@ -75,6 +76,13 @@ GATE_METHODS: tuple[str, ...] = ("gates", "flops-gates")
 
 class HardwareDual(nnx.Variable):
     """The Lagrange multiplier of budget mode (a scalar, not a trained parameter)."""
+
+
+class HardwareDesign(nnx.Variable):
+    """A co-design run's current hardware: the knob values ``[n_knobs]`` of
+    :class:`codesign.design.DesignSpace` (all 0 until the first search; not a trained
+    parameter). Part of the checkpoint, so a resumed run trains against the hardware
+    it had reached (:mod:`codesign.joint`)."""
 
 
 def _gate_rngs(config) -> nnx.Rngs:
@@ -103,7 +111,8 @@ def load_weights(model: nnx.Module, run_dir: str | Path) -> int:
     if epoch is None:
         raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
     # checkpoints hold nnx.state((model, optimizer)): model entries start with "0."
-    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, nnx.RngState)))
+    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, HardwareDesign,
+                                            nnx.RngState)))
     from codesign._checkpoint import flatten_state
 
     names = flatten_state(want)
@@ -138,6 +147,10 @@ def prepare_model(model: nnx.Module, config) -> nnx.Module:
         if config.energy_budget > 0:
             model.hw_dual = HardwareDual(jnp.zeros((), jnp.float32))
             model.hw_step = HardwareDual(jnp.zeros((), jnp.float32))  # steps taken (the ramp)
+        if config.co_design:
+            from codesign.joint import knob_count
+
+            model.hw_design = HardwareDesign(jnp.zeros((knob_count(config),), jnp.float32))
     return model
 
 
@@ -161,9 +174,11 @@ def build_objective(model: nnx.Module, config, image_shape) -> HardwareObjective
         raise ConfigError(f"method {config.method!r} needs a hardware model: --hw-arch must name "
                           "an architecture, not 'none'")
     objective = "macs" if config.method == "flops-gates" else config.hw_objective
+    # a co-design run maps as its hardware search does (codesign.design: energy, else EDP)
+    mapper = ("energy" if not config.co_design or objective == "energy" else "edp")
     obj = HardwareObjective(model, tuple(image_shape), arch=config.hw_arch,
                             dataflow=config.hw_dataflow, objective=objective,
-                            batch=config.hw_batch)
+                            batch=config.hw_batch, mapper_objective=mapper)
     if config.energy_budget > 0:
         floor = min_relative(obj)
         if config.energy_budget < floor:
@@ -398,7 +413,7 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     out = _figures(exact)
     out["relaxed"] = _figures(relaxed)
     out["hw_objective"] = obj.objective
-    out["hw_objective_relative"] = float(objective_value(exact, obj.objective)) / obj.dense_value
+    out["hw_objective_relative"] = float(objective_value(exact, obj.objective)) / obj.reference_value
     out["kept_units"] = {p: [k, sizes[p]] for p, k in obj.kept_units(model).items()}
     out["layer_keep"] = layer_keep
     out["layers"] = [

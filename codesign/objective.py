@@ -167,11 +167,16 @@ class HardwareObjective:
       objective: one of :data:`HW_OBJECTIVES`.
       batch: the batch at which the hardware cost is counted (default 1).
       mapper_objective: what the mapper minimizes per layer (``energy`` or ``edp``).
+      reference_value: what :meth:`relative` divides by (default: ``dense_value``, the
+        dense model on ``arch``). A co-design run (:mod:`codesign.joint`) passes the dense
+        model's value on its *starting* hardware, so that "relative" keeps one meaning
+        while the hardware changes.
 
     Attributes:
       workload (its layers' ``w_bits`` / ``i_bits`` / ``o_bits`` are the architecture's
       word widths, the bits the cost model charges), arch, mappings, bindings; ``dense_cost`` (the model with every gate
-      open) and ``dense_value`` (its objective value, a Python float).
+      open) and ``dense_value`` (its objective value, a Python float);
+      ``reference_value`` (a Python float).
 
     Raises:
       ValueError: unknown objective / dataflow / arch, a gate whose layer or consumer
@@ -180,7 +185,8 @@ class HardwareObjective:
 
     def __init__(self, model: nnx.Module, input_shape: Sequence[int], *,
                  arch: str | hwmodel.Architecture = "eyeriss", dataflow: str = "rs",
-                 objective: str = "energy", batch: int = 1, mapper_objective: str = "energy"):
+                 objective: str = "energy", batch: int = 1, mapper_objective: str = "energy",
+                 reference_value: float | None = None):
         if objective not in HW_OBJECTIVES:
             raise ValueError(
                 f"unknown hardware objective {objective!r}; valid: {', '.join(HW_OBJECTIVES)}")
@@ -208,6 +214,10 @@ class HardwareObjective:
             self.workload, self.arch, dataflow=dataflow, objective=mapper_objective))
         self.dense_cost = hwmodel.cost(self.workload, self.arch, mappings=self.mappings)
         self.dense_value = float(objective_value(self.dense_cost, objective))
+        if reference_value is not None and not (np.isfinite(reference_value) and reference_value > 0):
+            raise ValueError(f"reference_value must be a positive number, got {reference_value!r}")
+        self.reference_value = (self.dense_value if reference_value is None
+                                else float(reference_value))
 
     # ---- knobs ---------------------------------------------------------------------
     def knobs(self, model_or_keeps: nnx.Module | Mapping[str, Any], *, hard: bool = False,
@@ -288,8 +298,10 @@ class HardwareObjective:
 
     def relative(self, model_or_keeps, *, hard: bool = False, weight_density: Any = None
                  ) -> jax.Array:
-        """``value / dense_value``: 1 for the dense model, the loss term's scale."""
-        return self.value(model_or_keeps, hard=hard, weight_density=weight_density) / self.dense_value
+        """``value / reference_value`` (by default ``dense_value``: 1 for the dense model),
+        the loss term's scale."""
+        return (self.value(model_or_keeps, hard=hard, weight_density=weight_density)
+                / self.reference_value)
 
     # ---- the exact pruned figure -------------------------------------------------------
     def kept_units(self, model_or_keeps) -> dict[str, int]:

@@ -948,6 +948,8 @@ class TrainRun:
         epoch) -> dict | None`` (host side, :func:`begin_epoch`) and ``report(model,
         report dict) -> report.md text``.
       lock: the exclusive lock on ``workdir`` (process 0), released by :meth:`close`.
+      compile_fns: ``compile_fns(loss_fn, after_update) -> fns`` (what built ``fns``;
+        :meth:`adopt_objective` recompiles with it).
     """
 
     config: Config
@@ -975,6 +977,26 @@ class TrainRun:
     objective: Any = None
     hooks: Any = None
     lock: _WorkdirLock | None = None
+    compile_fns: Callable | None = None
+
+    def adopt_objective(self) -> bool:
+        """Train against the hooks' current hardware objective (a co-design run's new
+        design, :mod:`codesign.joint`): rebuild the loss with it and recompile the steps.
+        Returns whether anything changed."""
+        obj = getattr(self.hooks, "objective", None)
+        if obj is None or obj is self.objective:
+            return False
+        import models
+
+        self.objective = obj
+        self.loss_fn = dataclasses.replace(self.loss_fn, objective=obj)
+        t0 = time.perf_counter()
+        with models.conv_backend(self.conv_backend):
+            self.fns = self.compile_fns(self.loss_fn, getattr(self.hooks, "after_update", None))
+        seconds = time.perf_counter() - t0
+        self.compile_s += seconds
+        _log(f"train step recompiled for the new hardware in {seconds:.1f} s")
+        return True
 
     def close(self) -> None:
         """Finish pending checkpoint writes and release the workdir (idempotent)."""
@@ -1125,8 +1147,20 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
 
     # The hardware objective of the energy-aware methods (codesign.energy)
     objective = None
+    co_design = None
     if config.method in energy.GATE_METHODS:
         objective = energy.build_objective(model, config, image_shape)
+        if config.co_design:
+            if loss_fn is not None:
+                raise ConfigError("co_design rebuilds the energy-aware loss for every new "
+                                  "hardware design: train_and_evaluate(..., loss_fn=...) cannot "
+                                  "be combined with it")
+            from codesign import joint
+
+            # the starting hardware's objective is the fixed reference; training starts on
+            # the starting design (projected into the area budget when it does not fit)
+            co_design = joint.CoDesignHooks(model, config, image_shape, objective)
+            objective = co_design.objective
         if loss_fn is None:
             loss_fn = energy.EnergyAwareLoss(
                 objective, task=task_loss(config, input_shape=image_shape,
@@ -1134,8 +1168,9 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
                 weight=float(config.energy_weight), budget=float(config.energy_budget),
                 dual_lr=float(config.dual_lr),
                 ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
-    # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps)
-    hooks = (magnitude.method_hooks(model, config, image_shape)
+    # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps;
+    # codesign.joint: hardware searches, which replace the objective)
+    hooks = (co_design or magnitude.method_hooks(model, config, image_shape)
              or energy.method_hooks(objective, config))
 
     # The workdir (locked until TrainRun.close) and the compiled steps
@@ -1146,9 +1181,9 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         if loss_fn is None:
             loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes)
         t_compile = time.perf_counter()
-        fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean,
-                         train_ds.std, mesh, image_shape, loss_fn,
-                         getattr(hooks, "after_update", None))
+        compile_fns = functools.partial(_build_fns, config, graphdef_train, graphdef_eval, state,
+                                        train_ds.mean, train_ds.std, mesh, image_shape)
+        fns = compile_fns(loss_fn, getattr(hooks, "after_update", None))
         compile_s = time.perf_counter() - t_compile
     except BaseException:
         if lock is not None:
@@ -1167,7 +1202,7 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
         macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
         conv_backend=models.get_conv_backend(),
-        objective=objective, hooks=hooks, lock=lock,
+        objective=objective, hooks=hooks, lock=lock, compile_fns=compile_fns,
     )
 
 
@@ -1212,6 +1247,7 @@ def begin_epoch(run: TrainRun, state: Any, epoch: int) -> tuple[Any, dict[str, A
         return state, {}
     nnx.update((run.model, run.optimizer), jax.device_get(state))
     extra = hook(run.model, run.optimizer, epoch)
+    run.adopt_objective()  # a co-design run's new hardware: recompile the step
     if extra is None:
         return state, {}
     return _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P())), extra
@@ -1303,6 +1339,11 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
         run.model.train()
         if closed:
             state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
+    finish = getattr(run.hooks, "finish", None)
+    if finish is not None:
+        # co-design: after the last gate change, the final hardware search
+        finish(run.model, run.workdir if run.is_main else None)
+        run.objective = run.hooks.objective
     # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
     if run.eval_name == "test" and history and "test_accuracy" in history[-1] and not closed:
         test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}

@@ -29,7 +29,7 @@ def test_design_writes_csv_plot_yaml(capsys, tmp_path):
     arch = hwmodel.load_arch(str(wd / "design.yaml"))
     best = min((r for r in rows if r["feasible"] == "1"), key=lambda r: float(r["objective"]))
     assert int(best["pe_rows"]) == int(arch.pe_rows) and int(best["pe_cols"]) == int(arch.pe_cols)
-    assert float(hwmodel.area_mm2(arch)) <= 12.25 * (1 + 1e-6)
+    assert float(hwmodel.area_mm2(arch)) <= 12.25 * (1 + 1e-5)  # codesign.design.AREA_RTOL
     assert "found / baseline" in out and "report card" in out
     # the file loads with --arch and costs the same numbers as the CSV row
     assert cli.main(["cost", "lenet5", "--arch", str(wd / "design.yaml"), "--objective", "edp",

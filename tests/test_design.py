@@ -54,7 +54,7 @@ def test_projection_is_legal_and_within_budget(space, ev):
             assert np.all(v == np.round(v)) and np.all(v >= space.lo) and np.all(v <= space.hi)
             # checked independently: the area model and the exact mapper
             arch = space.arch(v)
-            assert float(hwmodel.area_mm2(arch)) <= budget * (1 + 1e-6)
+            assert float(hwmodel.area_mm2(arch)) <= budget * (1 + D.AREA_RTOL)
             hwmodel.validate_architecture(arch)
             hwmodel.map_workload(TINY, arch, dataflow=df, objective="edp")  # raises if not
 
@@ -62,7 +62,7 @@ def test_projection_is_legal_and_within_budget(space, ev):
 def test_projection_shrinks_to_the_budget(space):
     big = space.hi
     v = space.project(big, 9.0)
-    assert space.area(v) <= 9.0 * (1 + 1e-6)
+    assert space.area(v) <= 9.0 * (1 + D.AREA_RTOL)
     assert space.area(v) > 8.5  # uses the budget, not the smallest design
     assert v.dtype == np.int64
 
@@ -102,7 +102,7 @@ def test_gradient_search_vs_brute_force_on_a_tiny_space():
     grid = {k.name: range(k.lo, k.hi + 1) for k in sp.knobs}
     res_b = D.grid_search(brute, grid)
     every = [p for p in itertools.product(*grid.values())
-             if sp.area(np.array(p, float)) <= budget * (1 + 1e-6)]
+             if sp.area(np.array(p, float)) <= budget * (1 + D.AREA_RTOL)]
     assert res_b.evaluations == len(every) and 8 < len(every) < 32  # the budget binds
     ev = D.Evaluator(sp, {"tiny": TINY}, area_mm2=budget, objective="edp", reference=[1.0])
     res_g = D.gradient_search(ev, restarts=2, rounds=2, steps=15, seed=0)
