@@ -151,6 +151,10 @@ class Config:
     gate_init_keep: float = _f(0.95, "initial keep probability of every learned gate, in (0, 1)")
     gate_lr: float = _f(0.01, "learning rate of the gates' own Adam optimizer")
     dual_lr: float = _f(0.002, "budget mode: dual ascent step of the Lagrange multiplier, per step")
+    distill_weight: float = _f(0.0, "fine-tuning: share w of knowledge distillation from the "
+                               "--init-from model (frozen teacher): loss = (1-w) CE + w T^2 "
+                               "KL(teacher || student) at temperature --distill-temperature (0: off)")
+    distill_temperature: float = _f(4.0, "distillation temperature T (> 0)")
     budget_ramp_epochs: float = _f(0.0, "budget mode: the target falls geometrically from the dense "
                                    "objective to energy_budget over the first N epochs (gradual "
                                    "pruning; 0: the budget applies from the first step)")
@@ -220,6 +224,8 @@ class Config:
             "gate_init_keep": (0 < self.gate_init_keep < 1, "must be in (0, 1)"),
             "gate_lr": (self.gate_lr > 0, "must be > 0"),
             "dual_lr": (self.dual_lr > 0, "must be > 0"),
+            "distill_weight": (0 <= self.distill_weight <= 1, "must be in [0, 1]"),
+            "distill_temperature": (self.distill_temperature > 0, "must be > 0"),
             "budget_ramp_epochs": (0 <= self.budget_ramp_epochs <= self.epochs,
                                    f"must be in [0, epochs={self.epochs}]"),
         })
@@ -254,6 +260,9 @@ class Config:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"config field {name!r}: unknown {getattr(self, name)!r}; valid: "
                                   f"{', '.join(valid)}")
+        if self.distill_weight > 0 and not self.init_from:
+            raise ConfigError("config field 'distill_weight': distillation needs a teacher: pass "
+                              "--init-from RUN (the run whose model teaches)")
         if self.energy_weight > 0 and self.energy_budget > 0:
             raise ConfigError("energy_weight (penalty mode) and energy_budget (budget mode) "
                               "are exclusive: pass one")

@@ -329,6 +329,65 @@ class ClassificationLoss:
         return metrics["loss"].mean(), metrics
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class DistillationLoss:
+    """Knowledge distillation from a frozen teacher (Hinton, Vinyals, Dean 2015): a
+    :data:`LossFn` ``(1 - weight) * CE + weight * T^2 * KL(p_teacher^T || p_student^T)``
+    where ``p^T`` is the softmax at temperature ``T``. Logs ``loss`` (the cross-entropy
+    alone, comparable with plain runs), ``accuracy`` and ``distill`` (the KL term, per
+    example). Hashed by identity (a static argument of ``jit``).
+
+    Attributes:
+      teacher: pure ``images [B, H, W, C] -> logits [B, K]`` (e.g. :func:`frozen_teacher`);
+        its output is not differentiated.
+      weight: the distillation share in [0, 1].
+      temperature: ``T`` (> 0).
+      label_smoothing: of the cross-entropy term.
+    """
+
+    teacher: Callable[[jax.Array], jax.Array]
+    weight: float = 0.5
+    temperature: float = 4.0
+    label_smoothing: float = 0.0
+
+    def __call__(self, model: nnx.Module, images: jax.Array,
+                 labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        logits = model(images)
+        metrics = classification_metrics(logits, labels, self.label_smoothing)
+        t = self.temperature
+        target = jax.nn.log_softmax(jax.lax.stop_gradient(self.teacher(images)) / t)
+        kl = jnp.sum(jnp.exp(target) * (target - jax.nn.log_softmax(logits / t)), -1) * t * t
+        metrics["distill"] = kl
+        total = (1.0 - self.weight) * metrics["loss"].mean() + self.weight * kl.mean()
+        return total, metrics
+
+
+def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int],
+                   num_classes: int) -> Callable[[jax.Array], jax.Array]:
+    """The teacher of a distillation run: ``config.model`` with the weights of
+    ``config.init_from`` (latest checkpoint), in inference mode, as a pure function of the
+    images (its arrays are constants of the compiled step; no gates, nothing trained)."""
+    import models
+
+    teacher = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
+                            input_shape=tuple(input_shape), **config.model_kwargs)
+    energy.load_weights(teacher, config.init_from)
+    teacher.eval()
+    graphdef, state = nnx.split(teacher)
+    return lambda images: nnx.merge(graphdef, state)(images)
+
+
+def task_loss(config: Config, *, input_shape: tuple[int, int, int], num_classes: int) -> LossFn:
+    """The run's task loss: :class:`ClassificationLoss`, or :class:`DistillationLoss` from
+    the ``init_from`` model when ``distill_weight > 0``."""
+    if config.distill_weight <= 0:
+        return ClassificationLoss(float(config.label_smoothing))
+    return DistillationLoss(frozen_teacher(config, input_shape=input_shape, num_classes=num_classes),
+                            weight=float(config.distill_weight),
+                            temperature=float(config.distill_temperature),
+                            label_smoothing=float(config.label_smoothing))
+
+
 def metric_sums(metrics: dict[str, jax.Array], mask: jax.Array | None = None) -> MetricSums:
     """Reduce named metrics to ``{name: (sum, count)}`` (float32), to be added across batches.
 
@@ -1070,7 +1129,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         objective = energy.build_objective(model, config, image_shape)
         if loss_fn is None:
             loss_fn = energy.EnergyAwareLoss(
-                objective, task=ClassificationLoss(float(config.label_smoothing)),
+                objective, task=task_loss(config, input_shape=image_shape,
+                                          num_classes=train_ds.num_classes),
                 weight=float(config.energy_weight), budget=float(config.energy_budget),
                 dual_lr=float(config.dual_lr),
                 ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
@@ -1083,7 +1143,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     try:
         ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
                 if config.keep_checkpoints else None)
-        loss_fn = ClassificationLoss(float(config.label_smoothing)) if loss_fn is None else loss_fn
+        if loss_fn is None:
+            loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes)
         t_compile = time.perf_counter()
         fns = _build_fns(config, graphdef_train, graphdef_eval, state, train_ds.mean,
                          train_ds.std, mesh, image_shape, loss_fn,

@@ -202,3 +202,34 @@ def test_init_from_errors(tmp_path):
     with pytest.raises(ConfigError, match="init_from: .* has no 'conv1.kernel'|init_from: 'conv1"):
         train_and_evaluate(tiny(model="mnist_cnn", init_from=str(dense)), tmp_path / "w2",
                            print_table=False)
+
+
+def test_distillation_loss_and_run(tmp_path):
+    from codesign.train import DistillationLoss
+
+    m = models.create("lenet5", rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
+    y = jnp.arange(8, dtype=jnp.int32)
+    plain, pm = ClassificationLoss(0.0)(m, x, y)
+    # the model as its own teacher: the KL term is 0, the total is (1 - w) CE
+    same, sm = DistillationLoss(lambda im: m(im), weight=0.3)(m, x, y)
+    np.testing.assert_allclose(np.asarray(sm["distill"]), 0.0, atol=1e-5)
+    assert float(same) == pytest.approx(0.7 * float(plain), rel=1e-5)
+    # another teacher: KL > 0, and the brute-force formula agrees
+    other = models.create("lenet5", rngs=nnx.Rngs(7))
+    t = 2.0
+    _, om = DistillationLoss(lambda im: other(im), weight=0.5, temperature=t)(m, x, y)
+    pt = np.asarray(jax.nn.softmax(other(x) / t), np.float64)
+    ps = np.asarray(jax.nn.softmax(m(x) / t), np.float64)
+    np.testing.assert_allclose(np.asarray(om["distill"]),
+                               (pt * np.log(pt / ps)).sum(-1) * t * t, rtol=1e-4)
+    # a gates run distilled from its dense start
+    dense_dir = tmp_path / "dense"
+    train_and_evaluate(tiny(), dense_dir, print_table=False)
+    cfg = tiny(method="gates", energy_weight=1.0, gate_lr=0.1, init_from=str(dense_dir),
+               distill_weight=0.5)
+    train_and_evaluate(cfg, tmp_path / "kd", print_table=False)
+    rows = [json.loads(l) for l in (tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_distill"] >= 0 and "train_loss" in rows[-1]
+    with pytest.raises(ConfigError, match="distill_weight.*--init-from"):
+        tiny(distill_weight=0.5)
