@@ -627,7 +627,7 @@ def _knob(xp, k, name, L, default, lo, hi, checks, layers):
 
 
 @dataclasses.dataclass(frozen=True)
-class RowCosts:
+class RowCosts(Metrics):
     """The evaluated rows of a stacked mapping set: what :func:`_evaluate` hands the
     candidate choice (:func:`_select`) and the report (:func:`_assemble`).
 
@@ -635,8 +635,8 @@ class RowCosts:
     it); ``n_levels`` = levels of ``arch.levels``; a last axis of 3 = operands W, I, O.
     The fields of :class:`~hwmodel.costmodel.evaluate.Metrics` (``reads``, ``writes``,
     ``energy_level_op``, ``energy_mac``, ``energy_nonmac``, ``energy``,
-    ``compute_cycles``, ``cycles``, ``bw_cycles``, ``bound``) with the knobs applied,
-    and:
+    ``compute_cycles``, ``cycles``, ``bw_cycles``, ``bound``; ``B`` = ``R``) with the
+    knobs applied, and:
 
     Attributes:
       macs_dense: ``[R]`` MACs after keep fractions, before sparsity.
@@ -650,16 +650,6 @@ class RowCosts:
       w_bits, i_bits, o_bits: ``[R]`` bits per word used for W, I, O.
     """
 
-    reads: Any
-    writes: Any
-    energy_level_op: Any
-    energy_mac: Any
-    energy_nonmac: Any
-    energy: Any
-    compute_cycles: Any
-    cycles: Any
-    bw_cycles: Any
-    bound: Any
     macs_dense: Any
     macs_effective: Any
     fills: Any
