@@ -233,3 +233,20 @@ def test_distillation_loss_and_run(tmp_path):
     assert rows[-1]["train_distill"] >= 0 and "train_loss" in rows[-1]
     with pytest.raises(ConfigError, match="distill_weight.*--init-from"):
         tiny(distill_weight=0.5)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "mnist_cnn", "lenet5", "vit_mnist"])
+def test_sweep_presets_expand_to_valid_configs(name, monkeypatch):
+    from codesign.sweep import SWEEP_PRESETS, expand_points
+
+    monkeypatch.chdir(REPO)  # the presets' dense runs are repo-relative
+    spec = load_spec(name)
+    assert set(SWEEP_PRESETS) >= {name}
+    points = expand_points(spec)
+    assert points and all(p.method in ("gates", "flops-gates") for p in points)
+    run = spec["dense"].get("run")
+    if run:  # a committed dense run: its config and a checkpoint are in the repository
+        base = Config.from_json((REPO / run / "config.json").read_text())
+        assert any((REPO / run / "checkpoints").iterdir())
+        for p in points:  # each point is a valid config on top of the dense one
+            base.replace(**spec["base"], **p.fields, init_from=run)
