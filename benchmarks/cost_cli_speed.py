@@ -14,12 +14,17 @@ imports, tracing the model, mapping, evaluation, printing): what a user waits fo
   ZigZag does less than our command (conv layers only) and still takes longer.
 
 Our rows run ``--repeat`` times interleaved (median printed); ZigZag ``--zigzag-repeat``
-times (default once: AlexNet takes minutes).  Needs the ``zigzag`` extra for the
-ZigZag rows (``pip install ".[zigzag]"``); without it, or with ``--no-zigzag``, only our
-rows are printed.  Run::
+times (default once: AlexNet takes minutes).  The ZigZag rows need ``zigzag-dse``:
+either in this Python (the ``zigzag`` extra, ``pip install ".[zigzag]"``) or in a
+separate virtualenv named with ``--zigzag-venv DIR`` (made with ``python3 -m venv DIR
+&& DIR/bin/pip install zigzag-dse six``, same Python version): the ZigZag child then
+runs on this Python with that virtualenv's packages appended to its ``sys.path``
+(this Python's own packages, e.g. numpy, take precedence).  Without either, or with
+``--no-zigzag``, only our rows are printed.  Run::
 
     python benchmarks/cost_cli_speed.py                      # lenet5 and alexnet
     python benchmarks/cost_cli_speed.py --nets lenet5 --repeat 5
+    python benchmarks/cost_cli_speed.py --zigzag-venv ~/zz-venv --nets lenet5 alexnet
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ def _child_jax(net: str) -> int:
     return main(["cost", net, "--arch", "eyeriss"])
 
 
-def _child_zigzag(net: str) -> int:
-    """ZigZag on NET's conv layers, as ``benchmarks/zigzag_compare.py`` runs it."""
+def _child_zigzag(net: str, site: str | None) -> int:
+    """ZigZag on NET's conv layers, as ``benchmarks/zigzag_compare.py`` runs it
+    (``site``: a ZigZag virtualenv's site-packages, appended to ``sys.path``)."""
     import tempfile  # noqa: PLC0415
 
+    if site:
+        sys.path.append(site)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import zigzag_compare as zc  # noqa: PLC0415
 
@@ -89,6 +97,32 @@ def _timed(argv: list[str]) -> tuple[float, float, str]:
     return dt, cpu, p.stdout
 
 
+def zigzag_site(venv: str) -> str:
+    """The site-packages directory of virtualenv ``venv`` holding ``zigzag``.
+
+    Raises:
+      SystemExit: ``venv`` is not a virtualenv of this Python version with
+        ``zigzag-dse`` installed (the message says what was found).
+    """
+    py = Path(venv) / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"--zigzag-venv {venv}: no {py}; valid: a virtualenv made with "
+                         "'python3 -m venv DIR && DIR/bin/pip install zigzag-dse six'")
+    q = subprocess.run([str(py), "-c", "import sys, sysconfig; "
+                        "print(sysconfig.get_path('purelib')); print(sys.version_info[:2])"],
+                       capture_output=True, text=True)
+    if q.returncode != 0:
+        raise SystemExit(f"--zigzag-venv {venv}: {py} does not run: {q.stderr.strip()[-300:]}")
+    site, version = q.stdout.split("\n")[:2]
+    if version != str(sys.version_info[:2]):
+        raise SystemExit(f"--zigzag-venv {venv}: Python {version}, this one is "
+                         f"{sys.version_info[:2]}; valid: a virtualenv of the same Python version")
+    if not (Path(site) / "zigzag").is_dir():
+        raise SystemExit(f"--zigzag-venv {venv}: no zigzag package in {site}; valid: "
+                         f"'{venv}/bin/pip install zigzag-dse six'")
+    return site
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nets", nargs="+", default=["lenet5", "alexnet"],
@@ -96,19 +130,26 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each of our rows (median)")
     ap.add_argument("--zigzag-repeat", type=int, default=1)
     ap.add_argument("--no-zigzag", action="store_true")
+    ap.add_argument("--zigzag-venv", metavar="DIR",
+                    help="a virtualenv with zigzag-dse (and six) for the ZigZag rows, when "
+                         "this Python does not have it")
     ap.add_argument("--child", choices=["jax", "zigzag"], help=argparse.SUPPRESS)
     ap.add_argument("--net", help=argparse.SUPPRESS)
+    ap.add_argument("--site", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child == "jax":
         return _child_jax(args.net)
     if args.child == "zigzag":
-        return _child_zigzag(args.net)
+        return _child_zigzag(args.net, args.site)
 
     py = sys.executable
-    have_zz = importlib.util.find_spec("zigzag") is not None and not args.no_zigzag
+    site = zigzag_site(args.zigzag_venv) if args.zigzag_venv and not args.no_zigzag else None
+    have_zz = (site is not None or importlib.util.find_spec("zigzag") is not None) \
+        and not args.no_zigzag
     if not have_zz and not args.no_zigzag:
         print("zigzag-dse is not importable from this Python: ZigZag rows skipped "
-              "(pip install '.[zigzag]')")
+              "(pip install '.[zigzag]', or --zigzag-venv DIR)")
+    zz_site = ["--site", site] if site else []
     me = str(Path(__file__).resolve())
     print(f"{'network':<8} {'what':<58} {'wall s':>8} {'CPU s':>8} {'runs':>5}")
     med = statistics.median
@@ -122,7 +163,7 @@ def main(argv=None) -> int:
         zz, text = [], ""
         if have_zz:
             for _ in range(args.zigzag_repeat):
-                wall, cpu, text = _timed([py, me, "--child", "zigzag", "--net", net])
+                wall, cpu, text = _timed([py, me, "--child", "zigzag", "--net", net, *zz_site])
                 zz.append((wall, cpu))
             rows.append((f"ZigZag, {net} conv layers (process start to exit)", zz))
         for what, ts in rows:

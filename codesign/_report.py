@@ -1,8 +1,10 @@
 """Run artefacts: atomic file writes and the results table.
 
-Every file a run writes goes through :func:`atomic_write_text` (write a temporary
-file in the same directory, flush + fsync, then ``os.replace``), so a killed run
-never leaves a half-written ``config.json``, ``metrics.jsonl`` or ``report.json``.
+Every file a run writes goes through :func:`atomic_write_text` or
+:func:`atomic_write_bytes` (write a temporary file in the same directory, flush +
+fsync, then ``os.replace``), so a killed run never leaves a half-written ``config.json``, ``metrics.jsonl`` or ``report.json``.
+
+:func:`nondominated` is the one Pareto-front function (sweeps, design searches).
 
 The results table is driven by a list of :class:`Column` objects; to add a column
 (for example energy per inference from the cost model) append a ``Column`` to
@@ -19,14 +21,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hwmodel import atomic_write_text
+from hwmodel import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "RESULT_COLUMNS",
     "Column",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "format_count",
+    "nondominated",
     "read_jsonl",
     "results_table",
 ]
@@ -35,6 +39,30 @@ __all__ = [
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write_text`)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def nondominated(items: Iterable[Any], key: Callable[[Any], tuple[float, float]]) -> list[Any]:
+    """The Pareto front of ``items`` when both coordinates of ``key(item)`` are minimized
+    (negate a coordinate to maximize it), sorted by the first coordinate.
+
+    An item is on the front when no other item is at least as good in both coordinates
+    and strictly better in one.  Items with equal coordinates count once: the first in
+    input order stands for them.  O(n log n).
+
+    Args:
+      items: any iterable (consumed once).
+      key: ``item -> (x, y)``, numbers (infinities allowed, NaN not).
+
+    Returns:
+      The non-dominated items, by increasing ``x`` (so decreasing ``y``).
+    """
+    ranked = sorted(((key(it), i, it) for i, it in enumerate(items)), key=lambda t: (t[0], t[1]))
+    out, best = [], None
+    for (_, y), _, it in ranked:
+        if best is None or y < best:
+            out.append(it)
+            best = y
+    return out
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

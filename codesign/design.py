@@ -84,7 +84,6 @@ import dataclasses
 import io
 import itertools
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 
@@ -880,13 +879,9 @@ def grid_search(ev: Evaluator, grid: Mapping[str, Sequence[int]], *,
 # ----------------------------------------------------------------------------------
 def pareto_front(designs: Sequence[Design]) -> list[Design]:
     """Feasible designs not dominated in (area, objective), by increasing area."""
-    ds = sorted((d for d in designs if d.feasible), key=lambda d: (d.area_mm2, d.objective))
-    out, best = [], float("inf")
-    for d in ds:
-        if d.objective < best:
-            out.append(d)
-            best = d.objective
-    return out
+    from codesign._report import nondominated
+
+    return nondominated((d for d in designs if d.feasible), key=lambda d: (d.area_mm2, d.objective))
 
 
 def designs_csv(ev: Evaluator, designs: Sequence[Design] | None = None) -> str:
@@ -952,14 +947,10 @@ def plot_designs(path, ev: Evaluator, *, marks: Mapping[str, tuple[float, float]
     ax.set_title(f"{', '.join(ev.names)}: {ev.objective} vs area", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    hwmodel.atomic_write_bytes(path, buf.getvalue())
 

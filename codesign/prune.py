@@ -74,7 +74,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,7 @@ from flax import nnx
 
 import models
 from codesign._checkpoint import CheckpointMismatchError, flatten_state, unflatten_state
-from hwmodel._util import atomic_write_text
+from hwmodel import atomic_write_bytes, atomic_write_text
 from models._base import ZooModel
 from models._cnn import ConvBNReLU
 from models._depthwise import DepthwiseConv
@@ -532,22 +531,6 @@ def _rebuild(spec: PruneSpec) -> nnx.Module:
     return model
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_pruned(pruned: nnx.Module, spec: PruneSpec, directory: str | os.PathLike) -> Path:
     """Write ``pruned.json`` and ``params.npz`` into ``directory`` (created if missing).
 
@@ -586,7 +569,7 @@ def save_pruned(pruned: nnx.Module, spec: PruneSpec, directory: str | os.PathLik
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **flat)
-    _atomic_write_bytes(directory / PARAMS_FILE, buf.getvalue())
+    atomic_write_bytes(directory / PARAMS_FILE, buf.getvalue())
     atomic_write_text(directory / SPEC_FILE, text)
     return directory
 

@@ -33,13 +33,11 @@ import dataclasses
 import io
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from codesign._config import Config, ConfigError, get_preset
-from codesign._report import atomic_write_text
+from codesign._report import atomic_write_bytes, atomic_write_text, nondominated
 
 __all__ = ["SWEEP_PRESETS", "SweepPoint", "load_spec", "plot_pareto", "run_sweep", "sweep_rows",
            "summary_table"]
@@ -337,15 +335,6 @@ def write_results(workdir: str | Path, rows: list[dict[str, Any]]) -> None:
     plot_pareto(rows, workdir / "pareto.png")
 
 
-def _front(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated (lower energy, higher accuracy), sorted by energy."""
-    out = []
-    for e, a in sorted(pts):
-        if not out or a > out[-1][1]:
-            out.append((e, a))
-    return out
-
-
 def plot_pareto(rows: list[dict[str, Any]], path: str | Path) -> None:
     """Energy per inference (log x) vs test accuracy, one series per method, fronts drawn."""
     import matplotlib
@@ -364,7 +353,7 @@ def plot_pareto(rows: list[dict[str, Any]], path: str | Path) -> None:
             ax.scatter(*zip(*pts), marker="*", s=160, c="k", label="dense", zorder=3)
             continue
         sc = ax.scatter(*zip(*pts), s=24, alpha=0.6)
-        f = _front(pts)
+        f = nondominated(pts, key=lambda p: (p[0], -p[1]))  # low energy, high accuracy
         ax.plot(*zip(*f), "-o", color=sc.get_facecolor()[0], ms=4, label=f"{method} (front)")
     ax.set_xscale("log")
     ax.set_xlabel("energy per inference (uJ, log scale)")
@@ -372,17 +361,12 @@ def plot_pareto(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(buf, format="png", dpi=120)
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:

@@ -20,14 +20,14 @@ Public API (re-exported explicitly):
   :func:`cost` -> :class:`Cost` (per layer :class:`LayerCost`), :class:`Knobs`,
   :func:`mapping_candidates` / :class:`CandidateSet` (traceable mapper path); the
   brute-force reference :func:`simulate`.
-* Files: :func:`atomic_write_text` (temporary file + rename; every file hwmodel and
-  codesign write goes through it).
+* Files: :func:`atomic_write_text`, :func:`atomic_write_bytes` (temporary file +
+  rename; every file hwmodel and codesign write goes through them).
 * ZigZag interchange (peer check): :func:`export_zigzag`, :func:`zigzag_workload`,
   :func:`zigzag_accelerator`, :func:`zigzag_mapping`, :func:`architecture_from_zigzag`,
   :class:`ZigZagFiles`, ``ZIGZAG_DIMS``, ``ZIGZAG_DATAFLOWS``, :class:`ZigZagDataflow`.
 """
 
-from hwmodel._util import atomic_write_text
+from hwmodel._util import atomic_write_bytes, atomic_write_text
 from hwmodel.arch.architecture import (
     Architecture,
     ArchitectureError,
@@ -130,6 +130,7 @@ __all__ = [
     "Unrecognized",
     "Workload",
     "arch_to_yaml",
+    "atomic_write_bytes",
     "atomic_write_text",
     "architecture_problems",
     "area_breakdown_mm2",

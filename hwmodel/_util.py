@@ -15,7 +15,7 @@ import stat
 
 import jax
 
-__all__ = ["atomic_write_text", "is_traced", "read_text", "register_pytree"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "is_traced", "read_text", "register_pytree"]
 
 
 def register_pytree(cls, data: list[str], meta: list[str]):
@@ -34,19 +34,30 @@ def is_traced(tree) -> bool:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file + rename).
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`.
 
-    The text goes to a temporary file in the destination's directory, is flushed and
+    Args:
+      path: destination file; its parent directory must exist.
+      text: the full new content.
+    """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + rename).
+
+    The bytes go to a temporary file in the destination's directory, are flushed and
     fsynced, then renamed over ``path``: a reader sees the old content or the new,
     never a half-written file. On any failure the temporary file is removed.
 
-    Permissions are those of a plain ``open(path, "w")``: a new file gets ``0o666``
+    Permissions are those of a plain ``open(path, "wb")``: a new file gets ``0o666``
     minus the process umask, an existing file keeps its mode.  When ``path`` is a
     symbolic link (also a dangling one), its target is written and the link is kept.
 
     Args:
       path: destination file; its parent directory must exist.
-      text: the full new content (UTF-8).
+      data: the full new content (``bytes``, ``bytearray`` or ``memoryview``, e.g. a
+        ``io.BytesIO().getvalue()`` holding a PNG or an ``.npz``).
     """
     path = os.path.realpath(os.fspath(path))  # through symlinks: replace the target
     d, base = os.path.split(path)
@@ -58,7 +69,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     for _ in range(100):
         tmp = os.path.join(d, f".{base}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open(path, "w")
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open(path, "wb")
             break
         except FileExistsError:
             continue
@@ -67,8 +78,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         if mode is not None:
             os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

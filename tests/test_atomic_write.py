@@ -75,3 +75,36 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(Exception):
         hwmodel.save_arch("not an architecture", p)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_bytes_mode_umask_symlink_and_no_temp_left(tmp_path, umask, mask):
+    data = bytes(range(256)) * 3  # not UTF-8: written as is
+    umask(mask)
+    p = tmp_path / "a.bin"
+    hwmodel.atomic_write_bytes(p, data)
+    assert p.read_bytes() == data and _mode(p) == 0o666 & ~mask
+    os.chmod(p, 0o640)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "b.bin"
+    link = tmp_path / "b.bin"
+    link.symlink_to(target)
+    hwmodel.atomic_write_bytes(p, b"new")
+    hwmodel.atomic_write_bytes(link, memoryview(b"through"))
+    assert p.read_bytes() == b"new" and _mode(p) == 0o640
+    assert link.is_symlink() and target.read_bytes() == b"through"
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "b.bin", "real"]
+
+
+def test_bytes_mode_failed_write_leaves_the_old_file(tmp_path):
+    p = tmp_path / "a.bin"
+    p.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        hwmodel.atomic_write_bytes(p, "text is not bytes")
+    assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_text_mode_writes_utf8_bytes(tmp_path):
+    p = tmp_path / "t.txt"
+    hwmodel.atomic_write_text(p, "µJ\nline 2\r\n")
+    assert p.read_bytes() == "µJ\nline 2\r\n".encode()

@@ -78,7 +78,8 @@ def test_choice_is_the_minimum_of_the_candidate_set(arch, objective):
     for layer in LAYERS[:3]:
         ms = candidate_mappings(layer, arch, "rs")
         ev = evaluate_stack(layer, arch, ms)
-        obj = ev["energy"] if objective == "energy" else ev["energy"] * ev["cycles"]
+        met = ev.metrics
+        obj = met.energy if objective == "energy" else met.energy * met.cycles
         m = hwmodel.map_layer(layer, arch, dataflow="rs", objective=objective)
         c = hwmodel.cost([layer], arch, mappings=[m])
         got = float(c.energy_pj) if objective == "energy" else float(c.energy_pj * c.cycles)
@@ -137,4 +138,4 @@ def test_candidates_are_stacked_arrays(arch):
     assert np.all(prod == np.array([LAYERS[0].bounds[d] for d in DIMS])[None, :])
     ev = evaluate_stack(LAYERS[0], arch, stack_mappings([ms.mapping(0, arch_structure(arch)
                                                                     .storage_names)]))
-    assert ev["energy"][0] > 0
+    assert ev.metrics.energy[0] > 0

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -41,7 +42,7 @@ from hwmodel.mapping.loopnest import (
     arch_structure,
     stack_mappings,
 )
-from hwmodel.mapping.tiles import geometry, tile_words, uncovered
+from hwmodel.mapping.tiles import geometry, tile_words, uncovered, window_steps
 from tests._archs import INF, eyeriss, level, make_arch, random_mapping
 
 
@@ -173,7 +174,7 @@ def brute_force(layer, arch, dataflow, *, all_spatial=False):
         ok[i] = (tuple((d, int(SX[i, d])) for d in sorted(sx_dims)) in axs
                  and tuple((d, int(SY[i, d])) for d in sorted(sy_dims)) in ays)
     g = geometry([layer])
-    geom = {k: int(getattr(g, k)[0]) for k in ("uh", "dh", "uw", "dw")}
+    geom = window_steps(g).map(lambda v: int(v[0]))
     wb = np.asarray(arch.word_bits, dtype=np.float64)
 
     def fits(j, ext):
@@ -235,7 +236,8 @@ def brute_force(layer, arch, dataflow, *, all_spatial=False):
 
 
 def _objective(ev, objective):
-    return ev["energy"] if objective == "energy" else ev["energy"] * ev["cycles"]
+    m = ev.metrics
+    return m.energy if objective == "energy" else m.energy * m.cycles
 
 
 @st.composite
@@ -304,8 +306,12 @@ def _with_order(m: Mapping, j: int, order) -> Mapping:
     return Mapping(m.levels, m.temporal, tuple(o), m.spatial_x, m.spatial_y, m.keep)
 
 
-def _counts_equal(a: dict, b: dict) -> bool:
-    return all(np.array_equal(a[k], b[k]) for k in a)
+def _count_fields(c) -> list[str]:
+    return [f.name for f in dataclasses.fields(c)]
+
+
+def _counts_equal(a, b) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in _count_fields(a))
 
 
 ARCHS = {"small3": small3, "small4": small4, "eyeriss": lambda: eyeriss(rows=4, cols=4)}
@@ -377,9 +383,9 @@ def test_counts_are_separable_by_level_in_the_orders(layer, arch, seed):
     cf = exact_counts_single(layer, full, stc)
     deltas = [exact_counts_single(layer, _with_order(m, j, other[j]), stc)
               for j in range(stc.n_storage)]
-    for k in c0:
-        want = c0[k] + sum(d[k] - c0[k] for d in deltas)
-        np.testing.assert_array_equal(cf[k], want, err_msg=k)
+    for k in _count_fields(c0):
+        want = getattr(c0, k) + sum(getattr(d, k) - getattr(c0, k) for d in deltas)
+        np.testing.assert_array_equal(getattr(cf, k), want, err_msg=k)
 
 
 # ----------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def _compare(layer, arch, m):
     for j, name in enumerate(stc.storage_names):
         for x, op in enumerate("WIO"):
             for key, akeys in pairs:
-                a = sum(int(an[k][0, j, x]) for k in akeys)
+                a = sum(int(getattr(an, k)[0, j, x]) for k in akeys)
                 assert a == sim[key][name][op], (key, name, op, a, sim[key][name][op],
                                                  m.describe(stc.first_pe))
     for k, li in enumerate(stc.noc):
@@ -66,11 +66,11 @@ def _compare(layer, arch, m):
         for x, op in enumerate("WIO"):
             for key, akeys in (("noc_reads", ("noc_reads_t", "noc_reads_m")),
                                ("noc_writes", ("noc_writes_t", "noc_writes_m"))):
-                a = sum(int(an[kk][0, k, x]) for kk in akeys)
+                a = sum(int(getattr(an, kk)[0, k, x]) for kk in akeys)
                 assert a == sim[key][name][op], (key, name, op, a, sim[key][name][op])
-    assert int(an["macs"][0]) == sim["macs"] == layer.macs
-    assert int(an["cycles"][0]) == sim["cycles"]
-    assert int(an["used_pes"][0]) == sim["used_pes"]
+    assert int(an.macs[0]) == sim["macs"] == layer.macs
+    assert int(an.cycles[0]) == sim["cycles"]
+    assert int(an.used_pes[0]) == sim["used_pes"]
 
 
 @pytest.mark.parametrize("arch_name", sorted(ALL_TEST_ARCHS))
@@ -102,7 +102,7 @@ def test_sliding_and_refills_are_exercised():
         s = structure(stack_mappings([m]), arch_structure(arch), geometry([layer]))
         slides += bool((s.slide != 0).any())
         an = exact_counts_single(layer, m, arch_structure(arch))
-        refills += bool(an["fills"][0, :, 2].sum() > 0)
+        refills += bool(an.fills[0, :, 2].sum() > 0)
     assert slides >= 5 and refills >= 5
 
 

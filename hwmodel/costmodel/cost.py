@@ -102,7 +102,8 @@ import numpy as np
 from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.architecture import Architecture, area_mm2, onchip_bytes
 from hwmodel.costmodel.counts import counts, structure
-from hwmodel.costmodel.evaluate import arch_arrays, assemble_levels, legality, metrics, safe_div
+from hwmodel.costmodel.evaluate import (ArchArrays, Metrics, arch_arrays, assemble_levels, legality,
+                                        metrics, safe_div)
 from hwmodel.costmodel.mapper import (
     MEMORY_CAP_BYTES,
     NoLegalMapping,
@@ -115,7 +116,7 @@ from hwmodel.costmodel.mapper import (
     require_concrete,
 )
 from hwmodel.mapping.loopnest import MappingStack, arch_structure, stack_mappings
-from hwmodel.mapping.tiles import CI, GI, MI, geom_dict, geometry, tiles_only, validate_mapping
+from hwmodel.mapping.tiles import CI, GI, MI, geometry, tiles_only, validate_mapping, window_steps
 from hwmodel.workload.spec import LayerSpec, Workload
 
 __all__ = ["Knobs", "Cost", "LayerCost", "CandidateSet", "cost", "mapping_candidates"]
@@ -625,6 +626,46 @@ def _knob(xp, k, name, L, default, lo, hi, checks, layers):
     return xp.where(v < lo, lo, xp.where(v > hi, hi, v))
 
 
+@dataclasses.dataclass(frozen=True)
+class RowCosts(Metrics):
+    """The evaluated rows of a stacked mapping set: what :func:`_evaluate` hands the
+    candidate choice (:func:`_select`) and the report (:func:`_assemble`).
+
+    ``R`` = rows (one per layer, or ``L * K`` candidates before the choice, ``L`` after
+    it); ``n_levels`` = levels of ``arch.levels``; a last axis of 3 = operands W, I, O.
+    The fields of :class:`~hwmodel.costmodel.evaluate.Metrics` (``reads``, ``writes``,
+    ``energy_level_op``, ``energy_mac``, ``energy_nonmac``, ``energy``,
+    ``compute_cycles``, ``cycles``, ``bw_cycles``, ``bound``; ``B`` = ``R``) with the
+    knobs applied, and:
+
+    Attributes:
+      macs_dense: ``[R]`` MACs after keep fractions, before sparsity.
+      macs_effective: ``[R]`` MACs performed (gated / skipped ones excluded).
+      fills, drains: ``[R, n_levels, 3]`` words into a level from its parent / out of
+        it back to the parent (zero at NoC levels).
+      used_pes: ``[R]`` PEs the mapping uses.
+      dense_cycles: ``[R]`` compute cycles before skipping (product of the factors).
+      legal: ``[R]`` bool: the integer mapping fits the architecture.
+      slack: ``[R]`` smallest relative margin of the fit (negative = illegal).
+      w_bits, i_bits, o_bits: ``[R]`` bits per word used for W, I, O.
+    """
+
+    macs_dense: Any
+    macs_effective: Any
+    fills: Any
+    drains: Any
+    used_pes: Any
+    dense_cycles: Any
+    legal: Any
+    slack: Any
+    w_bits: Any
+    i_bits: Any
+    o_bits: Any
+
+
+register_pytree(RowCosts, [f.name for f in dataclasses.fields(RowCosts)], [])
+
+
 def _evaluate(xp, layers, ms: MappingStack, row_layer: np.ndarray, arch: Architecture,
               knobs: Knobs | None, relaxed: bool, checks: bool = False):
     """Evaluate every row of ``ms`` (row ``b`` belongs to layer ``row_layer[b]``) with
@@ -637,7 +678,7 @@ def _evaluate(xp, layers, ms: MappingStack, row_layer: np.ndarray, arch: Archite
     s = structure(ms, st, g)
     ft = np.float64 if xp is np else jnp.float32
     aa = arch_arrays(xp, arch, relaxed=relaxed)
-    wbits = aa["word_bits"]
+    wbits = aa.word_bits
     dyn = np.array([l.dynamic for l in rl])
     ri = np.asarray(row_layer)
 
@@ -660,7 +701,7 @@ def _evaluate(xp, layers, ms: MappingStack, row_layer: np.ndarray, arch: Archite
     T = c(ms.T) * (1.0 + xp.einsum("bs,bsjd->bjd", km1, c(tT)))
     SX = c(ms.SX) * (1.0 + xp.einsum("bs,bsd->bd", km1, c(tX)))
     SY = c(ms.SY) * (1.0 + xp.einsum("bs,bsd->bd", km1, c(tY)))
-    cnt = counts(xp, T, SX, SY, s, geom_dict(g, xp, ft))
+    cnt = counts(xp, T, SX, SY, s, window_steps(g, xp, ft))
 
     ratio = bits / wbits[None, :]
     if arch.sparsity in ("gate", "skip"):
@@ -684,69 +725,69 @@ def _evaluate(xp, layers, ms: MappingStack, row_layer: np.ndarray, arch: Archite
     met = metrics(xp, cnt, aa, st, per_pe_level=per_pe, scale_t=scale_t, scale_m=scale_m,
                   mac_scale=mac_scale, cycle_scale=cycle_scale, nonmac_ops=nonmac)
     # legality with dense integer tiles at the architecture's word widths
-    tiles = tiles_only(np, ms.T, ms.SX, ms.SY, st.first_pe, geom_dict(g))  # exact, numpy
-    legal, slack = legality(xp, {"tiles": c(tiles)}, aa, st, ms.keep, c(ms.SX), c(ms.SY))
+    tiles = tiles_only(np, ms.T, ms.SX, ms.SY, st.first_pe, window_steps(g))  # exact, numpy
+    legal, slack = legality(xp, c(tiles), aa, st, ms.keep, c(ms.SX), c(ms.SY))
     zeros_noc = xp.zeros((B, len(st.noc), 3), ft)
-    fills = assemble_levels(xp, st, cnt["fills"], zeros_noc) * scale_t[:, None, :]
-    drains = assemble_levels(xp, st, cnt["drains"], zeros_noc) * scale_t[:, None, :]
-    macs = cnt["macs"]
-    out = dict(met)
-    out.update(
+    fills = assemble_levels(xp, st, cnt.fills, zeros_noc) * scale_t[:, None, :]
+    drains = assemble_levels(xp, st, cnt.drains, zeros_noc) * scale_t[:, None, :]
+    macs = cnt.macs
+    out = RowCosts(
+        **{f.name: getattr(met, f.name) for f in dataclasses.fields(Metrics)},
         macs_dense=macs, macs_effective=macs * gate, fills=fills, drains=drains,
-        used_pes=cnt["used_pes"], dense_cycles=cnt["cycles"], legal=legal, slack=slack,
+        used_pes=cnt.used_pes, dense_cycles=cnt.cycles, legal=legal, slack=slack,
         w_bits=bits[:, 0], i_bits=bits[:, 1], o_bits=bits[:, 2],
     )
     return out, aa
 
 
-def _assemble(xp, layers, per: dict, aa: dict, arch: Architecture, *, model: str,
+def _assemble(xp, layers, per: RowCosts, aa: ArchArrays, arch: Architecture, *, model: str,
               dataflow: str, objective: str, relaxed: bool) -> Cost:
     st = arch_structure(arch)
     names = tuple(l.name for l in layers)
-    pes = aa["rows"] * aa["cols"]
-    e_lo = per["energy_level_op"]
+    pes = aa.rows * aa.cols
+    e_lo = per.energy_level_op
     breakdown = {lvl: xp.sum(e_lo[:, i, :], axis=-1) for i, lvl in enumerate(st.level_names)}
-    breakdown["MAC"] = per["energy_mac"]
-    breakdown["nonMAC"] = per["energy_nonmac"]
-    wbytes = aa["word_bits"] / 8.0
-    dram = xp.sum((per["reads"][:, 0, :] + per["writes"][:, 0, :]) * wbytes[None, :], axis=-1)
-    latency = per["cycles"] / aa["clock"]
-    util = safe_div(xp, per["macs_dense"], per["dense_cycles"] * pes)
-    util_rl = safe_div(xp, per["macs_effective"], per["cycles"] * pes)
+    breakdown["MAC"] = per.energy_mac
+    breakdown["nonMAC"] = per.energy_nonmac
+    wbytes = aa.word_bits / 8.0
+    dram = xp.sum((per.reads[:, 0, :] + per.writes[:, 0, :]) * wbytes[None, :], axis=-1)
+    latency = per.cycles / aa.clock
+    util = safe_div(xp, per.macs_dense, per.dense_cycles * pes)
+    util_rl = safe_div(xp, per.macs_effective, per.cycles * pes)
     lc = LayerCost(
-        macs_dense=per["macs_dense"], macs_effective=per["macs_effective"],
-        energy_pj=per["energy"], energy_breakdown_pj=breakdown, energy_level_op_pj=e_lo,
-        reads=per["reads"], writes=per["writes"], fills=per["fills"], drains=per["drains"],
-        compute_cycles=per["compute_cycles"], bw_cycles=per["bw_cycles"],
-        cycles=per["cycles"], bound=per["bound"], latency_s=latency, utilization=util,
-        utilization_roofline=util_rl, dram_bytes=dram, used_pes=per["used_pes"],
-        legal=per["legal"], w_bits=per["w_bits"], i_bits=per["i_bits"],
-        o_bits=per["o_bits"],
+        macs_dense=per.macs_dense, macs_effective=per.macs_effective,
+        energy_pj=per.energy, energy_breakdown_pj=breakdown, energy_level_op_pj=e_lo,
+        reads=per.reads, writes=per.writes, fills=per.fills, drains=per.drains,
+        compute_cycles=per.compute_cycles, bw_cycles=per.bw_cycles,
+        cycles=per.cycles, bound=per.bound, latency_s=latency, utilization=util,
+        utilization_roofline=util_rl, dram_bytes=dram, used_pes=per.used_pes,
+        legal=per.legal, w_bits=per.w_bits, i_bits=per.i_bits,
+        o_bits=per.o_bits,
     )
     batch = _batch(layers)
-    energy = xp.sum(per["energy"])
+    energy = xp.sum(per.energy)
     lat = xp.sum(latency)
     if xp is np:  # area and on-chip bytes from float64 leaves too
         arch = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), arch)
-    arch_a = arch if relaxed else arch.replace(pe_rows=aa["rows"], pe_cols=aa["cols"])
+    arch_a = arch if relaxed else arch.replace(pe_rows=aa.rows, pe_cols=aa.cols)
     return Cost(
         energy_pj=energy,
         energy_per_inference_pj=energy / float(batch),
         energy_breakdown_pj={k: xp.sum(v) for k, v in breakdown.items()},
         latency_s=lat,
-        cycles=xp.sum(per["cycles"]),
+        cycles=xp.sum(per.cycles),
         power_w=safe_div(xp, energy * 1e-12, lat),
         dram_bytes=xp.sum(dram),
         dram_bytes_per_inference=xp.sum(dram) / float(batch),
         onchip_bytes=onchip_bytes(arch_a),
         area_mm2=area_mm2(arch_a),
-        utilization=safe_div(xp, xp.sum(per["macs_dense"]), xp.sum(per["dense_cycles"]) * pes),
-        macs_dense=xp.sum(per["macs_dense"]),
-        macs_effective=xp.sum(per["macs_effective"]),
+        utilization=safe_div(xp, xp.sum(per.macs_dense), xp.sum(per.dense_cycles) * pes),
+        macs_dense=xp.sum(per.macs_dense),
+        macs_effective=xp.sum(per.macs_effective),
         pes=pes,
-        pe_rows=aa["rows"],
-        pe_cols=aa["cols"],
-        clock_hz=aa["clock"],
+        pe_rows=aa.rows,
+        pe_cols=aa.cols,
+        clock_hz=aa.clock,
         layers=lc,
         model=model,
         arch_name=arch.name,
@@ -907,13 +948,14 @@ def _run(layers, ms: MappingStack, row_layer, valid, arch, knobs, *, relaxed, ob
     return fn(arch, knobs)
 
 
-def _select(xp, per: dict, valid: np.ndarray, L: int, K: int, objective: str, relaxed: bool):
+def _select(xp, per: RowCosts, valid: np.ndarray, L: int, K: int, objective: str,
+            relaxed: bool) -> RowCosts:
     """Pick one candidate per layer (hard argmin; straight-through softmin if relaxed and
     traced: numpy has no gradient, so it takes the hard pick, the same forward value)."""
     rs = lambda v: v.reshape((L, K) + v.shape[1:])  # noqa: E731
-    obj = per["energy"] if objective == "energy" else per["energy"] * per["cycles"]
+    obj = per.energy if objective == "energy" else per.energy * per.cycles
     obj = rs(obj)
-    ok = rs(per["legal"]) & valid
+    ok = rs(per.legal) & valid
     any_ok = xp.any(ok, axis=1)
     masked = xp.where(ok, obj, xp.inf)
     idx = xp.argmin(masked, axis=1)
@@ -924,15 +966,16 @@ def _select(xp, per: dict, valid: np.ndarray, L: int, K: int, objective: str, re
             logobj = jnp.log(jnp.maximum(obj, 1e-30))
             ref = jax.lax.stop_gradient(jnp.min(jnp.where(valid, logobj, jnp.inf),
                                                 axis=1, keepdims=True))
-            logits = -(logobj - ref) / TAU + jax.nn.log_sigmoid(rs(per["slack"]) / SIGMA)
+            logits = -(logobj - ref) / TAU + jax.nn.log_sigmoid(rs(per.slack) / SIGMA)
             logits = jnp.where(valid, logits, -jnp.inf)
             soft = jax.nn.softmax(logits, axis=1)
             soft_w = hard + soft - jax.lax.stop_gradient(soft)
         else:
             soft_w = hard
     out = {}
-    for k, v in per.items():
-        v = rs(v)
+    for fld in dataclasses.fields(per):
+        k = fld.name
+        v = rs(getattr(per, k))
         if soft_w is None or v.dtype == bool or np.issubdtype(v.dtype, np.integer):
             sel = xp.take_along_axis(v, idx.reshape((L, 1) + (1,) * (v.ndim - 2)), axis=1)[:, 0]
         else:
@@ -943,4 +986,4 @@ def _select(xp, per: dict, valid: np.ndarray, L: int, K: int, objective: str, re
             out[k] = sel
         else:
             out[k] = xp.where(any_ok.reshape((L,) + (1,) * (sel.ndim - 1)), sel, xp.nan)
-    return out
+    return RowCosts(**out)

@@ -66,14 +66,17 @@ with a 1-word tile per operand that is refilled every cycle: no operand latch).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from hwmodel._util import register_pytree
 from hwmodel.mapping.loopnest import RELEVANT, ArchStructure, Mapping, MappingStack, stack_mappings
-from hwmodel.mapping.tiles import PI, QI, RI, SI, Geometry, geom_dict, geometry, tile_words, window_count
+from hwmodel.mapping.tiles import (PI, QI, RI, SI, Geometry, WindowSteps, geometry, tile_words,
+                                   window_count, window_steps)
 from hwmodel.workload.spec import LayerSpec
 
-__all__ = ["Structure", "structure", "counts", "exact_counts_single"]
+__all__ = ["Counts", "Structure", "structure", "counts", "exact_counts_single"]
 
 SLIDE_NONE, SLIDE_P, SLIDE_R, SLIDE_Q, SLIDE_S = range(5)
 
@@ -98,7 +101,7 @@ class Structure:
       first_pe: storage index of the first per-PE level.
       n_storage: number of storage levels.
       noc_below: per NoC level, the first storage index below it.
-      mac_geom: dict of ``[B]`` ints ``uh, dh, uw, dw``: reduced steps of the window
+      mac_geom: :class:`WindowSteps` of ``[B]`` ints: reduced steps of the window
         the PEs read in one cycle when I reaches the MACs from above the array:
         PEs ``i < SP`` along P and ``j < SR`` along R read rows
         ``i*Bp*U + j*Br*Dh`` (``Bp, Br`` = the P and R factors of the per-PE levels'
@@ -113,7 +116,7 @@ class Structure:
     first_pe: int
     n_storage: int
     noc_below: tuple[int, ...]
-    mac_geom: dict
+    mac_geom: WindowSteps
 
 
 def _reduced(a, b):
@@ -182,7 +185,7 @@ def structure(ms: MappingStack, st: ArchStructure, geom: Geometry) -> Structure:
     Dh, Dw = geom.dilation[:, 0], geom.dilation[:, 1]
     muh, mdh = _reduced(pe_ext[:, PI] * U, pe_ext[:, RI] * Dh)
     muw, mdw = _reduced(pe_ext[:, QI] * V, pe_ext[:, SI] * Dw)
-    mac_geom = {"uh": muh, "dh": mdh, "uw": muw, "dw": mdw}
+    mac_geom = WindowSteps(muh, mdh, muw, mdw)
     return Structure(order, kstar_all, slide, parent, st.first_pe, n_s,
                      st.noc_below, mac_geom)
 
@@ -194,7 +197,7 @@ def _slide_delta(xp, ext, geom, slide, full):
     (the whole tile: no sliding).
     """
     G, N, M, P, Q, C, R, S = (ext[..., k] for k in range(8))
-    uh, dh, uw, dw = geom["uh"], geom["dh"], geom["uw"], geom["dw"]
+    uh, dh, uw, dw = geom.uh, geom.dh, geom.uw, geom.dw
     rows = window_count(P, R, uh, dh, xp)
     cols = window_count(Q, S, uw, dw, xp)
     gnc = G * N * C
@@ -208,7 +211,91 @@ def _slide_delta(xp, ext, geom, slide, full):
     return out
 
 
-def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """Access counts of stacked mappings: what :func:`counts` hands the evaluation
+    (:func:`hwmodel.costmodel.evaluate.metrics`, the mapper and :func:`hwmodel.cost`).
+
+    Arrays of the evaluator's namespace (numpy ``int64`` in the exact path, numpy
+    ``float64`` or ``jax.numpy`` ``float32`` in the cost model); ``B`` = stacked
+    mappings, ``n_s`` = storage levels (in ``arch_structure(arch).storage`` order),
+    ``n_noc`` = NoC levels, and the last axis of a ``[..., 3]`` array the operands
+    W, I, O.  Units: words (of the operand's width), cycles, MACs, all for one
+    evaluation of the layer.
+
+    Attributes:
+      reads_t, writes_t: ``[B, n_s, 3]`` fill / drain traffic read from / written into
+        each level (tiles moving between levels).
+      reads_m, writes_m: ``[B, n_s, 3]`` per-MAC operand accesses at each level.
+      fills: ``[B, n_s, 3]`` words written into a level from its parent.
+      drains: ``[B, n_s, 3]`` words read out of a level back to its parent (O only).
+      noc_reads_t, noc_writes_t, noc_reads_m, noc_writes_m: ``[B, n_noc, 3]`` words a
+        NoC level delivers towards the PEs (reads, per destination instance) or collects
+        from them (writes, per source instance), tile traffic (``_t``) and per-MAC
+        accesses (``_m``).
+      tiles: ``[B, n_s, 3]`` tile words per instance of each storage level.
+      cycles: ``[B]`` compute cycles (the product of every temporal factor).
+      used_pes: ``[B]`` PEs used (the product of every spatial factor).
+      macs: ``[B]`` MACs (``cycles * used_pes``).
+    """
+
+    reads_t: Any
+    reads_m: Any
+    writes_t: Any
+    writes_m: Any
+    fills: Any
+    drains: Any
+    noc_reads_t: Any
+    noc_writes_t: Any
+    noc_reads_m: Any
+    noc_writes_m: Any
+    tiles: Any
+    cycles: Any
+    used_pes: Any
+    macs: Any
+
+
+register_pytree(Counts, [f.name for f in dataclasses.fields(Counts)], [])
+
+
+class _Nest(NamedTuple):
+    """Products of loop factors along the flattened nest (``npos = 8 n_s`` positions)."""
+
+    cpx: Any  # [B, npos + 1]: cpx[:, k] = product of the factors at positions < k
+    fx: Any  # [B, npos + 1]: the factor at position k (1 past the end)
+    Sp: Any  # [B, 8] spatial factors (SX * SY)
+    used: Any  # [B] PEs used
+    cycles: Any  # [B] product of every temporal factor
+    macs: Any  # [B]
+    ones: Any  # [B] ones of the evaluation dtype
+
+
+class _Tiles(NamedTuple):
+    """Tile words at each boundary (``[B, 3, n_s]``, indexed ``[x, c - 1]``)."""
+
+    levels: Any  # [B, n_s + 1, 3] per-instance tile words of every level (+ 1 past)
+    t: Any  # per child instance (the MAC's own tile is one word)
+    u: Any  # the union over the PEs (what a parent above the array sees)
+    step_t: Any  # words one fill moves per instance (a sliding step for I)
+    step_u: Any  # the same for the union
+
+
+class _Boundary(NamedTuple):
+    """Words of every boundary (``[B, 3, n_s]``) at the parent, the child, the NoC."""
+
+    p_reads_t: Any
+    p_reads_m: Any
+    p_writes_t: Any
+    p_writes_m: Any
+    c_writes: Any  # = fills
+    c_reads: Any  # = drains
+    n_reads_t: Any
+    n_writes_t: Any
+    n_reads_m: Any
+    n_writes_m: Any
+
+
+def counts(xp, T, SX, SY, s: Structure, geom: WindowSteps) -> Counts:
     """Access counts for stacked mappings (vectorized over boundaries).
 
     Args:
@@ -217,27 +304,28 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
         the structure ``s`` always comes from the integer factors).
       SX, SY: ``[B, 8]`` spatial factors.
       s: :func:`structure` of the integer mapping.
-      geom: dict of ``[B]`` arrays ``uh, dh, uw, dw`` (reduced strides/dilations).
+      geom: :class:`~hwmodel.mapping.tiles.WindowSteps` of ``[B]`` arrays (reduced
+        strides / dilations).
 
     Returns:
-      dict of arrays (``B`` leading; storage levels ``n_s``; NoC levels ``n_noc``):
-        ``reads_t, writes_t`` ``[B, n_s, 3]``: fill / drain traffic (tiles moving
-        between levels); ``reads_m, writes_m`` ``[B, n_s, 3]``: per-MAC operand
-        accesses; ``fills`` ``[B, n_s, 3]`` words written into a level from its parent;
-        ``drains`` ``[B, n_s, 3]`` words read out of a level back to its parent (O);
-        ``noc_reads_t, noc_writes_t, noc_reads_m, noc_writes_m`` ``[B, n_noc, 3]``;
-        ``tiles`` ``[B, n_s, 3]`` tile words per instance; ``cycles`` ``[B]``
-        (product of temporal factors); ``used_pes`` ``[B]``; ``macs`` ``[B]``.
+      :class:`Counts` (``B`` leading).
 
     Boundaries are indexed ``[x, c - 1]`` (operand ``x``, child ``c = 1 .. n_s``, where
-    ``c = n_s`` is the MAC units); all of them are computed at once.
+    ``c = n_s`` is the MAC units); all of them are computed at once, in four steps:
+    loop products along the nest, tile words at each boundary, the words crossing
+    each boundary, and their placement onto the levels.
     """
-    n_s = s.n_storage
+    f = lambda a: xp.asarray(a).astype(T.dtype)  # noqa: E731  numpy structure -> xp values
+    nest = _loop_products(xp, T, SX, SY, s)
+    tiles = _boundary_tiles(xp, f, T, nest, s, geom)
+    b = _boundary_words(xp, f, T, nest, tiles, s)
+    return _place_on_levels(xp, f, b, tiles, nest, s)
+
+
+def _loop_products(xp, T, SX, SY, s: Structure) -> _Nest:
+    """Prefix products of the temporal factors in nest order, PEs used, cycles, MACs."""
     B = T.shape[0]
-    npos = 8 * n_s
-    A = s.first_pe
-    dt_ = T.dtype
-    f = lambda a: xp.asarray(a).astype(dt_)  # noqa: E731  numpy structure -> xp values
+    npos = 8 * s.n_storage
     flat_f = xp.take_along_axis(T, xp.asarray(s.order), axis=-1).reshape(B, npos)
     Sp = SX * SY
     used = Sp[:, 0]
@@ -249,23 +337,28 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
         cols.append(cols[-1] * flat_f[:, k])
     cpx = xp.stack(cols, axis=-1)  # [B, npos + 1]: cpx[:, k] = prod of positions < k
     cycles = cols[-1]
-    macs = cycles * used
     fx = xp.concatenate([flat_f, ones_b[:, None]], axis=-1)  # [B, npos + 1]
+    return _Nest(cpx, fx, Sp, used, cycles, cycles * used, ones_b)
 
+
+def _boundary_tiles(xp, f, T, nest: _Nest, s: Structure, geom: WindowSteps) -> _Tiles:
+    """Tile words of every level (per instance and as the union over the PEs) and the
+    words one fill moves (the whole tile, or a sliding step of I)."""
+    n_s = s.n_storage
+    Sp = nest.Sp
     # suffix extents E[:, j] = prod of levels >= j (j = 0 .. n_s; E[:, n_s] = 1)
     Es = [xp.ones_like(Sp)]
     for j in range(n_s - 1, -1, -1):
         Es.append(Es[-1] * T[:, j, :])
     E = xp.stack(Es[::-1], axis=1)  # [B, n_s + 1, 8]
-    above = (np.arange(n_s + 1) < A).astype(np.int64)[None, :, None]  # shared levels
+    above = (np.arange(n_s + 1) < s.first_pe).astype(np.int64)[None, :, None]  # shared levels
     spf = Sp[:, None, :]
     ext_t = E * (1 + (spf - 1) * f(above))  # per instance (spatial only above the array)
     ext_u = E * spf  # union over the PEs
-    g2 = {k: v[:, None] for k, v in geom.items()}
+    g2 = geom.map(lambda v: v[:, None])
     t_lv = xp.stack(tile_words(xp, ext_t, g2), axis=-1)  # [B, n_s + 1, 3]
     u_lv = xp.stack(tile_words(xp, ext_u, g2), axis=-1)
-    mg = {k: f(v) for k, v in s.mac_geom.items()}
-    u_mac = xp.stack(tile_words(xp, Sp, mg), axis=-1)  # [B, 3]
+    u_mac = xp.stack(tile_words(xp, Sp, s.mac_geom.map(f)), axis=-1)  # [B, 3]
     # children c = 1 .. n_s (index c - 1); the MAC's own tile is one word
     t_c = xp.concatenate([t_lv[:, 1:n_s, :], xp.ones_like(u_mac)[:, None, :]], axis=1)
     u_c = xp.concatenate([u_lv[:, 1:n_s, :], u_mac[:, None, :]], axis=1)
@@ -279,16 +372,26 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     is_i[0, 1, 0] = 1
     d_t = t_c + (dt_i[:, None, :] - t_c) * f(is_i)
     d_u = u_c + (du_i[:, None, :] - u_c) * f(is_i)
+    return _Tiles(t_lv, t_c, u_c, d_t, d_u)
 
+
+def _boundary_words(xp, f, T, nest: _Nest, tiles: _Tiles, s: Structure) -> _Boundary:
+    """Words crossing every boundary, as read / written at the parent, the child and a
+    NoC in between (the fill, drain, refill and per-MAC rules of the module docstring)."""
+    n_s = s.n_storage
+    B = T.shape[0]
+    npos = 8 * n_s
+    A = s.first_pe
+    t_c, u_c = tiles.t, tiles.u
     ks = np.transpose(s.kstar, (2, 0, 1)).reshape(B, 3 * n_s)
-    fo = xp.take_along_axis(cpx, xp.asarray(np.maximum(ks, 0)), axis=-1).reshape(B, 3, n_s)
-    fs = xp.take_along_axis(fx, xp.asarray(np.where(ks < 0, npos, ks)), axis=-1)
+    fo = xp.take_along_axis(nest.cpx, xp.asarray(np.maximum(ks, 0)), axis=-1).reshape(B, 3, n_s)
+    fs = xp.take_along_axis(nest.fx, xp.asarray(np.where(ks < 0, npos, ks)), axis=-1)
     fs = fs.reshape(B, 3, n_s)
-    words_t = fo * (t_c + (fs - 1) * d_t)
-    words_u = fo * (u_c + (fs - 1) * d_u)
+    words_t = fo * (t_c + (fs - 1) * tiles.step_t)
+    words_u = fo * (u_c + (fs - 1) * tiles.step_u)
     F = fo * fs
     o_rel = T[:, :, 0] * T[:, :, 1] * T[:, :, 2] * T[:, :, 3] * T[:, :, 4]  # G N M P Q
-    d_pre = [ones_b]
+    d_pre = [nest.ones]
     for j in range(n_s):
         d_pre.append(d_pre[-1] * o_rel[:, j])
     D = xp.stack(d_pre[1:], axis=-1)[:, None, :]  # [B, 1, n_s]: distinct O tiles above c
@@ -296,6 +399,7 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     par = np.transpose(s.parent, (2, 0, 1))  # [B, 3, n_s]
     pres = f((par >= 0).astype(np.int64))
     ps = xp.asarray(par < A)  # parent above the array
+    used, cycles, macs = nest.used, nest.cycles, nest.macs
     inst = xp.where(xp.asarray(np.arange(1, n_s + 1) >= A)[None, :],
                     used[:, None] * xp.ones_like(D[:, 0, :]), xp.ones_like(D[:, 0, :]))
     inst = inst[:, None, :]  # [B, 1, n_s]
@@ -315,18 +419,27 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     rmw = xp.where(ps, cycles[:, None, None] * u_c, macs[:, None, None]
                    * xp.ones_like(u_c)) * pres
 
-    # values per (x, c): at the parent, at the child, on the NoC
-    p_reads_t = real * (wif * par_wi + of * refill)
-    p_reads_m = macf * (wif * par_wi + of * rmw)
-    p_writes_t = real * of * par_w
-    p_writes_m = macf * of * rmw
     c_writes = real * (wif * child + of * refill)  # = fills
     c_reads = real * of * drain  # = drains
-    n_reads_t = c_writes
-    n_writes_t = c_reads
-    n_reads_m = macf * (wif * child + of * rmw)
-    n_writes_m = macf * of * (macs[:, None, None] * pres)
+    return _Boundary(
+        p_reads_t=real * (wif * par_wi + of * refill),
+        p_reads_m=macf * (wif * par_wi + of * rmw),
+        p_writes_t=real * of * par_w,
+        p_writes_m=macf * of * rmw,
+        c_writes=c_writes,
+        c_reads=c_reads,
+        n_reads_t=c_writes,
+        n_writes_t=c_reads,
+        n_reads_m=macf * (wif * child + of * rmw),
+        n_writes_m=macf * of * (macs[:, None, None] * pres),
+    )
 
+
+def _place_on_levels(xp, f, b: _Boundary, tiles: _Tiles, nest: _Nest, s: Structure) -> Counts:
+    """Sum each boundary's words onto the storage levels (its parent, its child) and the
+    NoC levels it crosses."""
+    n_s = s.n_storage
+    par = np.transpose(s.parent, (2, 0, 1))  # [B, 3, n_s]
     lvl = np.arange(n_s)
     P1h = f((par[..., None] == lvl[None, None, None, :]).astype(np.int64))  # [B, 3, n_s, n_s]
     Sh = np.zeros((n_s, n_s), dtype=np.int64)  # child index c - 1 -> level c
@@ -340,35 +453,38 @@ def counts(xp, T, SX, SY, s: Structure, geom: dict) -> dict:
     def at_child(v):
         return xp.transpose(xp.einsum("bxc,cl->bxl", v, Shf), (0, 2, 1))
 
-    out = {
-        "reads_t": at_parent(p_reads_t) + at_child(c_reads),
-        "reads_m": at_parent(p_reads_m),
-        "writes_t": at_parent(p_writes_t) + at_child(c_writes),
-        "writes_m": at_parent(p_writes_m),
-        "fills": at_child(c_writes),
-        "drains": at_child(c_reads),
-    }
-    n_noc = len(s.noc_below)
     nb = np.array(s.noc_below, dtype=np.int64).reshape(-1)
     cidx = np.arange(1, n_s + 1)
     cross = ((par[..., None] < nb[None, None, None, :])
              & (nb[None, None, None, :] <= cidx[None, None, :, None])
              & (par[..., None] >= 0))  # [B, 3, n_s, n_noc]
     crf = f(cross.astype(np.int64))
-    for k, v in (("noc_reads_t", n_reads_t), ("noc_writes_t", n_writes_t),
-                 ("noc_reads_m", n_reads_m), ("noc_writes_m", n_writes_m)):
-        out[k] = xp.transpose(xp.einsum("bxc,bxcn->bxn", v, crf), (0, 2, 1))
-    out["tiles"] = t_lv[:, :n_s, :]
-    out["cycles"] = cycles
-    out["used_pes"] = used
-    out["macs"] = macs
-    return out
+
+    def on_noc(v):
+        return xp.transpose(xp.einsum("bxc,bxcn->bxn", v, crf), (0, 2, 1))
+
+    return Counts(
+        reads_t=at_parent(b.p_reads_t) + at_child(b.c_reads),
+        reads_m=at_parent(b.p_reads_m),
+        writes_t=at_parent(b.p_writes_t) + at_child(b.c_writes),
+        writes_m=at_parent(b.p_writes_m),
+        fills=at_child(b.c_writes),
+        drains=at_child(b.c_reads),
+        noc_reads_t=on_noc(b.n_reads_t),
+        noc_writes_t=on_noc(b.n_writes_t),
+        noc_reads_m=on_noc(b.n_reads_m),
+        noc_writes_m=on_noc(b.n_writes_m),
+        tiles=tiles.levels[:, :n_s, :],
+        cycles=nest.cycles,
+        used_pes=nest.used,
+        macs=nest.macs,
+    )
 
 
-def exact_counts_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -> dict:
+def exact_counts_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -> Counts:
     """Exact integer counts for one layer and mapping (numpy int64, batch of one)."""
     ms = stack_mappings([mapping])
     g = geometry([layer])
     s = structure(ms, st, g)
-    return counts(np, ms.T, ms.SX, ms.SY, s, geom_dict(g))
+    return counts(np, ms.T, ms.SX, ms.SY, s, window_steps(g))
 

@@ -90,17 +90,17 @@ import math
 import jax
 import numpy as np
 
-from hwmodel._util import is_traced
+from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.kinds import OPERANDS
-from hwmodel.costmodel.counts import counts, structure
-from hwmodel.costmodel.evaluate import arch_arrays, metrics
+from hwmodel.costmodel.counts import Counts, counts, structure
+from hwmodel.costmodel.evaluate import ArchArrays, Metrics, arch_arrays, metrics
 from hwmodel.mapping.dataflows import DATAFLOW_SPECS, DATAFLOWS, ORDER_TEMPLATES
 from hwmodel.mapping.loopnest import DIM_INDEX, RELEVANT, Mapping, MappingStack, arch_structure
-from hwmodel.mapping.tiles import geom_dict, geometry, tile_words, uncovered
+from hwmodel.mapping.tiles import WindowSteps, geometry, tile_words, uncovered, window_steps
 from hwmodel.workload.spec import DIMS, LayerSpec, Workload
 
-__all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack",
+__all__ = ["map_layer", "map_workload", "candidate_mappings", "evaluate_stack", "StackEvaluation",
            "OBJECTIVES", "NoLegalMapping", "MEMORY_CAP_BYTES", "MAX_EXACT_MACS",
            "check_exact_range", "clear_cache", "best_k", "check_args", "require_concrete",
            "layer_key", "per_distinct_layer"]
@@ -280,8 +280,8 @@ class _Space:
     n_s: int
     A: int
     bounds: np.ndarray  # [8]
-    geom: dict  # reduced strides / dilations (ints)
-    aa: dict
+    geom: WindowSteps  # reduced strides / dilations (ints)
+    aa: ArchArrays
     wb: np.ndarray  # [3]
     keep_lvl: np.ndarray  # [n_s, 3]
     cap: np.ndarray  # [n_s, 3] bits
@@ -304,17 +304,17 @@ def _build_space(layer: LayerSpec, arch: Architecture, dataflow: str,
     n_s, A = st.n_storage, st.first_pe
     bounds = np.array([getattr(layer, d) for d in DIMS], dtype=np.int64)
     g = geometry([layer])
-    geom = {k: int(getattr(g, k)[0]) for k in ("uh", "dh", "uw", "dw")}
+    geom = window_steps(g).map(lambda v: int(v[0]))
     aa = arch_arrays(np, arch, relaxed=False)
-    wb = np.asarray(aa["word_bits"], dtype=np.float64)
-    rows, cols = int(aa["rows"]), int(aa["cols"])
+    wb = np.asarray(aa.word_bits, dtype=np.float64)
+    rows, cols = int(aa.rows), int(aa.cols)
     holds = st.holds_array
     pe_keep = np.array([x in spec.pe_keep for x in OPERANDS])
     keep_lvl = np.array([holds[j] & (pe_keep if j >= A else True) for j in range(n_s)])
     keep_lvl[0] = True
-    cap = np.stack([np.asarray(aa["cap"][st.storage[j]], dtype=np.float64).reshape(3)
+    cap = np.stack([np.asarray(aa.cap[st.storage[j]], dtype=np.float64).reshape(3)
                     for j in range(n_s)])
-    shared = np.array([float(aa["shared"][st.storage[j]]) for j in range(n_s)])
+    shared = np.array([float(aa.shared[st.storage[j]]) for j in range(n_s)])
 
     sx_dims = [DIM_INDEX[d] for d in spec.spatial_x if bounds[DIM_INDEX[d]] > 1]
     sy_dims = [DIM_INDEX[d] for d in spec.spatial_y
@@ -597,18 +597,25 @@ def _eval(sp: _Space, T, order, s) -> dict:
 
 
 def _eval_stack(layer, arch, st, ms: MappingStack, aa, per_pe) -> dict:
+    met = _count_and_measure(layer, st, ms, aa, per_pe)[1]
+    return {"energy": met.energy, "cycles": met.cycles,
+            "compute": met.compute_cycles, "bw": met.bw_cycles,
+            "dram": met.reads[:, 0, :].sum(-1) + met.writes[:, 0, :].sum(-1)}
+
+
+def _count_and_measure(layer: LayerSpec, st, ms: MappingStack, aa: ArchArrays,
+                       per_pe) -> tuple[Counts, Metrics]:
+    """Exact counts and metrics (numpy) of the ``[B]`` mappings ``ms`` of ``layer``."""
     B = len(ms)
     g = geometry([layer])
     bc = lambda a: np.broadcast_to(a, (B,) + a.shape[1:])  # noqa: E731
     gb = dataclasses.replace(g, bounds=bc(g.bounds), uh=bc(g.uh), dh=bc(g.dh), uw=bc(g.uw),
                              dw=bc(g.dw), stride=bc(g.stride), dilation=bc(g.dilation))
     s = structure(ms, st, gb)
-    cnt = counts(np, ms.T, ms.SX, ms.SY, s, geom_dict(gb))
+    cnt = counts(np, ms.T, ms.SX, ms.SY, s, window_steps(gb))
     met = metrics(np, cnt, aa, st, per_pe_level=per_pe,
                   nonmac_ops=np.full(B, float(layer.nonmac_ops)))
-    return {"energy": met["energy"], "cycles": met["cycles"],
-            "compute": met["compute_cycles"], "bw": met["bw_cycles"],
-            "dram": met["reads"][:, 0, :].sum(-1) + met["writes"][:, 0, :].sum(-1)}
+    return cnt, met
 
 
 def _eval_batched(sp: _Space, T, order, s, budget: _Budget, stats) -> dict:
@@ -893,29 +900,28 @@ def _empty(n_s: int) -> MappingStack:
                         np.zeros((0, n_s, 3), dtype=bool))
 
 
-def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> dict:
-    """Exact counts and metrics (numpy) for every mapping of ``ms`` on one layer.
+@dataclasses.dataclass(frozen=True)
+class StackEvaluation:
+    """Exact counts and metrics of stacked mappings on one layer (numpy; leading axis
+    ``B`` = the mappings), from :func:`evaluate_stack`.
 
-    Returns:
-      dict with the :func:`hwmodel.costmodel.counts.counts` and :func:`hwmodel.costmodel.evaluate.metrics`
-      arrays (leading dim = candidates).
+    Attributes:
+      counts: :class:`~hwmodel.costmodel.counts.Counts` (words, cycles, MACs).
+      metrics: :class:`~hwmodel.costmodel.evaluate.Metrics` (pJ, cycles, the bound).
     """
-    st = arch_structure(arch)
-    B = len(ms)
-    g = geometry([layer] * 1)
-    gb = dataclasses.replace(
-        g,
-        bounds=np.repeat(g.bounds, B, 0), uh=np.repeat(g.uh, B), dh=np.repeat(g.dh, B),
-        uw=np.repeat(g.uw, B), dw=np.repeat(g.dw, B), stride=np.repeat(g.stride, B, 0),
-        dilation=np.repeat(g.dilation, B, 0),
-    )
-    s = structure(ms, st, gb)
-    cnt = counts(np, ms.T, ms.SX, ms.SY, s, geom_dict(gb))
+
+    counts: Counts
+    metrics: Metrics
+
+
+register_pytree(StackEvaluation, ["counts", "metrics"], [])
+
+
+def evaluate_stack(layer: LayerSpec, arch: Architecture, ms: MappingStack) -> StackEvaluation:
+    """Exact counts and metrics (numpy) for every mapping of ``ms`` on one layer."""
     aa = arch_arrays(np, arch, relaxed=False)
     per_pe = tuple(l.per_pe for l in arch.levels)
-    nonmac = np.full(B, float(layer.nonmac_ops))
-    met = metrics(np, cnt, aa, st, per_pe_level=per_pe, nonmac_ops=nonmac)
-    return {**cnt, **met}
+    return StackEvaluation(*_count_and_measure(layer, arch_structure(arch), ms, aa, per_pe))
 
 
 def check_exact_range(layer: LayerSpec) -> None:

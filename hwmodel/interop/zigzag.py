@@ -318,17 +318,26 @@ def _level_memories(
     rd = _vec3(lvl.read_energy_pj, f"{where} read_energy_pj")
     wr = _vec3(lvl.write_energy_pj, f"{where} write_energy_pj")
     bw_words = _concrete(lvl.bandwidth_words, f"{where} bandwidth_words")
-    k = {op: OPERANDS.index(op) for op in held}
+    groups = _capacity_groups(lvl, held, cap, shared, where)
+    return [(mem_name, _memory_spec(lvl, ops, size_bits, word_bits, rd, wr, bw_words,
+                                    default_bandwidth_bits, area_mm2_per_kb,
+                                    f"{where} (ZigZag memory {mem_name!r})"))
+            for mem_name, ops, size_bits in groups]
 
-    # how the level's capacity splits into ZigZag memories
+
+def _capacity_groups(lvl: MemoryLevel, held: list[str], cap: list[float], shared: float,
+                     where: str) -> list[tuple[str, list[str], int]]:
+    """How a level's capacity splits into ZigZag memories: ``(name, operands, bits)``
+    (one memory pooled by its operands, or one per operand)."""
+    k = {op: OPERANDS.index(op) for op in held}
     if not level_kind(lvl.kind).on_chip:  # off chip: may be unbounded
-        groups = [(lvl.name, held, _DRAM_BITS if not math.isfinite(min(shared, *[cap[k[o]] for o in held]))
-                   else _as_int(min(shared, sum(cap[k[o]] for o in held)), f"{where} capacity"))]
-    elif math.isfinite(shared) and all(
+        return [(lvl.name, held, _DRAM_BITS if not math.isfinite(min(shared, *[cap[k[o]] for o in held]))
+                 else _as_int(min(shared, sum(cap[k[o]] for o in held)), f"{where} capacity"))]
+    if math.isfinite(shared) and all(
         (not math.isfinite(cap[k[o]])) or cap[k[o]] >= shared for o in held
     ):
-        groups = [(lvl.name, held, _as_int(shared, f"{where} shared_bits"))]
-    elif all(math.isfinite(cap[k[o]]) for o in held):
+        return [(lvl.name, held, _as_int(shared, f"{where} shared_bits"))]
+    if all(math.isfinite(cap[k[o]]) for o in held):
         if math.isfinite(shared) and sum(cap[k[o]] for o in held) > shared * (1 + 1e-9):
             raise ValueError(
                 f"{where}: per-operand capacities {[cap[k[o]] for o in held]} bits inside a shared "
@@ -336,78 +345,78 @@ def _level_memories(
                 "its operands or per operand); make the pool infinite or the partitions sum <= pool"
             )
         if len(held) == 1:
-            groups = [(lvl.name, held, _as_int(cap[k[held[0]]], f"{where} capacity_bits"))]
-        else:
-            groups = [(f"{lvl.name}_{o}", [o], _as_int(cap[k[o]], f"{where} capacity_bits[{o}]"))
-                      for o in held]
+            return [(lvl.name, held, _as_int(cap[k[held[0]]], f"{where} capacity_bits"))]
+        return [(f"{lvl.name}_{o}", [o], _as_int(cap[k[o]], f"{where} capacity_bits[{o}]"))
+                for o in held]
+    raise ValueError(
+        f"{where}: on-chip capacity is unbounded for {[o for o in held if not math.isfinite(cap[k[o]])]} "
+        "(capacity_bits inf and shared_bits inf); ZigZag needs a finite size for on-chip memories"
+    )
+
+
+def _memory_spec(lvl: MemoryLevel, ops: list[str], size_bits: int, word_bits: list[float],
+                 rd: list[float], wr: list[float], bw_words: float,
+                 default_bandwidth_bits: int | None, area_mm2_per_kb: float,
+                 mwhere: str) -> dict:
+    """One ZigZag memory's spec: size, ports, cost per port access, area."""
+    k = {op: OPERANDS.index(op) for op in ops}
+    wbits = [word_bits[k[o]] for o in ops]
+    if lvl.per_pe:
+        # A per-PE register file is accessed one word at a time by its MAC, and
+        # ZigZag charges a whole port access per transfer: ports one word wide
+        # (one read + one write port), so a word costs exactly its energy.
+        port_bits = _as_int(max(wbits), f"{mwhere} word_bits")
+        ports = [("r_port_1", "read", ("tl", "th")), ("w_port_1", "write", ("fh", "fl"))]
     else:
-        raise ValueError(
-            f"{where}: on-chip capacity is unbounded for {[o for o in held if not math.isfinite(cap[k[o]])]} "
-            "(capacity_bits inf and shared_bits inf); ZigZag needs a finite size for on-chip memories"
-        )
-
-    mems = []
-    for mem_name, ops, size_bits in groups:
-        mwhere = f"{where} (ZigZag memory {mem_name!r})"
-        wbits = [word_bits[k[o]] for o in ops]
-        if lvl.per_pe:
-            # A per-PE register file is accessed one word at a time by its MAC, and
-            # ZigZag charges a whole port access per transfer: ports one word wide
-            # (one read + one write port), so a word costs exactly its energy.
-            port_bits = _as_int(max(wbits), f"{mwhere} word_bits")
-            ports = [("r_port_1", "read", ("tl", "th")), ("w_port_1", "write", ("fh", "fl"))]
+        if math.isfinite(bw_words):
+            port_bits = _as_int(bw_words * max(wbits), f"{mwhere} bandwidth_words x word_bits")
+        elif default_bandwidth_bits is not None:
+            port_bits = int(default_bandwidth_bits)
         else:
-            if math.isfinite(bw_words):
-                port_bits = _as_int(bw_words * max(wbits), f"{mwhere} bandwidth_words x word_bits")
-            elif default_bandwidth_bits is not None:
-                port_bits = int(default_bandwidth_bits)
-            else:
-                raise ValueError(
-                    f"{mwhere}: bandwidth_words is inf; ZigZag needs a finite port width in bits "
-                    "(and charges one access of that width per transfer): pass default_bandwidth_bits"
-                )
-            ports = [("rw_port_1", "read_write", ("fh", "tl", "fl", "th"))]
-        if port_bits < 1:
-            raise ValueError(f"{mwhere}: port width {port_bits} bits < 1")
-        # energy per bit must be one number per memory (ZigZag: one r_cost / w_cost)
-        per_bit_r = [rd[k[o]] / word_bits[k[o]] for o in ops]
-        per_bit_w = [wr[k[o]] / word_bits[k[o]] for o in ops]
-        for label, vals in (("read", per_bit_r), ("write", per_bit_w)):
-            if max(vals) - min(vals) > 1e-6 * max(1e-30, max(abs(v) for v in vals)):
-                raise ValueError(
-                    f"{mwhere}: {label} energy per bit differs between operands {ops} "
-                    f"({vals} pJ/bit); ZigZag has one cost per memory: split the level per operand"
-                )
+            raise ValueError(
+                f"{mwhere}: bandwidth_words is inf; ZigZag needs a finite port width in bits "
+                "(and charges one access of that width per transfer): pass default_bandwidth_bits"
+            )
+        ports = [("rw_port_1", "read_write", ("fh", "tl", "fl", "th"))]
+    if port_bits < 1:
+        raise ValueError(f"{mwhere}: port width {port_bits} bits < 1")
+    # energy per bit must be one number per memory (ZigZag: one r_cost / w_cost)
+    per_bit_r = [rd[k[o]] / word_bits[k[o]] for o in ops]
+    per_bit_w = [wr[k[o]] / word_bits[k[o]] for o in ops]
+    for label, vals in (("read", per_bit_r), ("write", per_bit_w)):
+        if max(vals) - min(vals) > 1e-6 * max(1e-30, max(abs(v) for v in vals)):
+            raise ValueError(
+                f"{mwhere}: {label} energy per bit differs between operands {ops} "
+                f"({vals} pJ/bit); ZigZag has one cost per memory: split the level per operand"
+            )
 
-        def alloc(dirs):
-            return [
-                f"{_MEM_OPERAND[o]}, {d}"
-                for o in ops
-                for d in dirs
-                if o == "O" or d in ("fh", "tl")  # inputs are only written from above, read below
-            ]
+    def alloc(dirs):
+        return [
+            f"{_MEM_OPERAND[o]}, {d}"
+            for o in ops
+            for d in dirs
+            if o == "O" or d in ("fh", "tl")  # inputs are only written from above, read below
+        ]
 
-        spec = {
-            "size": int(size_bits),
-            "r_cost": _num(per_bit_r[0] * port_bits),
-            "w_cost": _num(per_bit_w[0] * port_bits),
-            "area": _num(area_mm2_per_kb * size_bits / 8192.0 if level_kind(lvl.kind).has_area else 0.0),
-            "latency": 1,
-            "operands": [_MEM_OPERAND[o] for o in ops],
-            "ports": [
-                {
-                    "name": pname,
-                    "type": ptype,
-                    "bandwidth_min": port_bits,
-                    "bandwidth_max": port_bits,
-                    "allocation": alloc(dirs),
-                }
-                for pname, ptype, dirs in ports
-            ],
-            "served_dimensions": [] if lvl.per_pe else ["D1", "D2"],
-        }
-        mems.append((mem_name, spec))
-    return mems
+    return {
+        "size": int(size_bits),
+        "r_cost": _num(per_bit_r[0] * port_bits),
+        "w_cost": _num(per_bit_w[0] * port_bits),
+        "area": _num(area_mm2_per_kb * size_bits / 8192.0 if level_kind(lvl.kind).has_area else 0.0),
+        "latency": 1,
+        "operands": [_MEM_OPERAND[o] for o in ops],
+        "ports": [
+            {
+                "name": pname,
+                "type": ptype,
+                "bandwidth_min": port_bits,
+                "bandwidth_max": port_bits,
+                "allocation": alloc(dirs),
+            }
+            for pname, ptype, dirs in ports
+        ],
+        "served_dimensions": [] if lvl.per_pe else ["D1", "D2"],
+    }
 
 
 def zigzag_accelerator(
@@ -739,6 +748,204 @@ def _load_zigzag_yaml(src) -> tuple[dict, str]:
     return data, str(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ZigZagMemory:
+    """One memory of a ZigZag accelerator YAML, read and checked."""
+
+    name: str
+    ops: tuple[str, ...]  # our operands (W, I, O) it holds
+    per_pe: bool  # served_dimensions: [] (one instance per PE)
+    size: float  # bits
+    port_bits: tuple[int, ...]  # bandwidth_max of each port, bits
+    r_cost: float  # pJ per read port access
+    w_cost: float  # pJ per write port access
+    area: float  # ZigZag's area units
+
+
+@dataclasses.dataclass
+class _LevelDraft:
+    """A level being assembled from one or more ZigZag memories (lists: W, I, O)."""
+
+    names: list[str]
+    kind: str
+    ops: set[str]
+    cap: list[float]  # bits per operand (inf: not held, or no bound)
+    shared: float  # bits all operands share (inf: no pooled bound)
+    rd: list[float]  # pJ per word read
+    wr: list[float]  # pJ per word written
+    bw: float  # words per cycle
+    area: float  # ZigZag's area units
+    bits: float  # total bits of its memories
+
+
+def _zigzag_array(data: dict, where: str) -> tuple[dict, int, int]:
+    """The operational array (checked) and its rows and columns of PEs."""
+    for key in ("memories", "operational_array"):
+        if key not in data:
+            raise ValueError(f"{where}: missing key {key!r} (valid top-level keys: name, memories, operational_array)")
+    oa = data["operational_array"]
+    if oa.get("is_imc", False):
+        raise ValueError(f"{where}: operational_array.is_imc is true; only digital PE arrays are supported")
+    sizes = oa.get("sizes")
+    if not isinstance(sizes, list) or not 1 <= len(sizes) <= 2:
+        raise ValueError(f"{where}: operational_array.sizes must list 1 or 2 array dimensions, got {sizes!r}")
+    return oa, int(sizes[0]), int(sizes[1]) if len(sizes) == 2 else 1
+
+
+def _read_memory(where: str, mname: str, m: dict) -> _ZigZagMemory:
+    """One entry of ``memories``, with a clear error naming the file and key."""
+    def field(what, d, key):
+        if key not in d or d[key] is None:
+            raise ValueError(f"{where}: memories.{what}: missing {key!r}")
+        return d[key]
+
+    try:
+        ops = tuple(_FROM_MEM_OPERAND[o] for o in m["operands"])
+    except KeyError as e:
+        raise ValueError(
+            f"{where}: memories.{mname}.operands: {m.get('operands')!r}; valid: I1, I2, O"
+        ) from e
+    per_pe = len(field(mname, m, "served_dimensions")) == 0
+    size = float(field(mname, m, "size"))
+    ports = field(mname, m, "ports")
+    pbits = tuple(int(field(f"{mname}.ports[{i}]", p, "bandwidth_max")) for i, p in enumerate(ports))
+    return _ZigZagMemory(
+        name=mname, ops=ops, per_pe=per_pe, size=size, port_bits=pbits,
+        r_cost=float(field(mname, m, "r_cost")), w_cost=float(field(mname, m, "w_cost")),
+        area=float(m.get("area") or 0.0),
+    )
+
+
+def _add_rf_partition(rf: _LevelDraft | None, mem: _ZigZagMemory, wb: list[float],
+                      where: str) -> _LevelDraft:
+    """Add a per-PE memory to the one per-PE RF level as the partition of its operand
+    (a word costs ``cost * ceil(b / port)``: the MAC reads one word at a time)."""
+    if rf is None:
+        rf = _LevelDraft(names=[], kind="rf", ops=set(), cap=[math.inf] * 3, shared=math.inf,
+                         rd=[0.0] * 3, wr=[0.0] * 3, bw=0.0, area=0.0, bits=0.0)
+    if len(mem.ops) != 1:
+        raise ValueError(
+            f"{where}: memories.{mem.name}: a per-PE memory holding {list(mem.ops)} cannot be a "
+            "per-operand RF partition (one operand per per-PE memory)"
+        )
+    op = mem.ops[0]
+    k = OPERANDS.index(op)
+    if math.isfinite(rf.cap[k]):
+        raise ValueError(f"{where}: memories.{mem.name}: a second per-PE memory for operand {op}")
+    bw_max = max(mem.port_bits)
+    rf.names.append(mem.name)
+    rf.cap[k] = mem.size
+    rf.rd[k] = mem.r_cost * math.ceil(wb[k] / bw_max)
+    rf.wr[k] = mem.w_cost * math.ceil(wb[k] / bw_max)
+    rf.bw += sum(b / wb[k] for b in mem.port_bits)
+    rf.area += mem.area
+    rf.bits += mem.size
+    return rf
+
+
+def _shared_level(mem: _ZigZagMemory, outermost: bool, wb: list[float]) -> _LevelDraft:
+    """A shared memory as one level (``dram`` if outermost, else ``sram``): blocks of
+    ``port`` bits, so a word of ``b`` bits costs ``cost * b / port``; several operands
+    pool its size."""
+    k = [OPERANDS.index(o) for o in mem.ops]
+    kind = level_kind("dram" if outermost else "sram")  # the outermost memory is off chip
+    bound = mem.size if kind.needs_size else math.inf
+    cap = [math.inf] * 3
+    if len(mem.ops) == 1:
+        cap[k[0]] = bound
+        shared = math.inf
+    else:
+        shared = bound
+    rd = [0.0] * 3
+    wr = [0.0] * 3
+    for kk in k:
+        rd[kk] = mem.r_cost * wb[kk] / max(mem.port_bits)
+        wr[kk] = mem.w_cost * wb[kk] / max(mem.port_bits)
+    return _LevelDraft(
+        names=[mem.name], kind=kind.name, ops=set(mem.ops), cap=cap, shared=shared, rd=rd,
+        wr=wr, bw=float(sum(mem.port_bits)) / max(wb[kk] for kk in k),
+        area=mem.area if kind.has_area else 0.0, bits=mem.size,
+    )
+
+
+def _merge_partitions(drafts: list[_LevelDraft]) -> list[_LevelDraft]:
+    """Merge consecutive on-chip single-operand levels of different operands into one
+    level with per-operand partitions (same sizes, energies; bandwidths add)."""
+    merged: list[_LevelDraft] = []
+    for sp in drafts:
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None and sp.kind == prev.kind and level_kind(sp.kind).on_chip
+            and len(sp.ops) == 1 and not math.isfinite(sp.shared)
+            and not math.isfinite(prev.shared) and not (sp.ops & prev.ops)
+        ):
+            (k1,) = [OPERANDS.index(o) for o in sp.ops]
+            prev.names += sp.names
+            prev.ops |= sp.ops
+            prev.cap[k1] = sp.cap[k1]
+            prev.rd[k1] = sp.rd[k1]
+            prev.wr[k1] = sp.wr[k1]
+            prev.bw += sp.bw
+            prev.area += sp.area
+            prev.bits += sp.bits
+        else:
+            merged.append(dataclasses.replace(sp, names=list(sp.names), ops=set(sp.ops),
+                                              cap=list(sp.cap), rd=list(sp.rd), wr=list(sp.wr)))
+    return merged
+
+
+def _memory_level(d: _LevelDraft, per_pe: bool) -> tuple[MemoryLevel, float]:
+    """The :class:`MemoryLevel` of a draft and its SRAM area per KB (0 without area)."""
+    if per_pe:
+        name = "RF" if len(d.names) > 1 else d.names[0]
+        holds = tuple(o for o in OPERANDS if math.isfinite(d.cap[OPERANDS.index(o)]))
+    else:
+        name = "+".join(d.names)
+        holds = tuple(o for o in OPERANDS if o in d.ops)
+    level = MemoryLevel(
+        name=name,
+        kind=d.kind,
+        holds=holds,
+        per_pe=per_pe,
+        capacity_bits=as_leaf(d.cap),
+        shared_bits=as_leaf(d.shared),
+        read_energy_pj=as_leaf(d.rd),
+        write_energy_pj=as_leaf(d.wr),
+        bandwidth_words=as_leaf(d.bw),
+    )
+    per_kb = d.area / (d.bits / 8192.0) if level_kind(d.kind).has_area else 0.0
+    return level, per_kb
+
+
+def _zigzag_levels(mems: dict, wb: list[float], where: str,
+                   merge_partitions: bool) -> tuple[list[MemoryLevel], list[float]]:
+    """Levels outermost first (ZigZag lists its memories innermost first) and their SRAM
+    area per KB: one level per shared memory (merged if asked), then the per-PE RF."""
+    shared: list[_LevelDraft] = []
+    rf: _LevelDraft | None = None
+    for idx, (mname, m) in enumerate(list(mems.items())[::-1]):
+        mem = _read_memory(where, mname, m)
+        if mem.per_pe:
+            rf = _add_rf_partition(rf, mem, wb, where)
+            continue
+        if rf is not None:
+            raise ValueError(
+                f"{where}: memories.{mname} (shared) is listed below a per-PE memory; "
+                "per-PE memories must be the innermost"
+            )
+        shared.append(_shared_level(mem, idx == 0, wb))
+    if merge_partitions:
+        shared = _merge_partitions(shared)
+    built = [_memory_level(d, False) for d in shared]
+    if rf is not None:
+        built.append(_memory_level(rf, True))
+    levels = [lv for lv, _ in built]
+    for op in OPERANDS:
+        if not any(op in lvl.holds for lvl in levels):
+            raise ValueError(f"{where}: no memory holds operand {op} ({_MEM_OPERAND[op]})")
+    return levels, [a for _, a in built]
+
+
 def architecture_from_zigzag(
     src: str | os.PathLike | _MappingABC,
     *,
@@ -796,154 +1003,11 @@ def architecture_from_zigzag(
     wb = [float(b) for b in word_bits]
     if len(wb) != 3 or any(b <= 0 for b in wb):
         raise ValueError(f"word_bits must be three positive ints (W, I, O), got {word_bits!r}")
-    for key in ("memories", "operational_array"):
-        if key not in data:
-            raise ValueError(f"{where}: missing key {key!r} (valid top-level keys: name, memories, operational_array)")
-    oa = data["operational_array"]
-    if oa.get("is_imc", False):
-        raise ValueError(f"{where}: operational_array.is_imc is true; only digital PE arrays are supported")
-    sizes = oa.get("sizes")
-    if not isinstance(sizes, list) or not 1 <= len(sizes) <= 2:
-        raise ValueError(f"{where}: operational_array.sizes must list 1 or 2 array dimensions, got {sizes!r}")
-    rows = int(sizes[0])
-    cols = int(sizes[1]) if len(sizes) == 2 else 1
+    oa, rows, cols = _zigzag_array(data, where)
     mems = data["memories"]
     if not isinstance(mems, dict) or not mems:
         raise ValueError(f"{where}: memories must be a non-empty mapping")
-
-    def ops_of(mname, m):
-        try:
-            return [_FROM_MEM_OPERAND[o] for o in m["operands"]]
-        except KeyError as e:
-            raise ValueError(
-                f"{where}: memories.{mname}.operands: {m.get('operands')!r}; valid: I1, I2, O"
-            ) from e
-
-    def field(mname, m, key):
-        if key not in m or m[key] is None:
-            raise ValueError(f"{where}: memories.{mname}: missing {key!r}")
-        return m[key]
-
-    def port_bits(mname, m) -> list[int]:
-        ports = field(mname, m, "ports")
-        return [int(field(f"{mname}.ports[{i}]", p, "bandwidth_max")) for i, p in enumerate(ports)]
-
-    order = list(mems.items())[::-1]  # outermost first
-    nan3 = [math.inf] * 3
-    levels: list[MemoryLevel] = []
-    area_per_kb: list[float] = []
-    shared_specs: list[dict] = []
-    rf: dict[str, Any] | None = None
-    for idx, (mname, m) in enumerate(order):
-        ops = ops_of(mname, m)
-        per_pe = len(field(mname, m, "served_dimensions")) == 0
-        size = float(field(mname, m, "size"))
-        pbits = port_bits(mname, m)
-        r_cost = float(field(mname, m, "r_cost"))
-        w_cost = float(field(mname, m, "w_cost"))
-        area = float(m.get("area") or 0.0)
-        if per_pe:
-            if rf is None:
-                rf = {"names": [], "cap": list(nan3), "rd": [0.0] * 3, "wr": [0.0] * 3, "bw": 0.0,
-                      "area": 0.0, "bits": 0.0}
-            if len(ops) != 1:
-                raise ValueError(
-                    f"{where}: memories.{mname}: a per-PE memory holding {ops} cannot be a "
-                    "per-operand RF partition (one operand per per-PE memory)"
-                )
-            op = ops[0]
-            k = OPERANDS.index(op)
-            if math.isfinite(rf["cap"][k]):
-                raise ValueError(f"{where}: memories.{mname}: a second per-PE memory for operand {op}")
-            bw_max = max(pbits)
-            rf["names"].append(mname)
-            rf["cap"][k] = size
-            rf["rd"][k] = r_cost * math.ceil(wb[k] / bw_max)
-            rf["wr"][k] = w_cost * math.ceil(wb[k] / bw_max)
-            rf["bw"] += sum(b / wb[k] for b in pbits)
-            rf["area"] += area
-            rf["bits"] += size
-            continue
-        if rf is not None:
-            raise ValueError(
-                f"{where}: memories.{mname} (shared) is listed below a per-PE memory; "
-                "per-PE memories must be the innermost"
-            )
-        k = [OPERANDS.index(o) for o in ops]
-        bw_bits = float(sum(pbits))
-        kind = level_kind("dram" if idx == 0 else "sram")  # the outermost memory is off chip
-        bound = size if kind.needs_size else math.inf
-        cap = list(nan3)
-        if len(ops) == 1:
-            cap[k[0]] = bound
-            shared = math.inf
-        else:
-            shared = bound
-        rd = [0.0] * 3
-        wr = [0.0] * 3
-        for kk in k:
-            rd[kk] = r_cost * wb[kk] / max(pbits)
-            wr[kk] = w_cost * wb[kk] / max(pbits)
-        shared_specs.append({
-            "names": [mname], "kind": kind.name, "ops": set(ops), "cap": cap, "shared": shared,
-            "rd": rd, "wr": wr, "bw": bw_bits / max(wb[kk] for kk in k),
-            "area": area if kind.has_area else 0.0, "bits": size,
-        })
-    if merge_partitions:
-        merged: list[dict] = []
-        for sp in shared_specs:
-            prev = merged[-1] if merged else None
-            if (
-                prev is not None and sp["kind"] == prev["kind"] and level_kind(sp["kind"]).on_chip
-                and len(sp["ops"]) == 1 and not math.isfinite(sp["shared"])
-                and not math.isfinite(prev["shared"]) and not (sp["ops"] & prev["ops"])
-            ):
-                (k1,) = [OPERANDS.index(o) for o in sp["ops"]]
-                prev["names"] += sp["names"]
-                prev["ops"] |= sp["ops"]
-                prev["cap"][k1] = sp["cap"][k1]
-                prev["rd"][k1] = sp["rd"][k1]
-                prev["wr"][k1] = sp["wr"][k1]
-                prev["bw"] += sp["bw"]
-                prev["area"] += sp["area"]
-                prev["bits"] += sp["bits"]
-            else:
-                merged.append({**sp, "names": list(sp["names"]), "ops": set(sp["ops"]),
-                               "cap": list(sp["cap"]), "rd": list(sp["rd"]), "wr": list(sp["wr"])})
-        shared_specs = merged
-    for sp in shared_specs:
-        levels.append(
-            MemoryLevel(
-                name="+".join(sp["names"]),
-                kind=sp["kind"],
-                holds=tuple(o for o in OPERANDS if o in sp["ops"]),
-                per_pe=False,
-                capacity_bits=as_leaf(sp["cap"]),
-                shared_bits=as_leaf(sp["shared"]),
-                read_energy_pj=as_leaf(sp["rd"]),
-                write_energy_pj=as_leaf(sp["wr"]),
-                bandwidth_words=as_leaf(sp["bw"]),
-            )
-        )
-        area_per_kb.append(sp["area"] / (sp["bits"] / 8192.0) if level_kind(sp["kind"]).has_area else 0.0)
-    if rf is not None:
-        levels.append(
-            MemoryLevel(
-                name="RF" if len(rf["names"]) > 1 else rf["names"][0],
-                kind="rf",
-                holds=tuple(o for o in OPERANDS if math.isfinite(rf["cap"][OPERANDS.index(o)])),
-                per_pe=True,
-                capacity_bits=as_leaf(rf["cap"]),
-                shared_bits=as_leaf(math.inf),
-                read_energy_pj=as_leaf(rf["rd"]),
-                write_energy_pj=as_leaf(rf["wr"]),
-                bandwidth_words=as_leaf(rf["bw"]),
-            )
-        )
-        area_per_kb.append(rf["area"] / (rf["bits"] / 8192.0))
-    for op in OPERANDS:
-        if not any(op in lvl.holds for lvl in levels):
-            raise ValueError(f"{where}: no memory holds operand {op} ({_MEM_OPERAND[op]})")
+    levels, area_per_kb = _zigzag_levels(mems, wb, where, merge_partitions)
     return Architecture(
         name=name or str(data.get("name", "zigzag")),
         levels=tuple(levels),

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
-from hwmodel._util import is_traced
+from hwmodel._util import is_traced, register_pytree
 from hwmodel.arch.architecture import Architecture
 from hwmodel.arch.kinds import OPERANDS
 from hwmodel.mapping.loopnest import ArchStructure, Mapping, MappingStack, arch_structure, stack_mappings
 from hwmodel.workload.spec import DIMS, LayerSpec
 
-__all__ = ["Geometry", "geometry", "window_count", "uncovered", "tile_words", "tiles_only",
-           "geom_dict", "tile_words_single", "validate_mapping"]
+__all__ = ["Geometry", "WindowSteps", "geometry", "window_count", "uncovered", "tile_words",
+           "tiles_only", "window_steps", "tile_words_single", "validate_mapping"]
 
 GI, NI, MI, PI, QI, CI, RI, SI = range(8)
 """Positions of the dims ``G N M P Q C R S`` in every ``[..., 8]`` array."""
@@ -53,6 +54,33 @@ class Geometry:
     dw: np.ndarray
     stride: np.ndarray  # [B, 2] raw (U, V)
     dilation: np.ndarray  # [B, 2] raw (Dh, Dw)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSteps:
+    """Reduced strides and dilations of the input window, the geometry every tile-word
+    and count formula needs (see :func:`window_count`).
+
+    Each field is an integer array (numpy ``int64``, or float in the differentiable
+    path) of one shape, typically ``[B]`` (one value per stacked mapping) or a
+    broadcastable view of it; plain Python ints work too.
+
+    Attributes:
+      uh, dh: row stride ``U`` and row dilation ``Dh`` divided by their gcd.
+      uw, dw: column stride ``V`` and column dilation ``Dw`` divided by their gcd.
+    """
+
+    uh: Any
+    dh: Any
+    uw: Any
+    dw: Any
+
+    def map(self, fn) -> WindowSteps:
+        """The same steps with ``fn`` applied to each field (e.g. a dtype or a new axis)."""
+        return WindowSteps(fn(self.uh), fn(self.dh), fn(self.uw), fn(self.dw))
+
+
+register_pytree(WindowSteps, ["uh", "dh", "uw", "dw"], [])
 
 
 def geometry(layers) -> Geometry:
@@ -100,16 +128,16 @@ def uncovered(ms: MappingStack, st: ArchStructure) -> np.ndarray:
     return bad
 
 
-def tile_words(xp, ext, geom):
+def tile_words(xp, ext, geom: WindowSteps):
     """W, I, O tile words for extents ``ext`` ``[..., 8]`` -> three ``[...]`` arrays
-    (``geom`` values broadcastable to ``ext[..., 0]``)."""
+    (``geom``'s fields broadcastable to ``ext[..., 0]``)."""
     G, N, M, P, Q, C, R, S = (ext[..., k] for k in range(8))
-    rows = window_count(P, R, geom["uh"], geom["dh"], xp)
-    cols = window_count(Q, S, geom["uw"], geom["dw"], xp)
+    rows = window_count(P, R, geom.uh, geom.dh, xp)
+    cols = window_count(Q, S, geom.uw, geom.dw, xp)
     return G * M * C * R * S, G * N * C * rows * cols, G * N * M * P * Q
 
 
-def tiles_only(xp, T, SX, SY, first_pe: int, geom: dict):
+def tiles_only(xp, T, SX, SY, first_pe: int, geom: WindowSteps):
     """Per-instance tile words ``[B, n_s, 3]`` of every storage level (for legality)."""
     n_s = T.shape[1]
     Sp = SX * SY
@@ -121,20 +149,18 @@ def tiles_only(xp, T, SX, SY, first_pe: int, geom: dict):
     return xp.stack(out, axis=1)
 
 
-def geom_dict(g: Geometry, xp=np, dtype=None) -> dict:
-    """Geometry as a dict of ``xp`` arrays (``dtype`` for the JAX path)."""
-    out = {}
-    for k in ("uh", "dh", "uw", "dw"):
-        v = getattr(g, k)
-        out[k] = xp.asarray(v) if dtype is None else xp.asarray(v, dtype=dtype)
-    return out
+def window_steps(g: Geometry, xp=np, dtype=None) -> WindowSteps:
+    """The :class:`WindowSteps` of ``g`` as ``xp`` arrays ``[B]`` (``dtype`` for the JAX
+    path)."""
+    conv = (lambda v: xp.asarray(v)) if dtype is None else (lambda v: xp.asarray(v, dtype=dtype))
+    return WindowSteps(g.uh, g.dh, g.uw, g.dw).map(conv)
 
 
 def tile_words_single(layer: LayerSpec, mapping: Mapping, st: ArchStructure) -> np.ndarray:
     """Per-instance tile words ``[n_s, 3]`` of every storage level (int64)."""
     ms = stack_mappings([mapping])
     g = geometry([layer])
-    return tiles_only(np, ms.T, ms.SX, ms.SY, st.first_pe, geom_dict(g))[0]
+    return tiles_only(np, ms.T, ms.SX, ms.SY, st.first_pe, window_steps(g))[0]
 
 
 def _word_bits(arch: Architecture) -> np.ndarray:

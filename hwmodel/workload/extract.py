@@ -424,6 +424,165 @@ def _path_template(path) -> Template:
 
 
 # ---------------------------------------------------------------------------------------
+# non-MAC operations
+# ---------------------------------------------------------------------------------------
+def _nonmac_ops(eqn) -> tuple[int, str | None]:
+    """Operations of a non-MAC primitive (element-wise, reductions, windows, scatters,
+    sorts) and None; ``(0, reason)`` for a primitive whose work is not known."""
+    prim = eqn.primitive.name
+    p = eqn.params
+    if prim in _FREE:
+        return 0, None
+    if prim in _ELEMENTWISE or prim in _CUMULATIVE:
+        return sum(_size(v.aval) for v in eqn.outvars), None
+    if prim in _REDUCTIONS:
+        n_in = len(eqn.invars) if prim != "reduce" else len(eqn.invars) // 2
+        return sum(_size(v.aval) for v in eqn.invars[: max(1, n_in)]), None
+    if prim in _WINDOWED:
+        window = math.prod(p.get("window_dimensions", (1,)))
+        return sum(_size(v.aval) for v in eqn.outvars) * window, None
+    if prim in ("select_and_scatter_add", "select_and_scatter"):
+        window = math.prod(p.get("window_dimensions", (1,)))
+        return _size(eqn.invars[0].aval) * window, None
+    if prim in _SCATTER_OPS:
+        return _size(eqn.invars[2].aval), None
+    if prim == "sort":
+        shape = eqn.invars[0].aval.shape
+        dim = p.get("dimension", len(shape) - 1)
+        k = shape[dim] if shape else 1
+        return _size(eqn.invars[0].aval) * max(1, math.ceil(math.log2(max(k, 1)))), None
+    if prim in ("top_k", "approx_top_k"):
+        return _size(eqn.invars[0].aval), None
+    reason = "unknown primitive: its work is not counted"
+    if prim in ("while", "scan", "cond"):  # pragma: no cover - dispatched earlier
+        reason = "control flow"
+    elif prim == "shard_map":
+        reason = "shard_map bodies see per-device shapes: not supported"
+    elif prim in ("pure_callback", "io_callback"):
+        reason = "host callback: its work is unknown"
+    elif prim in ("fft",):
+        reason = "FFT is not a conv/matmul loop nest: not counted"
+    elif any(isinstance(v, (jcore.Jaxpr, jcore.ClosedJaxpr)) for v in p.values()):
+        reason = "higher-order primitive with a sub-jaxpr the extractor does not follow"
+    return 0, reason
+
+
+# ---------------------------------------------------------------------------------------
+# MAC layers: names, and the loop bounds of dot_general and conv_general_dilated
+# ---------------------------------------------------------------------------------------
+def _layer_name(w_info: _Info, i_info: _Info, scope: tuple, leaf: str):
+    """(name template or None, weight-param template or None); see module doc."""
+    if not w_info.data and w_info.params:
+        path = w_info.params[0]
+        return _parent(path), path
+    # an innermost scope that is itself a dotted path ("blocks.3.attn.qk") is a name
+    dotted = tuple(scope[-1].split(".")) if scope and "." in scope[-1] else None
+    if w_info.data and i_info.data:
+        if dotted:
+            return dotted, None
+        parents = [p[:-1] for p in i_info.producers + w_info.producers]
+        prefix = _common_prefix(parents)
+        if scope:
+            if prefix:
+                return prefix + (scope[-1],), None
+        elif i_info.producers and w_info.producers:
+            # Q from .q, K from .k -> "q@k"; then softmax(q@k) V -> "q@k@v"
+            at = f"{_leaf(i_info.producers[0])}@{_leaf(w_info.producers[0])}"
+            return prefix + (at,), None
+        elif prefix:
+            return prefix + (leaf,), None
+    if dotted:
+        return dotted, None
+    if scope:
+        return tuple(scope), None
+    return None, None
+
+
+def _heads(batch: int | None, batch_sizes: Sequence[int]) -> int:
+    """Attention heads of a matmul with dot_general batch dims ``batch_sizes`` (the
+    leading one is the data batch when it equals ``batch``, or when ``batch`` is unknown
+    and there are two or more)."""
+    if not batch_sizes:
+        return 1
+    if batch is not None and batch_sizes[0] == batch:
+        return max(1, math.prod(batch_sizes[1:]))
+    if len(batch_sizes) >= 2 and batch is None:
+        return max(1, math.prod(batch_sizes[1:]))
+    return max(1, math.prod(batch_sizes))
+
+
+class _DotRoles(NamedTuple):
+    """A dot_general as a matmul: which operand is W and which I, and the bounds."""
+
+    G: int  # product of the batch dims
+    N: int  # I's free dims
+    M: int  # W's free dims
+    C: int  # contracted dims
+    i_var: Any
+    w_var: Any
+    i_info: _Info
+    w_info: _Info
+    batch_sizes: list[int]  # dot_general's batch dims (for the head count)
+
+
+def _dot_roles(eqn, infos) -> _DotRoles:
+    """The static operand is W; for two dynamic operands, I is the one computed by
+    another dynamic matmul (A in A V), else dot_general's lhs."""
+    lhs, rhs = eqn.invars
+    li, ri = infos
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    ls, rs = lhs.aval.shape, rhs.aval.shape
+    lfree = [d for d in range(len(ls)) if d not in lc and d not in lb]
+    rfree = [d for d in range(len(rs)) if d not in rc and d not in rb]
+    G = math.prod(ls[d] for d in lb)
+    C = math.prod(ls[d] for d in lc)
+    n_l = math.prod(ls[d] for d in lfree)
+    n_r = math.prod(rs[d] for d in rfree)
+    swap = ((not li.data) and ri.data) or (li.data and ri.data and ri.dyn and not li.dyn)
+    bsz = [ls[d] for d in lb]
+    if swap:
+        return _DotRoles(G, n_r, n_l, C, rhs, lhs, ri, li, bsz)
+    return _DotRoles(G, n_l, n_r, C, lhs, rhs, li, ri, bsz)
+
+
+def _conv_dims(eqn) -> dict | str:
+    """The loop bounds (``G N M C P Q R S``), input size and window geometry of a
+    ``conv_general_dilated`` as :class:`LayerSpec` fields; or why it is not counted."""
+    p = eqn.params
+    lhs, rhs = eqn.invars
+    out = eqn.outvars[0]
+    dn = p["dimension_numbers"]
+    lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+    ls, rs, os_ = lhs.aval.shape, rhs.aval.shape, out.aval.shape
+    nsp = len(lhs_spec) - 2
+    if nsp > 2:
+        return f"{nsp}-D convolution does not fit the 2-D loop nest: not counted"
+    B = ls[lhs_spec[0]]
+    O, I = rs[rhs_spec[0]], rs[rhs_spec[1]]
+    in_sp = [ls[d] for d in lhs_spec[2:]]
+    k_sp = [rs[d] for d in rhs_spec[2:]]
+    out_sp = [os_[d] for d in out_spec[2:]]
+    fg, bg = p["feature_group_count"], p["batch_group_count"]
+    if bg > 1:
+        G, N, M, C = bg, B // bg, O // bg, I
+    else:
+        G, N, M, C = fg, B, O // fg, I
+    pad2 = lambda seq, fill: tuple(seq) + (fill,) * (2 - len(seq))  # noqa: E731
+    P, Q = pad2(out_sp, 1)
+    R, S = pad2(k_sp, 1)
+    H, W = pad2(in_sp, 1)
+    if min(G, N, M, C, P, Q, R, S, H, W) == 0:
+        return "zero-size operand: 0 MACs, no layer emitted"
+    return dict(
+        G=G, N=N, M=M, C=C, P=P, Q=Q, R=R, S=S, H=H, W=W,
+        stride=pad2(tuple(int(x) for x in p["window_strides"]), 1),
+        dilation=pad2(tuple(int(x) for x in p["rhs_dilation"]), 1),
+        lhs_dilation=pad2(tuple(int(x) for x in p["lhs_dilation"]), 1),
+        padding=pad2(tuple((int(a), int(b)) for a, b in p["padding"]), (0, 0)),
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # the walker
 # ---------------------------------------------------------------------------------------
 
@@ -503,122 +662,37 @@ class _Walker:
 
     # -- non-MAC ops ---------------------------------------------------------------------
     def _ops(self, eqn, infos, scope, unrec) -> int:
-        prim = eqn.primitive.name
-        p = eqn.params
-        if prim in _FREE:
-            return 0
-        if prim in _ELEMENTWISE or prim in _CUMULATIVE:
-            return sum(_size(v.aval) for v in eqn.outvars)
-        if prim in _REDUCTIONS:
-            n_in = len(eqn.invars) if prim != "reduce" else len(eqn.invars) // 2
-            return sum(_size(v.aval) for v in eqn.invars[: max(1, n_in)])
-        if prim in _WINDOWED:
-            window = math.prod(p.get("window_dimensions", (1,)))
-            return sum(_size(v.aval) for v in eqn.outvars) * window
-        if prim in ("select_and_scatter_add", "select_and_scatter"):
-            window = math.prod(p.get("window_dimensions", (1,)))
-            return _size(eqn.invars[0].aval) * window
-        if prim in _SCATTER_OPS:
-            return _size(eqn.invars[2].aval)
-        if prim == "sort":
-            shape = eqn.invars[0].aval.shape
-            dim = p.get("dimension", len(shape) - 1)
-            k = shape[dim] if shape else 1
-            return _size(eqn.invars[0].aval) * max(1, math.ceil(math.log2(max(k, 1))))
-        if prim in ("top_k", "approx_top_k"):
-            return _size(eqn.invars[0].aval)
-        reason = "unknown primitive: its work is not counted"
-        if prim in ("while", "scan", "cond"):  # pragma: no cover - dispatched earlier
-            reason = "control flow"
-        elif prim == "shard_map":
-            reason = "shard_map bodies see per-device shapes: not supported"
-        elif prim in ("pure_callback", "io_callback"):
-            reason = "host callback: its work is unknown"
-        elif prim in ("fft",):
-            reason = "FFT is not a conv/matmul loop nest: not counted"
-        elif any(isinstance(v, (jcore.Jaxpr, jcore.ClosedJaxpr)) for v in p.values()):
-            reason = "higher-order primitive with a sub-jaxpr the extractor does not follow"
-        self._unrec(unrec, eqn, scope, infos, reason)
-        return 0
+        n, reason = _nonmac_ops(eqn)
+        if reason is not None:
+            self._unrec(unrec, eqn, scope, infos, reason)
+        return n
 
     # -- MAC layers -----------------------------------------------------------------------
-    def _name(self, w_info: _Info, i_info: _Info, scope: tuple, leaf: str):
-        """(name template or None, weight-param template or None); see module doc."""
-        if not w_info.data and w_info.params:
-            path = w_info.params[0]
-            return _parent(path), path
-        # an innermost scope that is itself a dotted path ("blocks.3.attn.qk") is a name
-        dotted = tuple(scope[-1].split(".")) if scope and "." in scope[-1] else None
-        if w_info.data and i_info.data:
-            if dotted:
-                return dotted, None
-            parents = [p[:-1] for p in i_info.producers + w_info.producers]
-            prefix = _common_prefix(parents)
-            if scope:
-                if prefix:
-                    return prefix + (scope[-1],), None
-            elif i_info.producers and w_info.producers:
-                # Q from .q, K from .k -> "q@k"; then softmax(q@k) V -> "q@k@v"
-                at = f"{_leaf(i_info.producers[0])}@{_leaf(w_info.producers[0])}"
-                return prefix + (at,), None
-            elif prefix:
-                return prefix + (leaf,), None
-        if dotted:
-            return dotted, None
-        if scope:
-            return tuple(scope), None
-        return None, None
-
     def _emit(self, events, prim, spec, name, weight):
         macs = math.prod(spec.get(d, 1) for d in ("G", "N", "M", "C", "P", "Q", "R", "S"))
         events.append(_Layer(prim, spec, name, weight, macs))
         return name
 
-    def _heads(self, batch_sizes: Sequence[int]) -> int:
-        if not batch_sizes:
-            return 1
-        if self.batch is not None and batch_sizes[0] == self.batch:
-            return max(1, math.prod(batch_sizes[1:]))
-        if len(batch_sizes) >= 2 and self.batch is None:
-            return max(1, math.prod(batch_sizes[1:]))
-        return max(1, math.prod(batch_sizes))
-
     def _dot(self, eqn, infos, scope, events, unrec):
-        lhs, rhs = eqn.invars
         li, ri = infos
-        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-        ls, rs = lhs.aval.shape, rhs.aval.shape
-        lfree = [d for d in range(len(ls)) if d not in lc and d not in lb]
-        rfree = [d for d in range(len(rs)) if d not in rc and d not in rb]
-        G = math.prod(ls[d] for d in lb)
-        C = math.prod(ls[d] for d in lc)
-        n_l = math.prod(ls[d] for d in lfree)
-        n_r = math.prod(rs[d] for d in rfree)
-        # the static operand is W; for two dynamic operands, I is the one computed by
-        # another dynamic matmul (A in A V), else dot_general's lhs
-        swap = ((not li.data) and ri.data) or (li.data and ri.data and ri.dyn and not li.dyn)
-        if swap:
-            i_var, w_var, i_info, w_info, N, M = rhs, lhs, ri, li, n_r, n_l
-        else:
-            i_var, w_var, i_info, w_info, N, M = lhs, rhs, li, ri, n_l, n_r
-        out = eqn.outvars[0]
+        r = _dot_roles(eqn, infos)
         data = li.data or ri.data
-        if min(G, C, N, M) == 0:
+        if min(r.G, r.C, r.N, r.M) == 0:
             self._unrec(unrec, eqn, scope, infos, "zero-size operand: 0 MACs, no layer emitted")
             return [_Info(data, () if data else _union([li.params, ri.params]), ())]
         dynamic = li.data and ri.data
-        name, weight = self._name(w_info, i_info, scope, "matmul")
+        name, weight = _layer_name(r.w_info, r.i_info, scope, "matmul")
         spec = dict(
             kind="matmul",
-            G=G,
-            N=N,
-            M=M,
-            C=C,
+            G=r.G,
+            N=r.N,
+            M=r.M,
+            C=r.C,
             dynamic=dynamic,
-            w_bits=_bits(w_var.aval.dtype),
-            i_bits=_bits(i_var.aval.dtype),
-            o_bits=_bits(out.aval.dtype),
-            heads=self._heads([ls[d] for d in lb]),
+            w_bits=_bits(r.w_var.aval.dtype),
+            i_bits=_bits(r.i_var.aval.dtype),
+            o_bits=_bits(eqn.outvars[0].aval.dtype),
+            heads=_heads(self.batch, r.batch_sizes),
             source=self.source(eqn),
         )
         name = self._emit(events, "dot_general", spec, name, weight)
@@ -626,63 +700,22 @@ class _Walker:
         return [_Info(data, () if data else _union([li.params, ri.params]), prod, dynamic)]
 
     def _conv(self, eqn, infos, scope, events, unrec):
-        p = eqn.params
         lhs, rhs = eqn.invars
         li, ri = infos
-        out = eqn.outvars[0]
-        dn = p["dimension_numbers"]
-        lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
-        ls, rs, os_ = lhs.aval.shape, rhs.aval.shape, out.aval.shape
-        nsp = len(lhs_spec) - 2
         data = li.data or ri.data
         out_info = _Info(data, () if data else _union([li.params, ri.params]), ())
-        if nsp > 2:
-            self._unrec(
-                unrec,
-                eqn,
-                scope,
-                infos,
-                f"{nsp}-D convolution does not fit the 2-D loop nest: not counted",
-            )
+        dims = _conv_dims(eqn)
+        if isinstance(dims, str):  # not counted: why
+            self._unrec(unrec, eqn, scope, infos, dims)
             return [out_info]
-        B, Cin = ls[lhs_spec[0]], ls[lhs_spec[1]]
-        O, I = rs[rhs_spec[0]], rs[rhs_spec[1]]
-        in_sp = [ls[d] for d in lhs_spec[2:]]
-        k_sp = [rs[d] for d in rhs_spec[2:]]
-        out_sp = [os_[d] for d in out_spec[2:]]
-        fg, bg = p["feature_group_count"], p["batch_group_count"]
-        if bg > 1:
-            G, N, M, C = bg, B // bg, O // bg, I
-        else:
-            G, N, M, C = fg, B, O // fg, I
-        pad2 = lambda seq, fill: tuple(seq) + (fill,) * (2 - len(seq))  # noqa: E731
-        P, Q = pad2(out_sp, 1)
-        R, S = pad2(k_sp, 1)
-        H, W = pad2(in_sp, 1)
-        if min(G, N, M, C, P, Q, R, S, H, W) == 0:
-            self._unrec(unrec, eqn, scope, infos, "zero-size operand: 0 MACs, no layer emitted")
-            return [out_info]
-        name, weight = self._name(ri, li, scope, "conv")
+        name, weight = _layer_name(ri, li, scope, "conv")
         spec = dict(
             kind="conv",
-            G=G,
-            N=N,
-            M=M,
-            C=C,
-            P=P,
-            Q=Q,
-            R=R,
-            S=S,
-            H=H,
-            W=W,
-            stride=pad2(tuple(int(x) for x in p["window_strides"]), 1),
-            dilation=pad2(tuple(int(x) for x in p["rhs_dilation"]), 1),
-            lhs_dilation=pad2(tuple(int(x) for x in p["lhs_dilation"]), 1),
-            padding=pad2(tuple((int(a), int(b)) for a, b in p["padding"]), (0, 0)),
+            **dims,
             dynamic=ri.data,
             w_bits=_bits(rhs.aval.dtype),
             i_bits=_bits(lhs.aval.dtype),
-            o_bits=_bits(out.aval.dtype),
+            o_bits=_bits(eqn.outvars[0].aval.dtype),
             source=self.source(eqn),
         )
         name = self._emit(events, "conv_general_dilated", spec, name, weight)
