@@ -983,6 +983,8 @@ class TrainRun:
         """Train against the hooks' current hardware objective (a co-design run's new
         design, :mod:`codesign.joint`): rebuild the loss with it and recompile the steps.
         Returns whether anything changed."""
+        if not getattr(self.config, "co_design", False):
+            return False  # other methods' hooks hold objectives too (magnitude ranking)
         obj = getattr(self.hooks, "objective", None)
         if obj is None or obj is self.objective:
             return False
