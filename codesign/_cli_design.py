@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="eyeriss",
                    help="base architecture: technology, DRAM, clock and bit widths stay "
                         "fixed (preset name or .yaml; default eyeriss)")
+    p.add_argument("--energy-exponent", type=float, default=None, metavar="E",
+                   help="a resized buffer's energy per access scales as size ** E relative "
+                        "to --arch's sizes (default 0.5, fit to the Accelergy 45 nm table; "
+                        "0: size-independent)")
     p.add_argument("--weights", default=None, metavar="W1,W2,...",
                    help="weight of each model in the objective (default 1 each)")
     p.add_argument("--latency-ms", type=float, default=None, metavar="T",
@@ -157,7 +161,10 @@ def _body(args: argparse.Namespace) -> int:
         raise UsageError(f"--arch: {one_line(e)}") from e
     t0 = time.perf_counter()
     try:
-        space = D.design_space(base, dataflows=args.dataflow)
+        space = D.design_space(base, dataflows=args.dataflow,
+                               energy_exponent=(hwmodel.DEFAULT_ENERGY_EXPONENT
+                                                if args.energy_exponent is None
+                                                else args.energy_exponent))
         wls = {m: model_workload(m, batch=batch) for m in dict.fromkeys(args.models)}
         lat = None if args.latency_ms is None else args.latency_ms * 1e-3
         ev = D.Evaluator(space, wls, area_mm2=args.area_mm2, objective=args.objective,

@@ -199,6 +199,10 @@ class Config:
                                     "designs, half local moves around the best so far")
     co_design_every: int = _f(1, "co-design: search the hardware before every N-th gate-training "
                               "epoch (and always once after the last gate change)")
+    co_design_energy_exponent: float = _f(0.5, "co-design: a resized buffer's energy per access "
+                                          "scales as size ** this, relative to hw_arch's sizes "
+                                          "(hwmodel.scale_access_energy; 0: size-independent)",
+                                          metavar="E")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -312,6 +316,11 @@ class Config:
         if self.hw_objective not in CO_DESIGN_OBJECTIVES:
             raise ConfigError(f"config field 'hw_objective': co_design searches hardware for "
                               f"{', '.join(CO_DESIGN_OBJECTIVES)}, not {self.hw_objective!r}")
+        e = self.co_design_energy_exponent
+        if not (math.isfinite(e) and 0 <= e <= 2):
+            raise ConfigError(f"config field 'co_design_energy_exponent': expected a number in "
+                              f"[0, 2] (energy per access ~ size ** exponent; 0: "
+                              f"size-independent), got {e!r}")
 
     # -- serialization -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

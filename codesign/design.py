@@ -14,9 +14,14 @@ architecture such as the ``eyeriss`` preset): integer knobs
   time, and a softmax mixture of families is not a realizable accelerator; there are
   only five, so each gets its own continuous search and the best wins.
 
-Fixed per search (the base architecture's values): technology (every energy per
-access, MAC energy), DRAM (energy, bandwidth), clock, bit widths, and the on-chip
-bandwidths.  Bit widths are fixed because without the network's accuracy in the loop
+Fixed per search (the base architecture's values): technology (the energy per access
+of every level *at the base sizes*, MAC energy), DRAM (energy, bandwidth), clock, bit
+widths, and the on-chip bandwidths.  A resized buffer's energy per access follows its
+size, ``E = E_base * (size / base size) ** energy_exponent``
+(:func:`hwmodel.scale_access_energy`; default exponent 0.5, fit to the Accelergy 45 nm
+on-chip memories; 0 makes energies size-independent): without it a larger buffer would
+be free in energy and an energy search would always spend the whole area budget on
+memory.  Bit widths are fixed because without the network's accuracy in the loop
 a narrower word is free (and the energy tables are quoted at the base width);
 bandwidths are fixed because the area model (:func:`hwmodel.area_mm2`) charges nothing
 for them, so a search would simply take the upper bound.
@@ -56,13 +61,17 @@ evaluations" compares search effort across methods.
    the relaxed cost model (``hwmodel.cost(..., candidates=..., relaxed=True)``:
    continuous sizes; its forward value is the exact hard choice among the candidates
    that fit, its gradient flows through a softmin over the candidates weighted by
-   ``sigmoid(capacity slack / 0.05)``, so a knob's gradient is nonzero only when some
+   ``sigmoid(capacity slack / 0.05)``; with size-independent energies a knob's gradient
+   is nonzero only when some
    candidate is within a few percent of fitting).  The area budget is an equality
-   constraint (augmented Lagrangian, ``lam <- lam + rho * g`` after each round): the
-   objectives never get worse with more hardware in this cost model (energies per
-   access do not depend on sizes; a larger array or buffer only admits more
-   mappings), so the optimum spends the budget and the question is how to divide it
-   among PEs, buffers and register files.  A latency budget adds
+   constraint (augmented Lagrangian, ``lam <- lam + rho * g`` after each round) when
+   energies are size-independent (``energy_exponent == 0``): then the objectives never
+   get worse with more hardware (a larger array or buffer only admits more mappings),
+   so the optimum spends the budget and the question is how to divide it among PEs,
+   buffers and register files.  With size-dependent energies (the default) a larger
+   buffer costs energy on every access, so the budget is an inequality (``relu(g)`` in
+   the penalty, ``lam >= 0``), and the relaxed energy has a gradient with respect to
+   every buffer size even for a fixed mapping.  A latency budget adds
    ``lam_t * gt + rho/2 * relu(gt)^2`` (an inequality).  ``x`` stays in the box.
    After the steps each restart's ``exp(x)`` is projected to a legal integer design
    within the budget and evaluated exactly, re-mapped by the exact mapper.
@@ -173,11 +182,15 @@ class DesignSpace:
       knobs: the integer knobs (:class:`Knob`), in a fixed order: a design is a vector
         of their values (shape ``[n_knobs]``).
       dataflows: the dataflows searched (a subset of :data:`hwmodel.DATAFLOWS`).
+      energy_exponent: how a resized buffer's energy per access scales with its
+        size, ``E ~ size ** energy_exponent`` relative to the base architecture's
+        sizes (:func:`hwmodel.scale_access_energy`; 0: sizes do not change energies).
     """
 
     base: hwmodel.Architecture
     knobs: tuple[Knob, ...]
     dataflows: tuple[str, ...]
+    energy_exponent: float = hwmodel.DEFAULT_ENERGY_EXPONENT
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -207,7 +220,9 @@ class DesignSpace:
         return np.array(out, np.float64)
 
     def arch(self, values, name: str | None = None) -> hwmodel.Architecture:
-        """The base architecture with the knobs set to ``values`` (``[n_knobs]``).
+        """The base architecture with the knobs set to ``values`` (``[n_knobs]``) and
+        each resized buffer's energy per access scaled to its size
+        (:attr:`energy_exponent`).
 
         Traceable: ``values`` may be a tracer (continuous values for the relaxed
         model); with concrete integer values the result is an exact design.
@@ -237,6 +252,7 @@ class DesignSpace:
                     [ch[j] if j in ch else cap[j] for j in range(len(hwmodel.OPERANDS))])
             levels.append(dataclasses.replace(lvl, **upd))
         out = arch.replace(levels=tuple(levels), **changes)
+        out = hwmodel.scale_access_energy(out, self.base, self.energy_exponent)
         return out if name is None else out.replace(name=name)
 
     def areas(self, values) -> np.ndarray:
@@ -337,7 +353,8 @@ def check_budget(space: DesignSpace, area_mm2: float) -> None:
 
 def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
                  max_scale: float = 8.0,
-                 bounds: Mapping[str, tuple[int, int]] | None = None) -> DesignSpace:
+                 bounds: Mapping[str, tuple[int, int]] | None = None,
+                 energy_exponent: float = hwmodel.DEFAULT_ENERGY_EXPONENT) -> DesignSpace:
     """The design space of a base architecture.
 
     Knobs: ``pe_rows``, ``pe_cols`` and every on-chip buffer size (see the module
@@ -351,6 +368,9 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
       dataflows: dataflows to search (default all of :data:`hwmodel.DATAFLOWS`).
       max_scale: default upper bound, as a multiple of the base value.
       bounds: per-knob ``(lo, hi)`` overrides (``lo == hi`` fixes a knob).
+      energy_exponent: energy per access of a resized buffer ``~ size **
+        energy_exponent`` (:func:`hwmodel.scale_access_energy`; default 0.5, fit to the
+        Accelergy 45 nm on-chip memories; 0 keeps the base energies at every size).
 
     Returns:
       A :class:`DesignSpace`.
@@ -360,6 +380,11 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
         finite shared size and finite partitions (not supported).
     """
     arch = hwmodel.load_arch(base) if not isinstance(base, hwmodel.Architecture) else base
+    if not (isinstance(energy_exponent, (int, float)) and math.isfinite(energy_exponent)
+            and 0 <= energy_exponent <= 2):
+        raise DesignError(f"energy exponent {energy_exponent!r}: expected a number in [0, 2] "
+                          f"(energy per access ~ size ** exponent; 0: size-independent, "
+                          f"default {hwmodel.DEFAULT_ENERGY_EXPONENT})")
     dataflows = tuple(hwmodel.DATAFLOWS if dataflows is None else dataflows)
     bad = [d for d in dataflows if d not in hwmodel.DATAFLOWS]
     if bad or not dataflows:
@@ -398,7 +423,7 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
             raise DesignError(f"bounds[{nm!r}] = ({lo}, {hi}): expected integers "
                               f"{knobs[i].lo} <= lo <= hi")
         knobs[i] = dataclasses.replace(knobs[i], lo=int(lo), hi=int(hi))
-    return DesignSpace(arch, tuple(knobs), dataflows)
+    return DesignSpace(arch, tuple(knobs), dataflows, float(energy_exponent))
 
 
 # ----------------------------------------------------------------------------------
@@ -658,7 +683,9 @@ def relaxed_loss(ev: Evaluator, candidates: Sequence[hwmodel.CandidateSet], *,
     Returns:
       ``loss(x, lam, lam_t) -> (value, (objective, g, gt))`` for ``x = log(knob
       values)`` ``[n_knobs]`` (continuous): ``value = log(objective) + lam * g + rho/2 *
-      g^2 [+ lam_t * gt + rho/2 * relu(gt)^2]`` with ``g = log(area / area budget)``,
+      p^2 [+ lam_t * gt + rho/2 * relu(gt)^2]`` with ``g = log(area / area budget)``,
+      ``p = g`` (area an equality, for size-independent energies) or ``p = relu(g)``
+      (an inequality, with :attr:`DesignSpace.energy_exponent` > 0),
       ``gt = log(max latency / latency budget)`` (0 without a latency budget) and the
       objective of the relaxed cost model (``hwmodel.cost(..., relaxed=True)``).
     """
@@ -675,7 +702,8 @@ def relaxed_loss(ev: Evaluator, candidates: Sequence[hwmodel.CandidateSet], *,
             ts.append(c.latency_s)
         f = ev.objective_of(es, ts)
         g = jnp.log(hwmodel.area_mm2(arch) / ev.area_budget)
-        val = jnp.log(f) + lam * g + 0.5 * rho * g ** 2
+        pen = g if space.energy_exponent == 0 else jax.nn.relu(g)  # equality / inequality
+        val = jnp.log(f) + lam * g + 0.5 * rho * pen ** 2
         gt = jnp.zeros_like(g)
         if lat_b is not None:
             gt = jnp.log(jnp.max(jnp.stack(ts)) / lat_b)
@@ -774,6 +802,8 @@ def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 3, steps:
             if aux is not None:
                 _, g, gt = aux
                 lam = lam + rho * g
+                if space.energy_exponent != 0:  # area is an inequality: lam >= 0
+                    lam = jnp.maximum(0.0, lam)
                 lam_t = jnp.maximum(0.0, lam_t + rho * gt)
             ds = [ev.propose(np.exp(np.asarray(xi, np.float64)), df, "gradient") for xi in x]
             bar.update(restarts)

@@ -89,7 +89,8 @@ HARDWARE_FILE = "hardware.yaml"
 def search_space(config) -> design.DesignSpace:
     """The design space of a co-design run: ``hw_arch``'s knobs, dataflow ``hw_dataflow``."""
     try:
-        return design.design_space(config.hw_arch, dataflows=(config.hw_dataflow,))
+        return design.design_space(config.hw_arch, dataflows=(config.hw_dataflow,),
+                                   energy_exponent=config.co_design_energy_exponent)
     except (design.DesignError, ValueError, OSError) as e:
         raise ConfigError(f"co_design: hw_arch {config.hw_arch!r}: {' '.join(str(e).split())}") from None
 

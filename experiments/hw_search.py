@@ -57,12 +57,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--top-dataflows", type=int, default=2)
     p.add_argument("--grid", action="store_true", help="also the exhaustive grid (RS)")
+    p.add_argument("--energy-exponent", type=float, default=hwmodel.DEFAULT_ENERGY_EXPONENT,
+                   help="energy per access ~ buffer size ** E (hwmodel.scale_access_energy)")
     args = p.parse_args(argv)
 
     base = hwmodel.load_arch("eyeriss")
     budget = float(hwmodel.area_mm2(base))
-    space = D.design_space(base)
-    print(f"budget {budget:.4f} mm^2 (eyeriss), objective EDP, batch 1, seed {args.seed}\n")
+    space = D.design_space(base, energy_exponent=args.energy_exponent)
+    print(f"budget {budget:.4f} mm^2 (eyeriss), objective EDP, batch 1, seed {args.seed}, "
+          f"energy per access ~ size ** {args.energy_exponent:g}\n")
     head = ("network", "eyeriss EDP uJ*ms", "best df on eyeriss", "found EDP", "found df",
             "vs eyeriss", "vs best df", "random EDP", "random/found", "evals", "grad s",
             "random s")
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
     if args.grid:
         name = "resnet20" if "resnet20" in args.models else args.models[0]
         wl = models.model_workload(name)
-        sp = D.design_space(base, dataflows=("rs",))
+        sp = D.design_space(base, dataflows=("rs",), energy_exponent=args.energy_exponent)
         ev = D.Evaluator(sp, {name: wl}, area_mm2=budget, objective="edp")
         t0 = time.perf_counter()
         g = D.gradient_search(ev, restarts=args.restarts, rounds=args.rounds, steps=args.steps,

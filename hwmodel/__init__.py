@@ -12,7 +12,9 @@ Public API (re-exported explicitly):
   :func:`save_arch`, :func:`load_ert`; metrics (pure JAX, differentiable):
   :func:`area_mm2`, :func:`area_breakdown_mm2`, :func:`onchip_bytes`,
   :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
-  :func:`stack_archs`, :func:`describe`.
+  :func:`stack_archs`, :func:`describe`; size-dependent access energy for resized
+  designs: :func:`scale_access_energy`, :func:`access_energy_factors`,
+  ``DEFAULT_ENERGY_EXPONENT``.
 * Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
   :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
   :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
@@ -56,6 +58,7 @@ from hwmodel.arch.kinds import (
     level_kind,
 )
 from hwmodel.arch.load import list_presets, load_arch, preset_path
+from hwmodel.arch.scaling import DEFAULT_ENERGY_EXPONENT, access_energy_factors, scale_access_energy
 from hwmodel.arch.yaml_read import parse_arch_yaml
 from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
 from hwmodel.costmodel.cost import (
@@ -101,6 +104,7 @@ __all__ = [
     "COMPRESSION_MODES",
     "DATAFLOWS",
     "DATAFLOW_SPECS",
+    "DEFAULT_ENERGY_EXPONENT",
     "DIMS",
     "ERT",
     "KNOB_DOMAIN",
@@ -132,6 +136,7 @@ __all__ = [
     "arch_to_yaml",
     "atomic_write_bytes",
     "atomic_write_text",
+    "access_energy_factors",
     "architecture_problems",
     "area_breakdown_mm2",
     "area_mm2",
@@ -153,6 +158,7 @@ __all__ = [
     "preset_path",
     "replace_level",
     "save_arch",
+    "scale_access_energy",
     "simulate",
     "stack_archs",
     "stack_mappings",

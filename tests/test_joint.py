@@ -95,6 +95,7 @@ def test_resume_adopts_the_checkpoint_hardware_and_keeps_the_reference():
     (dict(hw_objective="dram"), "hw_objective.*energy, latency, edp"),
     (dict(co_design=False), "area_mm2.*pass --co-design"),
     (dict(co_design_evaluations=0), "co_design_evaluations.*>= 1"),
+    (dict(co_design_energy_exponent=-1.0), "co_design_energy_exponent.*\\[0, 2\\]"),
 ])
 def test_bad_co_design_fields_are_one_line_errors(kw, msg):
     with pytest.raises(ConfigError, match=msg) as e:

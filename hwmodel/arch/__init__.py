@@ -7,6 +7,8 @@
 * :mod:`~hwmodel.arch.yaml_read` / :mod:`~hwmodel.arch.yaml_write`: the strict YAML
   format (:mod:`~hwmodel.arch.yaml_nodes`: the node readers they share with
   :mod:`~hwmodel.arch.ert`, the Accelergy energy-table import).
+* :mod:`~hwmodel.arch.scaling`: size-dependent energy per access, for designs whose
+  buffers are resized (:func:`~hwmodel.scale_access_energy`).
 * :mod:`~hwmodel.arch.load`: the shipped presets (``presets/*.yaml``) and
   :func:`~hwmodel.load_arch`.
 """
