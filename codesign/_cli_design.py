@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", type=int, default=60, metavar="N",
                    help="exact evaluations of --search random (default 60)")
     p.add_argument("--restarts", type=int, default=4, help="gradient: restarts (default 4)")
-    p.add_argument("--rounds", type=int, default=3, help="gradient: re-mapping rounds (default 3)")
-    p.add_argument("--steps", type=int, default=30, help="gradient: Adam steps per round (default 30)")
+    p.add_argument("--rounds", type=int, default=6, help="gradient: re-mapping rounds (default 6)")
+    p.add_argument("--steps", type=int, default=15, help="gradient: Adam steps per round (default 15)")
     p.add_argument("--top-dataflows", type=int, default=2, metavar="K",
                    help="gradient: descend on the K best dataflows of the start points "
                         "(default 2; 0 = all)")

@@ -65,7 +65,8 @@ def _build_model(config) -> nnx.Module:
     shape, classes = _geometry(config)
     model = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=classes,
                           input_shape=shape, **config.model_kwargs)
-    return energy.prepare_model(model, config.replace(init_from=None))
+    # the checkpoint replaces the weights: neither init_from nor its distillation teacher
+    return energy.prepare_model(model, config.replace(init_from=None, distill_weight=0.0))
 
 
 def _restore(model: nnx.Module, workdir: Path, config) -> int:

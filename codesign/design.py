@@ -54,8 +54,9 @@ evaluations" compares search effort across methods.
    (:func:`hwmodel.mapping_candidates`) holds the exact mapper's best ``per_layer``
    mappings for each restart's current projected design, for the same design grown
    ``grow`` x in every knob (mappings that need more hardware: the only way the
-   relaxed model can see a benefit in growing), and for the smallest design (so every
-   point of the box has a legal candidate).  *Descend*: ``steps`` Optax (Adam) steps on
+   relaxed model can see a benefit in growing) and shrunk ``1/grow`` x (mappings that
+   fit in less), and for the smallest design (so every point of the box has a legal
+   candidate).  *Descend*: ``steps`` Optax (Adam) steps on
    ``x = log(knob values)``, all restarts at once (``vmap``), on
    ``log(objective) + lam * g + rho/2 * g^2`` with ``g = log(area / budget)`` through
    the relaxed cost model (``hwmodel.cost(..., candidates=..., relaxed=True)``:
@@ -733,18 +734,23 @@ def _relaxed_step(ev: Evaluator, cands: Sequence, rho: float, opt):
 def gradient_candidates(ev: Evaluator, designs, dataflow: str, *, per_layer: int = 4,
                         grow: float = 2.0) -> list[hwmodel.CandidateSet]:
     """The re-mapping step: per network, the exact mapper's best ``per_layer`` mappings
-    on each of ``designs`` (``[n, n_knobs]`` integer), on each grown ``grow`` x (capped
-    at the bounds) and on the smallest design (:func:`hwmodel.mapping_candidates`)."""
+    on each of ``designs`` (``[n, n_knobs]`` integer), on each grown ``grow`` x and
+    shrunk ``1/grow`` x (within the bounds), and on the smallest design
+    (:func:`hwmodel.mapping_candidates`).  The grown and shrunk anchors give the relaxed
+    model mappings that need more hardware and mappings that fit in less, so its
+    gradient can see the benefit of moving either way (with size-dependent energies a
+    smaller buffer is cheaper per access, but only a mapping that fits in it shows it)."""
     space = ev.space
     uniq = np.unique(np.atleast_2d(np.asarray(designs, np.float64)), axis=0)
-    anchors = [space.arch(space.lo)] + [space.arch(c) for c in uniq] + [
-        space.arch(np.minimum(np.ceil(c * grow), space.hi)) for c in uniq]
+    anchors = ([space.arch(space.lo)] + [space.arch(c) for c in uniq]
+               + [space.arch(np.minimum(np.ceil(c * grow), space.hi)) for c in uniq]
+               + [space.arch(np.maximum(np.floor(c / grow), space.lo)) for c in uniq])
     return [hwmodel.mapping_candidates(wl, anchors, dataflow=dataflow,
                                        objective=_MAPPER_OBJECTIVE[ev.objective],
                                        per_layer=per_layer) for wl in ev.workloads]
 
 
-def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 3, steps: int = 30,
+def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 6, steps: int = 15,
                     lr: float = 0.1, rho: float = 50.0, per_layer: int = 4, grow: float = 2.0,
                     top_dataflows: int | None = None, seed: int = 0,
                     progress: bool = False) -> SearchResult:

@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, default=15)
     p.add_argument("--top-dataflows", type=int, default=2)
     p.add_argument("--grid", action="store_true", help="also the exhaustive grid (RS)")
     p.add_argument("--energy-exponent", type=float, default=hwmodel.DEFAULT_ENERGY_EXPONENT,

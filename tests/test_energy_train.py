@@ -231,6 +231,12 @@ def test_distillation_loss_and_run(tmp_path):
     train_and_evaluate(cfg, tmp_path / "kd", print_table=False)
     rows = [json.loads(l) for l in (tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train_distill"] >= 0 and "train_loss" in rows[-1]
+    # codesign cost / count --run load a distilled run without its teacher
+    from codesign._run import load_run_model
+
+    loaded = load_run_model(tmp_path / "kd")
+    assert "gates pruned" in loaded.what
+    assert np.isfinite(np.asarray(loaded.model(x))).all()
     with pytest.raises(ConfigError, match="distill_weight.*--init-from"):
         tiny(distill_weight=0.5)
 
