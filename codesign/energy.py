@@ -65,6 +65,7 @@ __all__ = [
     "HardwareDesign",
     "HardwareDual",
     "build_objective",
+    "copy_weights",
     "hardware_summary",
     "load_weights",
     "prepare_model",
@@ -111,25 +112,43 @@ def load_weights(model: nnx.Module, run_dir: str | Path) -> int:
     if epoch is None:
         raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
     # checkpoints hold nnx.state((model, optimizer)): model entries start with "0."
-    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, HardwareDesign,
-                                            nnx.RngState)))
+    return _set_weights(model, {k[2:]: v for k, v in flat.items() if k.startswith("0.")},
+                        str(run_dir))
+
+
+def copy_weights(model: nnx.Module, source: nnx.Module) -> int:
+    """Copies into ``model`` (in place) what :func:`load_weights` would load from a
+    checkpoint of ``source``: every parameter and batch statistic, matched by path and
+    shape (gates, budget multipliers and RNG state are not copied). The arrays are
+    copies: ``model`` shares no buffer with ``source``. Returns the number copied.
+
+    Raises:
+      ConfigError: a parameter of ``model`` that ``source`` lacks or holds with another shape.
+    """
     from codesign._checkpoint import flatten_state
 
-    names = flatten_state(want)
+    return _set_weights(model, flatten_state(nnx.state(source)), f"the {type(source).__name__} model")
+
+
+def _set_weights(model: nnx.Module, flat: dict[str, np.ndarray], source: str) -> int:
+    """Sets every weight of ``model`` (all its state but gates, budget multipliers, the
+    hardware design and RNG state) from ``flat`` (``{dotted path: array}``, the arrays of
+    ``source``), cast to the model's dtypes; returns the number of arrays set."""
+    from codesign._checkpoint import _path_str, flatten_state
+
+    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, HardwareDesign,
+                                            nnx.RngState)))
     loaded = {}
-    for name, arr in names.items():
-        key = "0." + name
-        src = flat.get(key)
+    for name, arr in flatten_state(want).items():
+        src = flat.get(name)
         if src is None:
-            raise ConfigError(f"init_from: {run_dir} has no {name!r} (is it a run of the same "
+            raise ConfigError(f"init_from: {source} has no {name!r} (is it a run of the same "
                               "model and model_kwargs?)")
         if src.shape != arr.shape:
-            raise ConfigError(f"init_from: {name!r} is {list(src.shape)} in {run_dir}, "
+            raise ConfigError(f"init_from: {name!r} is {list(src.shape)} in {source}, "
                               f"{list(arr.shape)} in this model")
-        loaded[name] = src.astype(arr.dtype)
+        loaded[name] = src.astype(arr.dtype)  # a copy (numpy's astype copies)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
-    from codesign._checkpoint import _path_str
-
     new = [jnp.asarray(loaded[_path_str(p)]) for p, _ in leaves]
     nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
     return len(new)

@@ -362,28 +362,36 @@ class DistillationLoss:
         return total, metrics
 
 
-def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int],
-                   num_classes: int) -> Callable[[jax.Array], jax.Array]:
+def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int], num_classes: int,
+                   student: nnx.Module | None = None) -> Callable[[jax.Array], jax.Array]:
     """The teacher of a distillation run: ``config.model`` with the weights of
     ``config.init_from`` (latest checkpoint), in inference mode, as a pure function of the
-    images (its arrays are constants of the compiled step; no gates, nothing trained)."""
-    import models
+    images (its arrays are constants of the compiled step; no gates, nothing trained).
 
-    teacher = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
-                            input_shape=tuple(input_shape), **config.model_kwargs)
-    energy.load_weights(teacher, config.init_from)
+    ``student``: the run's freshly built model (:func:`create_train_state`, not trained
+    yet), which already holds the ``init_from`` weights: they are copied from it instead
+    of reading the checkpoint a second time. Without it the checkpoint is read.
+    """
+    teacher = _build_model(config, input_shape, num_classes)
+    if student is None:
+        energy.load_weights(teacher, config.init_from)
+    else:
+        energy.copy_weights(teacher, student)
     teacher.eval()
     graphdef, state = nnx.split(teacher)
     return lambda images: nnx.merge(graphdef, state)(images)
 
 
-def task_loss(config: Config, *, input_shape: tuple[int, int, int], num_classes: int) -> LossFn:
+def task_loss(config: Config, *, input_shape: tuple[int, int, int], num_classes: int,
+              student: nnx.Module | None = None) -> LossFn:
     """The run's task loss: :class:`ClassificationLoss`, or :class:`DistillationLoss` from
-    the ``init_from`` model when ``distill_weight > 0``."""
+    the ``init_from`` model when ``distill_weight > 0`` (``student``: see
+    :func:`frozen_teacher`)."""
     if config.distill_weight <= 0:
         return ClassificationLoss(float(config.label_smoothing))
-    return DistillationLoss(frozen_teacher(config, input_shape=input_shape, num_classes=num_classes),
-                            weight=float(config.distill_weight),
+    teacher = frozen_teacher(config, input_shape=input_shape, num_classes=num_classes,
+                             student=student)
+    return DistillationLoss(teacher, weight=float(config.distill_weight),
                             temperature=float(config.distill_temperature),
                             label_smoothing=float(config.label_smoothing))
 
@@ -527,10 +535,26 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
     Raises:
       ConfigError: the model cannot be built with ``config.model_kwargs``.
     """
+    model = _build_model(config, input_shape, num_classes)
+    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
+    magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
+    model.train()
+    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return model, optimizer
+
+
+def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
+    """``config.model`` with fresh parameters (``config.seed``) for ``input_shape`` (H, W, C)
+    and ``num_classes``, before any method touches it (no ``init_from`` weights, no gates).
+
+    Raises:
+      ConfigError: the model cannot be built with ``config.model_kwargs``.
+    """
     import models
 
     try:
-        model = models.create(
+        return models.create(
             config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
             input_shape=tuple(input_shape), **config.model_kwargs,
         )
@@ -541,12 +565,6 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
             f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
             f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
         ) from None
-    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
-    magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
-    model.train()
-    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    return model, optimizer
 
 
 MACS_NOTE = "hwmodel.extract_workload (batch 1, dense)"
@@ -1136,7 +1154,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
                 if config.keep_checkpoints else None)
         if loss_fn is None:
-            loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes)
+            loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes,
+                                student=model)
         t_compile = time.perf_counter()
         compile_fns = functools.partial(_build_fns, config, graphdef_train, graphdef_eval, state,
                                         train_ds.mean, train_ds.std, mesh, image_shape)
@@ -1232,7 +1251,8 @@ def _energy_aware_parts(config: Config, model: nnx.Module, image_shape, num_clas
         objective = co_design.objective
     if loss_fn is None:
         loss_fn = energy.EnergyAwareLoss(
-            objective, task=task_loss(config, input_shape=image_shape, num_classes=num_classes),
+            objective, task=task_loss(config, input_shape=image_shape, num_classes=num_classes,
+                                      student=model),
             weight=float(config.energy_weight), budget=float(config.energy_budget),
             dual_lr=float(config.dual_lr),
             ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
