@@ -1399,7 +1399,8 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
     if run.objective is not None and config.energy_budget > 0:
         # budget mode: close the weakest gates until the inference-mode network fits
         run.model.eval()
-        closed = energy.close_to_budget(run.model, run.objective, config.energy_budget)
+        closed, _ = energy.fit_to_budget(run.model, run.objective, config.energy_budget,
+                                             reopen=False)
         run.model.train()
         if closed:
             state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
