@@ -127,7 +127,8 @@ def copy_weights(model: nnx.Module, source: nnx.Module) -> int:
     """
     from codesign._checkpoint import flatten_state
 
-    return _set_weights(model, flatten_state(nnx.state(source)), f"the {type(source).__name__} model")
+    return _set_weights(model, flatten_state(nnx.state(source)),
+                        f"the {type(source).__name__} model")
 
 
 def _set_weights(model: nnx.Module, flat: dict[str, np.ndarray], source: str) -> int:

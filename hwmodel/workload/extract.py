@@ -1083,7 +1083,8 @@ def _argument_infos(args, param_argnums, jaxpr, name: str) -> tuple[list[_Info],
 
 
 def _leading_dim(leaf) -> int | None:
-    """The batch to record by default: ``leaf``'s leading dimension (None for a scalar or no leaf)."""
+    """The batch to record by default: ``leaf``'s leading dimension (None for a scalar or
+    no leaf)."""
     if leaf is None:
         return None
     shape = getattr(leaf, "shape", ())
@@ -1122,7 +1123,8 @@ def _attribute_nonmac(events, name: str, unrec: list) -> tuple[list[_Layer], lis
     return layers, ops
 
 
-def _layer_specs(layers: Sequence[_Layer], ops: Sequence[int], batch: int | None) -> list[LayerSpec]:
+def _layer_specs(layers: Sequence[_Layer], ops: Sequence[int],
+                 batch: int | None) -> list[LayerSpec]:
     """One :class:`LayerSpec` per layer, names made unique by a ``_k`` suffix in program order."""
     specs = []
     used: set[str] = set()
