@@ -65,6 +65,7 @@ __all__ = [
     "HardwareDesign",
     "HardwareDual",
     "build_objective",
+    "copy_weights",
     "hardware_summary",
     "load_weights",
     "prepare_model",
@@ -111,25 +112,44 @@ def load_weights(model: nnx.Module, run_dir: str | Path) -> int:
     if epoch is None:
         raise ConfigError(f"init_from: {ck} holds no complete checkpoint")
     # checkpoints hold nnx.state((model, optimizer)): model entries start with "0."
-    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, HardwareDesign,
-                                            nnx.RngState)))
+    return _set_weights(model, {k[2:]: v for k, v in flat.items() if k.startswith("0.")},
+                        str(run_dir))
+
+
+def copy_weights(model: nnx.Module, source: nnx.Module) -> int:
+    """Copies into ``model`` (in place) what :func:`load_weights` would load from a
+    checkpoint of ``source``: every parameter and batch statistic, matched by path and
+    shape (gates, budget multipliers and RNG state are not copied). The arrays are
+    copies: ``model`` shares no buffer with ``source``. Returns the number copied.
+
+    Raises:
+      ConfigError: a parameter of ``model`` that ``source`` lacks or holds with another shape.
+    """
     from codesign._checkpoint import flatten_state
 
-    names = flatten_state(want)
+    return _set_weights(model, flatten_state(nnx.state(source)),
+                        f"the {type(source).__name__} model")
+
+
+def _set_weights(model: nnx.Module, flat: dict[str, np.ndarray], source: str) -> int:
+    """Sets every weight of ``model`` (all its state but gates, budget multipliers, the
+    hardware design and RNG state) from ``flat`` (``{dotted path: array}``, the arrays of
+    ``source``), cast to the model's dtypes; returns the number of arrays set."""
+    from codesign._checkpoint import _path_str, flatten_state
+
+    want = nnx.state(model, nnx.Not(nnx.Any(models.GateParam, HardwareDual, HardwareDesign,
+                                            nnx.RngState)))
     loaded = {}
-    for name, arr in names.items():
-        key = "0." + name
-        src = flat.get(key)
+    for name, arr in flatten_state(want).items():
+        src = flat.get(name)
         if src is None:
-            raise ConfigError(f"init_from: {run_dir} has no {name!r} (is it a run of the same "
+            raise ConfigError(f"init_from: {source} has no {name!r} (is it a run of the same "
                               "model and model_kwargs?)")
         if src.shape != arr.shape:
-            raise ConfigError(f"init_from: {name!r} is {list(src.shape)} in {run_dir}, "
+            raise ConfigError(f"init_from: {name!r} is {list(src.shape)} in {source}, "
                               f"{list(arr.shape)} in this model")
-        loaded[name] = src.astype(arr.dtype)
+        loaded[name] = src.astype(arr.dtype)  # a copy (numpy's astype copies)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
-    from codesign._checkpoint import _path_str
-
     new = [jnp.asarray(loaded[_path_str(p)]) for p, _ in leaves]
     nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
     return len(new)
@@ -265,44 +285,81 @@ def _relative_fn(obj: HardwareObjective):
     return fn
 
 
-def fit_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) -> tuple[int, int]:
-    """Sets the gates' inference-mode keeps to the largest configuration within ``budget``
-    (a fraction of dense), greedily by ``log_alpha``: closes the open units with the
-    smallest ``log_alpha`` until it fits, then reopens the closed units with the largest
-    ``log_alpha`` that still fit. At least one unit per gate stays open. In place (sets
-    ``log_alpha`` of changed units to -/+ :data:`FROZEN_LOG_ALPHA`). Returns
-    ``(closed, reopened)`` unit counts."""
+def fit_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float, *,
+                  reopen: bool) -> tuple[int, int]:
+    """Brings the gates' inference-mode keeps within ``budget`` (a fraction of dense),
+    greedily by ``log_alpha``: closes the open units with the smallest ``log_alpha``, one
+    at a time, until the objective fits; with ``reopen``, then tries the closed units
+    (closed here or before) from the largest ``log_alpha`` down and reopens each that
+    still fits, which gives the largest configuration the greedy order finds. At least
+    one unit per gate stays open. In place: changed units get ``log_alpha`` -/+
+    :data:`FROZEN_LOG_ALPHA` (reopened: at least the gate's largest). Returns
+    ``(closed, reopened)`` unit counts (``reopened`` is 0 without ``reopen``).
+
+    The two uses, each as it has always run:
+
+    * ``reopen=True``, at the gate freeze epoch (:class:`GateHooks`): the objective is
+      the jitted float32 one (many evaluations; what the loss sees); equal
+      ``log_alpha`` of different gates close in the order of their paths (as strings).
+    * ``reopen=False``, at the end of a budget run (:func:`codesign.train.report`): the
+      eager float64 objective of the report's figures; equal ``log_alpha`` of
+      different gates close in forward order.
+    """
     sites = models.gate_sites(model)
     la = {s.path: np.asarray(s.gate.log_alpha[...], np.float64) for s in sites}
     keep = {s.path: (np.asarray(s.gate.hard_keep()) > 0).astype(np.float32) for s in sites}
-    rel = _relative_fn(obj)
+    rel = _relative_fn(obj) if reopen else obj.relative
 
-    def value():
-        return float(rel({p: jnp.asarray(k) for p, k in keep.items()}))
+    def over() -> bool:
+        return float(rel({p: jnp.asarray(k) for p, k in keep.items()})) > budget
 
-    closed = reopened = 0
-    while value() > budget:
-        cands = [(la[p][i], p, i) for p, k in keep.items() if k.sum() > 1
+    tie = {s.path: (s.path if reopen else n) for n, s in enumerate(sites)}
+    closed = _close_until_within(la, keep, over, tie)
+    reopened = _reopen_within(la, keep, over) if reopen else 0
+    _set_keeps(sites, la, keep)
+    return closed, reopened
+
+
+def _close_until_within(la: dict, keep: dict, over: Callable[[], bool], tie: dict) -> int:
+    """While ``over()`` (the keeps exceed the budget), closes (in ``keep``) the open unit
+    with the smallest ``(log_alpha, tie[gate], index)`` of a gate with more than one open
+    unit; returns how many."""
+    closed = 0
+    while over():
+        cands = [(la[p][i], tie[p], i, p) for p, k in keep.items() if k.sum() > 1
                  for i in np.flatnonzero(k)]
         if not cands:
             break
-        _, p, i = min(cands)
+        _, _, i, p = min(cands)
         keep[p][i] = 0.0
         closed += 1
+    return closed
+
+
+def _reopen_within(la: dict, keep: dict, over: Callable[[], bool]) -> int:
+    """Reopens (in ``keep``) each closed unit, largest ``(log_alpha, gate path, index)``
+    first, that does not make ``over()``; returns how many."""
+    reopened = 0
     for _, p, i in sorted(((la[p][i], p, i) for p, k in keep.items() for i in np.flatnonzero(k == 0)),
                           reverse=True):
         keep[p][i] = 1.0
-        if value() > budget:
+        if over():
             keep[p][i] = 0.0
         else:
             reopened += 1
+    return reopened
+
+
+def _set_keeps(sites, la: dict, keep: dict) -> None:
+    """Writes ``keep`` into the gates: each unit whose inference-mode keep changes gets
+    ``log_alpha`` ``-FROZEN_LOG_ALPHA`` (closed) or ``max(FROZEN_LOG_ALPHA, gate's largest)``
+    (opened); the others keep theirs."""
     for s in sites:
         new = np.where(keep[s.path] > 0, max(FROZEN_LOG_ALPHA, la[s.path].max()),
                        -FROZEN_LOG_ALPHA)
         changed = (keep[s.path] > 0) != (np.asarray(s.gate.hard_keep()) > 0)
         if changed.any():
             s.gate.log_alpha.set_value(jnp.asarray(np.where(changed, new, la[s.path]), jnp.float32))
-    return closed, reopened
 
 
 def freeze_gates(model: nnx.Module) -> int:
@@ -339,7 +396,8 @@ class GateHooks:
         try:
             out = {}
             if self.config.energy_budget > 0:
-                closed, reopened = fit_to_budget(model, self.objective, self.config.energy_budget)
+                closed, reopened = fit_to_budget(model, self.objective,
+                                                   self.config.energy_budget, reopen=True)
                 out.update(budget_closed=closed, budget_reopened=reopened)
             out["gates_frozen_open_units"] = freeze_gates(model)
             out["hw_frozen"] = float(self.objective.relative(model, hard=True))
@@ -353,30 +411,6 @@ def method_hooks(objective: HardwareObjective | None, config) -> GateHooks | Non
     if objective is None or config.method not in GATE_METHODS:
         return None
     return GateHooks(config, objective)
-
-
-def close_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float) -> int:
-    """Closes the open gate units with the smallest ``log_alpha``, one at a time, until the
-    inference-mode objective is within ``budget`` (a fraction of dense). Returns how many
-    units were closed (0 if already within). In place."""
-    closed = 0
-    gates = [s.gate for s in models.gate_sites(model)]
-    while float(obj.relative(model, hard=True)) > budget:
-        best = None
-        for g in gates:
-            la = np.asarray(g.log_alpha[...])
-            open_ = np.asarray(g.hard_keep()) > 0
-            if open_.sum() <= 1:
-                continue
-            i = int(np.argmin(np.where(open_, la, np.inf)))
-            if best is None or la[i] < best[0]:
-                best = (la[i], g, i)
-        if best is None:
-            break
-        _, g, i = best
-        g.log_alpha.set_value(jnp.asarray(g.log_alpha[...]).at[i].set(-20.0))
-        closed += 1
-    return closed
 
 
 def _figures(cost) -> dict[str, Any]:

@@ -362,28 +362,36 @@ class DistillationLoss:
         return total, metrics
 
 
-def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int],
-                   num_classes: int) -> Callable[[jax.Array], jax.Array]:
+def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int], num_classes: int,
+                   student: nnx.Module | None = None) -> Callable[[jax.Array], jax.Array]:
     """The teacher of a distillation run: ``config.model`` with the weights of
     ``config.init_from`` (latest checkpoint), in inference mode, as a pure function of the
-    images (its arrays are constants of the compiled step; no gates, nothing trained)."""
-    import models
+    images (its arrays are constants of the compiled step; no gates, nothing trained).
 
-    teacher = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
-                            input_shape=tuple(input_shape), **config.model_kwargs)
-    energy.load_weights(teacher, config.init_from)
+    ``student``: the run's freshly built model (:func:`create_train_state`, not trained
+    yet), which already holds the ``init_from`` weights: they are copied from it instead
+    of reading the checkpoint a second time. Without it the checkpoint is read.
+    """
+    teacher = _build_model(config, input_shape, num_classes)
+    if student is None:
+        energy.load_weights(teacher, config.init_from)
+    else:
+        energy.copy_weights(teacher, student)
     teacher.eval()
     graphdef, state = nnx.split(teacher)
     return lambda images: nnx.merge(graphdef, state)(images)
 
 
-def task_loss(config: Config, *, input_shape: tuple[int, int, int], num_classes: int) -> LossFn:
+def task_loss(config: Config, *, input_shape: tuple[int, int, int], num_classes: int,
+              student: nnx.Module | None = None) -> LossFn:
     """The run's task loss: :class:`ClassificationLoss`, or :class:`DistillationLoss` from
-    the ``init_from`` model when ``distill_weight > 0``."""
+    the ``init_from`` model when ``distill_weight > 0`` (``student``: see
+    :func:`frozen_teacher`)."""
     if config.distill_weight <= 0:
         return ClassificationLoss(float(config.label_smoothing))
-    return DistillationLoss(frozen_teacher(config, input_shape=input_shape, num_classes=num_classes),
-                            weight=float(config.distill_weight),
+    teacher = frozen_teacher(config, input_shape=input_shape, num_classes=num_classes,
+                             student=student)
+    return DistillationLoss(teacher, weight=float(config.distill_weight),
                             temperature=float(config.distill_temperature),
                             label_smoothing=float(config.label_smoothing))
 
@@ -527,10 +535,26 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
     Raises:
       ConfigError: the model cannot be built with ``config.model_kwargs``.
     """
+    model = _build_model(config, input_shape, num_classes)
+    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
+    magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
+    model.train()
+    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return model, optimizer
+
+
+def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
+    """``config.model`` with fresh parameters (``config.seed``) for ``input_shape`` (H, W, C)
+    and ``num_classes``, before any method touches it (no ``init_from`` weights, no gates).
+
+    Raises:
+      ConfigError: the model cannot be built with ``config.model_kwargs``.
+    """
     import models
 
     try:
-        model = models.create(
+        return models.create(
             config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
             input_shape=tuple(input_shape), **config.model_kwargs,
         )
@@ -541,12 +565,6 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
             f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
             f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
         ) from None
-    energy.prepare_model(model, config)  # init_from weights, learned gates (before the optimizer)
-    magnitude.prepare_model(model, config, input_shape)  # pruning masks (magnitude methods)
-    model.train()
-    tx = energy.with_gate_optimizer(config, make_optimizer(config, steps_per_epoch))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    return model, optimizer
 
 
 MACS_NOTE = "hwmodel.extract_workload (batch 1, dense)"
@@ -1103,73 +1121,28 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
       t_start: when the run started (``time.perf_counter()``; default: now).
     """
     t_start = time.perf_counter() if t_start is None else t_start
-    if resume and overwrite:
-        raise ConfigError("resume and overwrite are mutually exclusive")
-    if config.distributed and not jax.distributed.is_initialized():
-        _init_distributed()
-    validate_names(config)
+    _check_start(config, resume=resume, overwrite=overwrite)
     import models
-    from codesign.data import load_dataset
 
     workdir = Path(workdir)
     if jax.process_index() == 0:
         _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)  # fail fast
-
-    # Data
-    splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                          val_size=config.val_size, seed=config.seed, **config.dataset_kwargs)
-    train_ds = splits["train"]
-    eval_name = "val" if config.val_size > 0 else "test"
-    steps_per_epoch = len(train_ds) // config.batch_size
-    if config.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"config field 'batch_size': {config.batch_size} is larger than the "
-            f"{len(train_ds)} training examples of {config.dataset!r}"
-        )
-    image_shape = tuple(train_ds.images.shape[1:])
+    data = _load_data(config)
+    train_ds, image_shape = data.splits["train"], data.image_shape
 
     # Model, optimizer, mesh, hardware figures
     mesh = _make_mesh(config)
     model, optimizer = create_train_state(config, input_shape=image_shape,
                                           num_classes=train_ds.num_classes,
-                                          steps_per_epoch=steps_per_epoch)
+                                          steps_per_epoch=data.steps_per_epoch)
     n_params = count_params(model)
     workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
-    macs, macs_note = int(workload.total_macs), MACS_NOTE
     hw_figures = ({} if config.hw_arch == "none"
                   else _hardware_figures(workload, config.hw_arch, config.hw_dataflow))
-    schedule = make_schedule(config, steps_per_epoch)
-    model.train()
-    graphdef_train, state = nnx.split((model, optimizer))
-    model.eval()
-    graphdef_eval = nnx.graphdef((model, optimizer))
-    model.train()
-
-    # The hardware objective of the energy-aware methods (codesign.energy)
-    objective = None
-    co_design = None
-    if config.method in energy.GATE_METHODS:
-        objective = energy.build_objective(model, config, image_shape)
-        if config.co_design:
-            if loss_fn is not None:
-                raise ConfigError("co_design rebuilds the energy-aware loss for every new "
-                                  "hardware design: train_and_evaluate(..., loss_fn=...) cannot "
-                                  "be combined with it")
-            from codesign import joint
-
-            # the starting hardware's objective is the fixed reference; training starts on
-            # the starting design (projected into the area budget when it does not fit)
-            co_design = joint.CoDesignHooks(model, config, image_shape, objective)
-            objective = co_design.objective
-        if loss_fn is None:
-            loss_fn = energy.EnergyAwareLoss(
-                objective, task=task_loss(config, input_shape=image_shape,
-                                          num_classes=train_ds.num_classes),
-                weight=float(config.energy_weight), budget=float(config.energy_budget),
-                dual_lr=float(config.dual_lr),
-                ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
+    schedule = make_schedule(config, data.steps_per_epoch)
+    graphdef_train, graphdef_eval, state = _train_eval_split(model, optimizer)
+    objective, co_design, loss_fn = _energy_aware_parts(
+        config, model, image_shape, train_ds.num_classes, data.steps_per_epoch, loss_fn)
     # Method hooks (codesign.magnitude: masks re-applied after every step, pruning steps;
     # codesign.joint: hardware searches, which replace the objective)
     hooks = (co_design or magnitude.method_hooks(model, config, image_shape)
@@ -1181,7 +1154,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         ckpt = (Checkpointer(workdir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
                 if config.keep_checkpoints else None)
         if loss_fn is None:
-            loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes)
+            loss_fn = task_loss(config, input_shape=image_shape, num_classes=train_ds.num_classes,
+                                student=model)
         t_compile = time.perf_counter()
         compile_fns = functools.partial(_build_fns, config, graphdef_train, graphdef_eval, state,
                                         train_ds.mean, train_ds.std, mesh, image_shape)
@@ -1191,20 +1165,108 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
         if lock is not None:
             lock.release()
         raise
-    _log(
-        f"{config.model} ({n_params:,} params) on {config.dataset} ({len(train_ds)} train, "
-        f"{len(splits[eval_name])} {eval_name}); {steps_per_epoch} steps/epoch x {config.epochs} "
-        f"epochs, batch {config.batch_size} on {mesh.size} {jax.devices()[0].platform} device(s); "
-        f"compiled in {compile_s:.1f} s"
-    )
+    _log_start(config, data, n_params, mesh, compile_s)
     return TrainRun(
-        config=config, workdir=workdir, continuing=continuing, splits=splits,
-        eval_name=eval_name, steps_per_epoch=steps_per_epoch, image_shape=image_shape,
+        config=config, workdir=workdir, continuing=continuing, splits=data.splits,
+        eval_name=data.eval_name, steps_per_epoch=data.steps_per_epoch, image_shape=image_shape,
         mesh=mesh, model=model, optimizer=optimizer, state=state, schedule=schedule,
-        loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=macs,
-        macs_note=macs_note, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
+        loss_fn=loss_fn, fns=fns, ckpt=ckpt, n_params=n_params, macs=int(workload.total_macs),
+        macs_note=MACS_NOTE, hw_figures=hw_figures, compile_s=compile_s, t_start=t_start,
         conv_backend=models.get_conv_backend(),
         objective=objective, hooks=hooks, lock=lock, compile_fns=compile_fns,
+    )
+
+
+def _check_start(config: Config, *, resume: bool, overwrite: bool) -> None:
+    """Refuse contradictory flags and bad names; join the distributed job if asked."""
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite are mutually exclusive")
+    if config.distributed and not jax.distributed.is_initialized():
+        _init_distributed()
+    validate_names(config)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """A run's loaded data: ``splits`` (``load_dataset``'s), the split evaluated after
+    every epoch (``eval_name``), optimizer steps per epoch and one image's shape."""
+
+    splits: dict
+    eval_name: str
+    steps_per_epoch: int
+    image_shape: tuple[int, ...]
+
+
+def _load_data(config: Config) -> _Data:
+    """Load the run's dataset and size its epochs (``steps_per_epoch`` capped by the
+    config's; a batch larger than the training set is a :class:`ConfigError`)."""
+    from codesign.data import load_dataset
+
+    splits = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
+                          val_size=config.val_size, seed=config.seed, **config.dataset_kwargs)
+    train_ds = splits["train"]
+    steps_per_epoch = len(train_ds) // config.batch_size
+    if config.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"config field 'batch_size': {config.batch_size} is larger than the "
+            f"{len(train_ds)} training examples of {config.dataset!r}"
+        )
+    return _Data(splits=splits, eval_name="val" if config.val_size > 0 else "test",
+                 steps_per_epoch=steps_per_epoch, image_shape=tuple(train_ds.images.shape[1:]))
+
+
+def _train_eval_split(model: nnx.Module, optimizer: nnx.Optimizer) -> tuple[Any, Any, Any]:
+    """``(graphdef_train, graphdef_eval, state)`` of ``(model, optimizer)``: the graph in
+    training and in inference mode, and their shared state; the model is left in training mode."""
+    model.train()
+    graphdef_train, state = nnx.split((model, optimizer))
+    model.eval()
+    graphdef_eval = nnx.graphdef((model, optimizer))
+    model.train()
+    return graphdef_train, graphdef_eval, state
+
+
+def _energy_aware_parts(config: Config, model: nnx.Module, image_shape, num_classes: int,
+                        steps_per_epoch: int, loss_fn: LossFn | None):
+    """``(objective, co_design, loss_fn)`` of the energy-aware methods (:mod:`codesign.energy`):
+    the hardware objective, the co-design hooks (``co_design`` runs) and, unless the
+    caller gave one, the :class:`~codesign.energy.EnergyAwareLoss`; ``(None, None,
+    loss_fn)`` for other methods."""
+    if config.method not in energy.GATE_METHODS:
+        return None, None, loss_fn
+    objective = energy.build_objective(model, config, image_shape)
+    co_design = None
+    if config.co_design:
+        if loss_fn is not None:
+            raise ConfigError("co_design rebuilds the energy-aware loss for every new "
+                              "hardware design: train_and_evaluate(..., loss_fn=...) cannot "
+                              "be combined with it")
+        from codesign import joint
+
+        # the starting hardware's objective is the fixed reference; training starts on
+        # the starting design (projected into the area budget when it does not fit)
+        co_design = joint.CoDesignHooks(model, config, image_shape, objective)
+        objective = co_design.objective
+    if loss_fn is None:
+        loss_fn = energy.EnergyAwareLoss(
+            objective, task=task_loss(config, input_shape=image_shape, num_classes=num_classes,
+                                      student=model),
+            weight=float(config.energy_weight), budget=float(config.energy_budget),
+            dual_lr=float(config.dual_lr),
+            ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
+    return objective, co_design, loss_fn
+
+
+def _log_start(config: Config, data: _Data, n_params: int, mesh: Mesh, compile_s: float) -> None:
+    """The one-line summary of a started run."""
+    _log(
+        f"{config.model} ({n_params:,} params) on {config.dataset} "
+        f"({len(data.splits['train'])} train, {len(data.splits[data.eval_name])} "
+        f"{data.eval_name}); {data.steps_per_epoch} steps/epoch x {config.epochs} epochs, "
+        f"batch {config.batch_size} on {mesh.size} {jax.devices()[0].platform} device(s); "
+        f"compiled in {compile_s:.1f} s"
     )
 
 
@@ -1337,7 +1399,8 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
     if run.objective is not None and config.energy_budget > 0:
         # budget mode: close the weakest gates until the inference-mode network fits
         run.model.eval()
-        closed = energy.close_to_budget(run.model, run.objective, config.energy_budget)
+        closed, _ = energy.fit_to_budget(run.model, run.objective, config.energy_budget,
+                                             reopen=False)
         run.model.train()
         if closed:
             state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))

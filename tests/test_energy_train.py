@@ -241,6 +241,31 @@ def test_distillation_loss_and_run(tmp_path):
         tiny(distill_weight=0.5)
 
 
+def test_teacher_from_the_student_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    from codesign.train import create_train_state, frozen_teacher, task_loss
+
+    dense_dir = tmp_path / "dense"
+    train_and_evaluate(tiny(epochs=1), dense_dir, print_table=False)
+    cfg = tiny(method="gates", energy_weight=1.0, init_from=str(dense_dir), distill_weight=0.5)
+    reads = []
+    load = energy.load_weights
+    monkeypatch.setattr(energy, "load_weights", lambda *a: reads.append(a) or load(*a))
+    student, _ = create_train_state(cfg, input_shape=(28, 28, 1), num_classes=10, steps_per_epoch=1)
+    loss = task_loss(cfg, input_shape=(28, 28, 1), num_classes=10, student=student)
+    assert len(reads) == 1  # the student's init_from load; the teacher copies from it
+    x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
+    from_ckpt = frozen_teacher(cfg, input_shape=(28, 28, 1), num_classes=10)(x)
+    assert len(reads) == 2
+    # the teacher of the checkpoint's weights, bit for bit, and sharing no buffer with the
+    # student (whose buffers the train step donates)
+    for leaf in jax.tree.leaves(nnx.state(student)):
+        leaf.delete()
+    np.testing.assert_array_equal(np.asarray(loss.teacher(x)), np.asarray(from_ckpt))
+    with pytest.raises(ConfigError, match="model_kwargs.*cannot be built"):
+        frozen_teacher(cfg.replace(model_kwargs={"nosuch": 1}), input_shape=(28, 28, 1),
+                       num_classes=10)
+
+
 @pytest.mark.parametrize("name", ["quickstart", "mnist_cnn", "lenet5", "resnet20", "vit_mnist"])
 def test_sweep_presets_expand_to_valid_configs(name, monkeypatch):
     from codesign.sweep import SWEEP_PRESETS, expand_points

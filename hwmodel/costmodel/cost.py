@@ -856,22 +856,9 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"cost: unknown backend {backend!r}; valid: {', '.join(BACKENDS)} "
                          "or None (numpy when nothing is traced)")
-    layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
-    if not layers:
-        raise ValueError("cost: the workload has no layers")
-    for l in layers:
-        if not isinstance(l, LayerSpec):
-            raise TypeError(f"cost: workload items must be LayerSpec, got {type(l).__name__}")
-        check_exact_range(l)
-    model = workload.name if isinstance(workload, Workload) else "workload"
-    L = len(layers)
+    layers, model = _workload_layers(workload)
     traced_arch = is_traced(arch)
-    traced = traced_arch or is_traced(knobs)
-    if backend is None:
-        backend = "jax" if traced else "numpy"
-    elif backend == "numpy" and traced:
-        raise TypeError("cost: backend='numpy' needs concrete architecture and knobs; under "
-                        "jit / grad / vmap use backend='jax' (or None)")
+    backend = _choose_backend(backend, traced_arch or is_traced(knobs))
     check_knobs(knobs, layers, arch)
     st = arch_structure(arch)
     if mappings is not None and candidates is not None:
@@ -880,19 +867,55 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
         layers, ms, row_layer, valid, arch, knobs, relaxed=relaxed, objective=objective,
         model=model, dataflow=df, backend=backend, checks=checks)
     if candidates is not None:
-        keys = tuple(layer_key(l) for l in layers)
-        if keys != candidates.layer_keys:
-            raise ValueError("cost: the candidate set was built for a different workload")
-        if candidates.levels != st.storage_names:
-            raise ValueError(
-                f"cost: candidate set levels {candidates.levels} != architecture storage "
-                f"levels {st.storage_names}")
-        K = candidates.K
-        return run(candidates.stack, np.repeat(np.arange(L), K), candidates.valid,
-                   candidates.dataflow)
+        _check_candidates(candidates, layers, st)
+        return run(candidates.stack, np.repeat(np.arange(len(layers)), candidates.K),
+                   candidates.valid, candidates.dataflow)
     if mappings is None:
         require_concrete(arch, "cost without mappings= or candidates= (the mapper)")
         mappings = map_workload(layers, arch, dataflow=dataflow, objective=objective)
+    ms = _checked_mapping_stack(mappings, layers, arch, st, check_capacity=not traced_arch)
+    return run(ms, np.arange(len(layers)), None, dataflow)
+
+
+def _workload_layers(workload) -> tuple[tuple[LayerSpec, ...], str]:
+    """The layers of ``workload`` (each a :class:`LayerSpec` in the exact range) and its name."""
+    layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
+    if not layers:
+        raise ValueError("cost: the workload has no layers")
+    for l in layers:
+        if not isinstance(l, LayerSpec):
+            raise TypeError(f"cost: workload items must be LayerSpec, got {type(l).__name__}")
+        check_exact_range(l)
+    return layers, (workload.name if isinstance(workload, Workload) else "workload")
+
+
+def _choose_backend(backend: str | None, traced: bool) -> str:
+    """The evaluator to run: ``backend`` if given (numpy refused for traced inputs), else
+    JAX for traced inputs and numpy for concrete ones."""
+    if backend is None:
+        return "jax" if traced else "numpy"
+    if backend == "numpy" and traced:
+        raise TypeError("cost: backend='numpy' needs concrete architecture and knobs; under "
+                        "jit / grad / vmap use backend='jax' (or None)")
+    return backend
+
+
+def _check_candidates(candidates: CandidateSet, layers, st) -> None:
+    """A candidate set must have been built for these layers and these storage levels."""
+    keys = tuple(layer_key(l) for l in layers)
+    if keys != candidates.layer_keys:
+        raise ValueError("cost: the candidate set was built for a different workload")
+    if candidates.levels != st.storage_names:
+        raise ValueError(
+            f"cost: candidate set levels {candidates.levels} != architecture storage "
+            f"levels {st.storage_names}")
+
+
+def _checked_mapping_stack(mappings, layers, arch: Architecture, st, *,
+                           check_capacity: bool) -> MappingStack:
+    """``mappings`` (one per layer, or a stack) as a :class:`MappingStack`, each mapping
+    validated against its layer (capacities too when the architecture is concrete)."""
+    L = len(layers)
     if isinstance(mappings, MappingStack):
         ms = mappings
         if len(ms) != L:
@@ -904,8 +927,8 @@ def cost(workload, arch: Architecture, *, dataflow: str = "rs", objective: str =
             raise ValueError(f"cost: {len(check)} mappings for {L} layers")
         ms = stack_mappings(check)
     for layer, m in zip(layers, check):
-        validate_mapping(layer, arch, m, check_capacity=not traced_arch)
-    return run(ms, np.arange(L), None, dataflow)
+        validate_mapping(layer, arch, m, check_capacity=check_capacity)
+    return ms
 
 
 _JIT_CACHE: dict = {}

@@ -40,6 +40,7 @@ __all__ = ["simulate"]
 
 _ROW_DIMS = ("P", "R")
 _COL_DIMS = ("Q", "S")
+_DIX = {d: i for i, d in enumerate(DIMS)}
 
 
 def simulate(layer: LayerSpec, arch: Architecture, mapping: Mapping, *,
@@ -71,121 +72,127 @@ def simulate(layer: LayerSpec, arch: Architecture, mapping: Mapping, *,
         raise ValueError(
             f"simulate: layer {layer.name!r} has {layer.macs} MACs > max_points={max_points}"
         )
-    st = arch_structure(arch)
-    n_s, A = st.n_storage, st.first_pe
-    names = st.storage_names
-    U, V = layer.stride
-    Dh, Dw = layer.dilation
-    dix = {d: i for i, d in enumerate(DIMS)}
+    nest = _LoopNest(layer, arch_structure(arch), mapping)
+    sim = _Simulation(nest)
+    visited = set()
+    cycles = 0
+    for tidx in nest.iterations():
+        cycles += 1
+        sim.move_tiles(tidx)
+        visited.update(sim.macs(tidx))
+    sim.drain_all()
+    macs = cycles * nest.used_pes
+    if len(visited) != layer.macs or macs != layer.macs:
+        raise AssertionError(
+            f"simulate: nest visits {len(visited)} distinct points in {macs} MACs, "
+            f"layer has {layer.macs}"
+        )
+    return sim.counts.as_dict(macs=macs, cycles=cycles, used_pes=nest.used_pes)
 
-    # ---- the loop nest --------------------------------------------------------------
-    tloops = []  # (level, dim, factor) in nest order
-    for j in range(n_s):
-        for d in mapping.order[j]:
-            tloops.append((j, d, mapping.temporal[j][dix[d]]))
-    sloops = [(d, mapping.spatial_x[dix[d]]) for d in DIMS] + [
-        (d, mapping.spatial_y[dix[d]]) for d in DIMS
-    ]
-    # full nest order for the mixed radix: temporal(levels < A), spatial, temporal(>= A)
-    n_out = sum(1 for (j, _, _) in tloops if j < A)
-    full = ([("t", k) for k in range(n_out)] + [("s", k) for k in range(len(sloops))]
-            + [("t", k) for k in range(n_out, len(tloops))])
 
-    def factor(ref):
-        kind, k = ref
-        return tloops[k][2] if kind == "t" else sloops[k][1]
+class _LoopNest:
+    """The mapping's loop nest and what each of its iterations touches.
 
-    def dim(ref):
-        kind, k = ref
-        return tloops[k][1] if kind == "t" else sloops[k][0]
+    Temporal loops are ``(level, dim, factor)`` in nest order (outermost level first,
+    each level's loops in ``mapping.order``); spatial loops are ``(dim, factor)``, the
+    X array's eight then the Y array's eight.  An iteration is a temporal index tuple
+    ``tidx`` (one index per temporal loop) on a PE ``sp`` (one index per spatial loop).
+    Storage levels are numbered outermost first; levels ``>= first_pe`` are per PE.
+    """
 
-    stride = {}
-    for pos, ref in enumerate(full):
-        st_ = 1
-        for ref2 in full[pos + 1:]:
-            if dim(ref2) == dim(ref):
-                st_ *= factor(ref2)
-        stride[ref] = st_
+    def __init__(self, layer: LayerSpec, st, mapping: Mapping):
+        """Lay out the loops of ``mapping`` (for ``layer``, on structure ``st``)."""
+        self.st = st
+        self.mapping = mapping
+        self.n_storage, self.first_pe = st.n_storage, st.first_pe
+        self.stride_hw, self.dilation_hw = layer.stride, layer.dilation
+        self.tloops = [(j, d, mapping.temporal[j][_DIX[d]])
+                       for j in range(self.n_storage) for d in mapping.order[j]]
+        self.sloops = ([(d, mapping.spatial_x[_DIX[d]]) for d in DIMS]
+                       + [(d, mapping.spatial_y[_DIX[d]]) for d in DIMS])
+        self.strides = self._strides()
+        self.pes = list(itertools.product(*[range(f) for (_, f) in self.sloops]))
+        self.used_pes = len(self.pes)
+        self.tranges = [range(f) for (_, _, f) in self.tloops]
+        # index into tloops where level j's loops start (every level orders all 8 dims)
+        self.first_loop_of = [8 * j for j in range(self.n_storage + 1)]
+        self.noc_names = [st.level_names[i] for i in st.noc]
 
-    def point(tidx, sidx):
+    def _strides(self) -> dict:
+        """Each loop's stride in its dimension: the product of the factors of the loops of
+        the same dimension inside it, in the full nest order (temporal loops above the PE
+        array, then the spatial loops, then the temporal loops of the per-PE levels)."""
+        n_out = sum(1 for (j, _, _) in self.tloops if j < self.first_pe)
+        full = ([("t", k) for k in range(n_out)]
+                + [("s", k) for k in range(len(self.sloops))]
+                + [("t", k) for k in range(n_out, len(self.tloops))])
+
+        def factor(ref):
+            kind, k = ref
+            return self.tloops[k][2] if kind == "t" else self.sloops[k][1]
+
+        def dim(ref):
+            kind, k = ref
+            return self.tloops[k][1] if kind == "t" else self.sloops[k][0]
+
+        strides = {}
+        for pos, ref in enumerate(full):
+            s = 1
+            for ref2 in full[pos + 1:]:
+                if dim(ref2) == dim(ref):
+                    s *= factor(ref2)
+            strides[ref] = s
+        return strides
+
+    def iterations(self):
+        """Every temporal iteration ``tidx``, in nest order."""
+        return itertools.product(*self.tranges)
+
+    def point(self, tidx, sp) -> list[int]:
+        """The iteration point ``[g, n, m, p, q, c, r, s]`` of iteration ``tidx`` on PE ``sp``."""
         v = [0] * 8
         for k, i in enumerate(tidx):
-            v[dix[tloops[k][1]]] += i * stride[("t", k)]
-        for k, i in enumerate(sidx):
-            v[dix[sloops[k][0]]] += i * stride[("s", k)]
+            v[_DIX[self.tloops[k][1]]] += i * self.strides[("t", k)]
+        for k, i in enumerate(sp):
+            v[_DIX[self.sloops[k][0]]] += i * self.strides[("s", k)]
         return v
 
-    def elem(x, v):
+    def elem(self, x: int, v) -> tuple:
+        """The element of operand ``x`` (0 W, 1 I, 2 O) that point ``v`` touches."""
         g, n, m, p, q, c, r, s = v
+        U, V = self.stride_hw
+        Dh, Dw = self.dilation_hw
         if x == 0:
             return (g, m, c, r, s)
         if x == 1:
             return (g, n, c, p * U + r * Dh, q * V + s * Dw)
         return (g, n, m, p, q)
 
-    pes = list(itertools.product(*[range(f) for (_, f) in sloops]))
-    used = len(pes)
-    tranges = [range(f) for (_, _, f) in tloops]
-    first_loop_of = [8 * j for j in range(n_s + 1)]  # tloops index where level j starts
-
-    def tile_set(x, j, tidx, sidx):
-        """Elements of operand x in level j's tile (instance sidx or all PEs if shared)."""
-        lo = first_loop_of[j]
-        inner = list(itertools.product(*tranges[lo:]))
-        sps = pes if j < A else [pes[sidx]]
+    def tile_set(self, x: int, j: int, tidx, inst) -> set:
+        """Elements of operand ``x`` in level ``j``'s tile at iteration ``tidx``: instance
+        ``inst`` (an index into ``pes``) of a per-PE level, or all PEs' for a shared one."""
+        lo = self.first_loop_of[j]
+        inner = list(itertools.product(*self.tranges[lo:]))
+        sps = self.pes if j < self.first_pe else [self.pes[inst]]
         out = set()
         head = tuple(tidx[:lo])
         for sp in sps:
             for tail in inner:
-                out.add(elem(x, point(head + tail, sp)))
+                out.add(self.elem(x, self.point(head + tail, sp)))
         return out
 
-    # ---- buffers ------------------------------------------------------------------
-    keep = [[x in mapping.keep[j] for x in OPERANDS] for j in range(n_s)]
-    parent_of = {}
-    for x in range(3):
-        for j in range(1, n_s + 1):
-            if j == n_s or keep[j][x]:
-                parent_of[(x, j)] = max(i for i in range(j) if keep[i][x])
-    innermost = {x: max(i for i in range(n_s) if keep[i][x]) for x in range(3)}
-
-    def instances(j):
-        return list(range(used)) if j >= A else [None]
-
-    buf = {}   # (x, j, inst) -> set of elements
-    key = {}   # (x, j) -> key tuple
-    seen = {}  # (x, j, inst) -> set (O only): elements held before
-    for x in range(3):
-        for j in range(1, n_s):
-            if keep[j][x]:
-                for e in instances(j):
-                    buf[(x, j, e)] = None
-                    seen[(x, j, e)] = set()
-                key[(x, j)] = None
-
-    zero = lambda: {n: {o: 0 for o in OPERANDS} for n in names}  # noqa: E731
-    reads, writes, fills, drains = zero(), zero(), zero(), zero()
-    mac_reads, mac_writes = zero(), zero()
-    noc_names = [st.level_names[i] for i in st.noc]
-    noc_reads = {n: {o: 0 for o in OPERANDS} for n in noc_names}
-    noc_writes = {n: {o: 0 for o in OPERANDS} for n in noc_names}
-
-    def crossing(p, c):
-        return [noc_names[k] for k, b in enumerate(st.noc_below) if p < b <= c]
-
-    def parent_has(x, p, inst_child, elems):
-        if p == 0:
-            return True
-        pinst = None if p < A else inst_child
-        return elems <= buf[(x, p, pinst)]
-
-    def tile_key(x, j, tidx):
+    def tile_key(self, x: int, j: int, tidx) -> tuple:
+        """Which tile of operand ``x`` level ``j`` holds at ``tidx``: the indices of the loops
+        above ``j`` that are relevant to ``x`` (factor > 1)."""
         return tuple(
-            (k, tidx[k]) for k in range(first_loop_of[j])
-            if tloops[k][2] > 1 and RELEVANT[x][dix[tloops[k][1]]]
+            (k, tidx[k]) for k in range(self.first_loop_of[j])
+            if self.tloops[k][2] > 1 and RELEVANT[x][_DIX[self.tloops[k][1]]]
         )
 
-    def is_slide(x, j, old, new):
+    def is_slide(self, x: int, j: int, old, new) -> bool:
+        """Whether the tile change ``old -> new`` of operand ``x`` at level ``j`` is a sliding
+        step: I only, one relevant P/Q/R/S loop stepped by +1, and (for a per-PE level) no
+        spatial loop of that direction between it and the level."""
         if x != 1 or old is None:
             return False
         changed = [(a, b) for a, b in zip(old, new) if a != b]
@@ -194,123 +201,195 @@ def simulate(layer: LayerSpec, arch: Architecture, mapping: Mapping, *,
         (k, i0), (_, i1) = changed[0]
         if i1 != i0 + 1:
             return False
-        d = tloops[k][1]
+        d = self.tloops[k][1]
         if d in _ROW_DIMS:
             direction = _ROW_DIMS
         elif d in _COL_DIMS:
             direction = _COL_DIMS
         else:
             return False
-        if j >= A:
+        if j >= self.first_pe:
             for dd in direction:
-                if mapping.spatial_x[dix[dd]] * mapping.spatial_y[dix[dd]] > 1:
+                if self.mapping.spatial_x[_DIX[dd]] * self.mapping.spatial_y[_DIX[dd]] > 1:
                     return False
         return True
 
-    def drain(x, j):
-        p = parent_of[(x, j)]
-        olds = {e: buf[(x, j, e)] for e in instances(j)}
+    def nocs_between(self, p: int, c: int) -> list[str]:
+        """Names of the NoC levels a word moving between storage levels ``p < c`` crosses."""
+        return [self.noc_names[k] for k, b in enumerate(self.st.noc_below) if p < b <= c]
+
+
+class _Counts:
+    """The simulator's integer counters, per storage level (or NoC level) and operand."""
+
+    def __init__(self, storage_names, noc_names):
+        """All counters at zero."""
+        def zero(names):
+            return {n: {o: 0 for o in OPERANDS} for n in names}
+        self.reads, self.writes = zero(storage_names), zero(storage_names)
+        self.fills, self.drains = zero(storage_names), zero(storage_names)
+        self.mac_reads, self.mac_writes = zero(storage_names), zero(storage_names)
+        self.noc_reads, self.noc_writes = zero(noc_names), zero(noc_names)
+
+    def as_dict(self, **totals) -> dict:
+        """The counts in :func:`simulate`'s return format, with ``totals`` added."""
+        return {
+            "reads": self.reads, "writes": self.writes, "fills": self.fills,
+            "drains": self.drains, "mac_reads": self.mac_reads,
+            "mac_writes": self.mac_writes, "noc_reads": self.noc_reads,
+            "noc_writes": self.noc_writes, **totals,
+        }
+
+
+class _Simulation:
+    """Explicit buffers for a loop nest, moved tile by tile, counting every word moved.
+
+    For every storage level ``j > 0`` keeping operand ``x``: ``buf[(x, j, inst)]`` is the
+    set of elements instance ``inst`` holds (``inst`` None for a shared level, a PE index
+    for a per-PE one; level 0, the outermost, holds everything); ``key[(x, j)]`` the key
+    of the tile it holds; ``seen[(x, j, inst)]`` (used for O) every element it has held.
+    """
+
+    def __init__(self, nest: _LoopNest):
+        """Empty buffers and zero counts for ``nest``."""
+        self.nest = nest
+        n_s, mapping = nest.n_storage, nest.mapping
+        self.names = nest.st.storage_names
+        self.keep = [[x in mapping.keep[j] for x in OPERANDS] for j in range(n_s)]
+        self.parent_of = {}
+        for x in range(3):
+            for j in range(1, n_s + 1):
+                if j == n_s or self.keep[j][x]:
+                    self.parent_of[(x, j)] = max(i for i in range(j) if self.keep[i][x])
+        self.innermost = {x: max(i for i in range(n_s) if self.keep[i][x]) for x in range(3)}
+        self.buf, self.key, self.seen = {}, {}, {}
+        for x in range(3):
+            for j in range(1, n_s):
+                if self.keep[j][x]:
+                    for e in self.instances(j):
+                        self.buf[(x, j, e)] = None
+                        self.seen[(x, j, e)] = set()
+                    self.key[(x, j)] = None
+        self.counts = _Counts(self.names, nest.noc_names)
+
+    def instances(self, j: int) -> list:
+        """The buffer instances of level ``j``: one per PE for a per-PE level, else ``[None]``."""
+        return list(range(self.nest.used_pes)) if j >= self.nest.first_pe else [None]
+
+    def parent_has(self, x: int, p: int, inst_child, elems: set) -> bool:
+        """Whether level ``p`` (the parent of instance ``inst_child``) holds all of ``elems``."""
+        if p == 0:
+            return True
+        pinst = None if p < self.nest.first_pe else inst_child
+        return elems <= self.buf[(x, p, pinst)]
+
+    def move_tiles(self, tidx) -> None:
+        """Bring every buffer to its tile for iteration ``tidx``: drain the O tiles that
+        change (inner levels first), then fill every changed tile (outer levels first)."""
+        changes = []
+        for x in range(3):
+            for j in range(1, self.nest.n_storage):
+                if self.keep[j][x]:
+                    k = self.nest.tile_key(x, j, tidx)
+                    if k != self.key[(x, j)]:
+                        changes.append((x, j, k))
+        for x, j, k in sorted(changes, key=lambda t: -t[1]):
+            if x == 2:
+                self.drain(x, j)
+        for x, j, k in sorted(changes, key=lambda t: t[1]):
+            self.fill(x, j, tidx, k)
+
+    def drain_all(self) -> None:
+        """The final drains of O after the last iteration, inner levels first."""
+        for j in range(self.nest.n_storage - 1, 0, -1):
+            if self.keep[j][2]:
+                self.drain(2, j)
+
+    def drain(self, x: int, j: int) -> None:
+        """Write level ``j``'s current tile of ``x`` (O) back to its parent: every element
+        read from every instance; a shared parent writes each distinct element once."""
+        c, A = self.counts, self.nest.first_pe
+        p = self.parent_of[(x, j)]
+        olds = {e: self.buf[(x, j, e)] for e in self.instances(j)}
         if any(v is None for v in olds.values()):
             return
         tot = sum(len(v) for v in olds.values())
-        reads[names[j]][OPERANDS[x]] += tot
-        drains[names[j]][OPERANDS[x]] += tot
+        c.reads[self.names[j]][OPERANDS[x]] += tot
+        c.drains[self.names[j]][OPERANDS[x]] += tot
         for e, v in olds.items():
-            assert parent_has(x, p, e, v), (x, j, e)
+            assert self.parent_has(x, p, e, v), (x, j, e)
         if p < A:
-            writes[names[p]][OPERANDS[x]] += len(set().union(*olds.values()))
+            c.writes[self.names[p]][OPERANDS[x]] += len(set().union(*olds.values()))
         else:
-            writes[names[p]][OPERANDS[x]] += tot
-        for nn in crossing(p, j):
-            noc_writes[nn][OPERANDS[x]] += tot
+            c.writes[self.names[p]][OPERANDS[x]] += tot
+        for nn in self.nest.nocs_between(p, j):
+            c.noc_writes[nn][OPERANDS[x]] += tot
 
-    def fill(x, j, tidx, newkey):
-        p = parent_of[(x, j)]
-        slide = is_slide(x, j, key[(x, j)], newkey)
+    def fill(self, x: int, j: int, tidx, newkey) -> None:
+        """Load level ``j``'s tile ``newkey`` of ``x`` from its parent, counting the words.
+
+        W, I: each instance fetches the whole new tile, or after a slide only what it
+        lacks; a shared parent reads the union of its children's fetches (multicast).
+        O: only elements this instance held before are refilled (one PE per reduction
+        group when the parent is shared), fresh ones start at zero.
+        """
+        c, A = self.counts, self.nest.first_pe
+        p = self.parent_of[(x, j)]
+        slide = self.nest.is_slide(x, j, self.key[(x, j)], newkey)
         fetched = {}
-        for e in instances(j):
-            new = tile_set(x, j, tidx, e)
-            old = buf[(x, j, e)]
+        for e in self.instances(j):
+            new = self.nest.tile_set(x, j, tidx, e)
+            old = self.buf[(x, j, e)]
             if x == 2:
-                fetched[e] = new & seen[(x, j, e)]
-                seen[(x, j, e)] |= new
+                fetched[e] = new & self.seen[(x, j, e)]
+                self.seen[(x, j, e)] |= new
             elif slide:
                 fetched[e] = new - old
             else:
                 fetched[e] = new
-            assert parent_has(x, p, e, fetched[e]), (x, j, e)
-            buf[(x, j, e)] = new
-        key[(x, j)] = newkey
+            assert self.parent_has(x, p, e, fetched[e]), (x, j, e)
+            self.buf[(x, j, e)] = new
+        self.key[(x, j)] = newkey
         op = OPERANDS[x]
         per_inst = sum(len(v) for v in fetched.values())
         union = len(set().union(*fetched.values()))
         if x == 2:
             moved = union if p < A else per_inst  # one PE per reduction group
-            writes[names[j]][op] += moved
-            fills[names[j]][op] += moved
-            reads[names[p]][op] += moved
-            for nn in crossing(p, j):
-                noc_reads[nn][op] += moved
+            c.writes[self.names[j]][op] += moved
+            c.fills[self.names[j]][op] += moved
+            c.reads[self.names[p]][op] += moved
+            for nn in self.nest.nocs_between(p, j):
+                c.noc_reads[nn][op] += moved
         else:
-            writes[names[j]][op] += per_inst
-            fills[names[j]][op] += per_inst
-            reads[names[p]][op] += union if p < A else per_inst
-            for nn in crossing(p, j):
-                noc_reads[nn][op] += per_inst
+            c.writes[self.names[j]][op] += per_inst
+            c.fills[self.names[j]][op] += per_inst
+            c.reads[self.names[p]][op] += union if p < A else per_inst
+            for nn in self.nest.nocs_between(p, j):
+                c.noc_reads[nn][op] += per_inst
 
-    visited = set()
-    cycles = 0
-    for tidx in itertools.product(*tranges):
-        cycles += 1
-        changes = []
+    def macs(self, tidx) -> list[tuple]:
+        """Run iteration ``tidx`` on every PE: each MAC reads W and I and reads + writes O
+        at the operand's innermost keeping level (distinct elements per cycle when that
+        level is shared), each present there.  Returns the points computed."""
+        c, A, n_s = self.counts, self.nest.first_pe, self.nest.n_storage
+        pts = [self.nest.point(tidx, sp) for sp in self.nest.pes]
         for x in range(3):
-            for j in range(1, n_s):
-                if keep[j][x]:
-                    k = tile_key(x, j, tidx)
-                    if k != key[(x, j)]:
-                        changes.append((x, j, k))
-        # drains inner -> outer, then fills outer -> inner
-        for x, j, k in sorted(changes, key=lambda t: -t[1]):
-            if x == 2:
-                drain(x, j)
-        for x, j, k in sorted(changes, key=lambda t: t[1]):
-            fill(x, j, tidx, k)
-        # MACs
-        pts = [point(tidx, sp) for sp in pes]
-        for v in pts:
-            visited.add(tuple(v))
-        for x in range(3):
-            q = innermost[x]
+            q = self.innermost[x]
             op = OPERANDS[x]
-            els = [elem(x, v) for v in pts]
+            els = [self.nest.elem(x, v) for v in pts]
             for e_idx, el in enumerate(els):
                 inst = None if q < A else e_idx
                 if q > 0:
-                    assert el in buf[(x, q, inst)], (x, q, el)
+                    assert el in self.buf[(x, q, inst)], (x, q, el)
             distinct = len(set(els))
             n_acc = distinct if q < A else len(els)
-            mac_reads[names[q]][op] += n_acc
-            reads[names[q]][op] += n_acc
-            for nn in crossing(q, n_s):
-                noc_reads[nn][op] += len(els) if x != 2 else n_acc
+            c.mac_reads[self.names[q]][op] += n_acc
+            c.reads[self.names[q]][op] += n_acc
+            for nn in self.nest.nocs_between(q, n_s):
+                c.noc_reads[nn][op] += len(els) if x != 2 else n_acc
             if x == 2:
-                mac_writes[names[q]][op] += n_acc
-                writes[names[q]][op] += n_acc
-                for nn in crossing(q, n_s):
-                    noc_writes[nn][op] += len(els)
-    # final drains, inner -> outer
-    for j in range(n_s - 1, 0, -1):
-        if keep[j][2]:
-            drain(2, j)
-    if len(visited) != layer.macs or cycles * used != layer.macs:
-        raise AssertionError(
-            f"simulate: nest visits {len(visited)} distinct points in {cycles * used} MACs, "
-            f"layer has {layer.macs}"
-        )
-    return {
-        "reads": reads, "writes": writes, "fills": fills, "drains": drains,
-        "mac_reads": mac_reads, "mac_writes": mac_writes,
-        "noc_reads": noc_reads, "noc_writes": noc_writes,
-        "macs": cycles * used, "cycles": cycles, "used_pes": used,
-    }
-
+                c.mac_writes[self.names[q]][op] += n_acc
+                c.writes[self.names[q]][op] += n_acc
+                for nn in self.nest.nocs_between(q, n_s):
+                    c.noc_writes[nn][op] += len(els)
+        return [tuple(v) for v in pts]

@@ -447,6 +447,26 @@ def zigzag_accelerator(
       ValueError / TypeError: anything ZigZag cannot express (see the module doc),
       with the level and the reason.
     """
+    _check_exportable(arch, noc)
+    word_bits = _vec3(arch.word_bits, f"architecture {arch.name!r} word_bits")
+    rows = _as_int(_concrete(arch.pe_rows, "pe_rows"), f"architecture {arch.name!r} pe_rows")
+    cols = _as_int(_concrete(arch.pe_cols, "pe_cols"), f"architecture {arch.name!r} pe_cols")
+    memories = _zigzag_memories(arch, dataflow, noc, word_bits, default_bandwidth_bits)
+    _check_memories(arch, memories)
+    return {
+        "name": arch.name,
+        "memories": {name: spec for name, spec in reversed(memories)},
+        "operational_array": {
+            "unit_energy": _num(_concrete(arch.mac_energy_pj, "mac_energy_pj")),
+            "unit_area": _num(_concrete(arch.area.pe_mm2, "area.pe_mm2")),
+            "dimensions": ["D1", "D2"],
+            "sizes": [rows, cols],
+        },
+    }
+
+
+def _check_exportable(arch: Architecture, noc: str) -> None:
+    """Refuse what ZigZag cannot model at all: sparse or compressed execution, a bad ``noc``."""
     if arch.sparsity != "none" or arch.compression != "none":
         raise ValueError(
             f"architecture {arch.name!r}: sparsity={arch.sparsity!r}, compression={arch.compression!r}; "
@@ -454,9 +474,15 @@ def zigzag_accelerator(
         )
     if noc not in ("error", "drop"):
         raise ValueError(f"noc must be 'error' or 'drop', got {noc!r}")
-    word_bits = _vec3(arch.word_bits, f"architecture {arch.name!r} word_bits")
-    rows = _as_int(_concrete(arch.pe_rows, "pe_rows"), f"architecture {arch.name!r} pe_rows")
-    cols = _as_int(_concrete(arch.pe_cols, "pe_cols"), f"architecture {arch.name!r} pe_cols")
+
+
+def _zigzag_memories(arch: Architecture, dataflow: str | None, noc: str, word_bits,
+                     default_bandwidth_bits: int | None) -> list[tuple[str, dict]]:
+    """ZigZag's ``(name, spec)`` memories of ``arch``'s storage levels, outermost first.
+
+    Per-PE levels keep only the dataflow's ``pe_keep`` operands (a level left with none
+    is skipped); NoC levels are skipped after :func:`_check_noc_level`.
+    """
     area_per_kb = _vec_n(
         arch.area.sram_mm2_per_kb, len(arch.levels), f"architecture {arch.name!r} area.sram_mm2_per_kb"
     )
@@ -470,19 +496,30 @@ def zigzag_accelerator(
                 continue
             lvl = dataclasses.replace(lvl, holds=held)
         if not stores:
-            energies = _vec3(lvl.read_energy_pj, "noc read_energy_pj") + _vec3(
-                lvl.write_energy_pj, "noc write_energy_pj"
-            )
-            if any(e != 0.0 for e in energies) and noc == "error":
-                raise ValueError(
-                    f"architecture {arch.name!r}, level {lvl.name!r}: a NoC with energy "
-                    f"{energies[:3]} pJ/word cannot be expressed in ZigZag (no interconnect cost); "
-                    "pass noc='drop' to export without it"
-                )
+            _check_noc_level(arch, lvl, noc)
             continue
         memories.extend(
             _level_memories(lvl, word_bits, arch.name, default_bandwidth_bits, area_per_kb[li])
         )
+    return memories
+
+
+def _check_noc_level(arch: Architecture, lvl, noc: str) -> None:
+    """A NoC level with energy cannot be exported (ZigZag has no interconnect cost)
+    unless ``noc="drop"``."""
+    energies = _vec3(lvl.read_energy_pj, "noc read_energy_pj") + _vec3(
+        lvl.write_energy_pj, "noc write_energy_pj"
+    )
+    if any(e != 0.0 for e in energies) and noc == "error":
+        raise ValueError(
+            f"architecture {arch.name!r}, level {lvl.name!r}: a NoC with energy "
+            f"{energies[:3]} pJ/word cannot be expressed in ZigZag (no interconnect cost); "
+            "pass noc='drop' to export without it"
+        )
+
+
+def _check_memories(arch: Architecture, memories: list[tuple[str, dict]]) -> None:
+    """ZigZag memory names must be unique and every operand must have a memory."""
     names = [n for n, _ in memories]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -490,16 +527,6 @@ def zigzag_accelerator(
     for op in OPERANDS:
         if not any(_MEM_OPERAND[op] in spec["operands"] for _, spec in memories):
             raise ValueError(f"architecture {arch.name!r}: no level holds operand {op!r}")
-    return {
-        "name": arch.name,
-        "memories": {name: spec for name, spec in reversed(memories)},
-        "operational_array": {
-            "unit_energy": _num(_concrete(arch.mac_energy_pj, "mac_energy_pj")),
-            "unit_area": _num(_concrete(arch.area.pe_mm2, "area.pe_mm2")),
-            "dimensions": ["D1", "D2"],
-            "sizes": [rows, cols],
-        },
-    }
 
 
 def _get_dataflow(dataflow: str) -> ZigZagDataflow:

@@ -995,37 +995,69 @@ def extract_workload(
         ``allow_random`` is False (the message says to call ``model.eval()``).
       ValueError: ``param_argnums`` out of range.
     """
+    param_argnums = _check_param_argnums(param_argnums, len(example_args))
+    fn, args, param_argnums, module_name = _unwrap_nnx(fn, example_args, param_argnums)
+    if name is None:
+        name = module_name or getattr(fn, "__name__", None) or type(fn).__name__
+    jaxpr = _trace(fn, args, name, example_args)
+    if not allow_random:
+        _refuse_random(jaxpr, name)
+    infos, first_data_leaf = _argument_infos(args, param_argnums, jaxpr, name)
+    if batch is None:
+        batch = _leading_dim(first_data_leaf)
+    unrec: list[Unrecognized] = []
+    _, events = _Walker(batch).run(jaxpr, infos, (), unrec)
+    layers, ops = _attribute_nonmac(events, name, unrec)
+    specs = _layer_specs(layers, ops, batch)
+    return Workload(layers=tuple(specs), name=name, batch=batch, unrecognized=tuple(unrec))
+
+
+def _check_param_argnums(param_argnums, n_args: int) -> tuple[int, ...]:
+    """``param_argnums`` as a tuple of ints, each checked to index one of ``n_args`` arguments."""
     if isinstance(param_argnums, int):
         param_argnums = (param_argnums,)
     param_argnums = tuple(int(i) for i in param_argnums)
     for i in param_argnums:
-        if not 0 <= i < len(example_args):
+        if not 0 <= i < n_args:
             raise ValueError(
                 f"extract_workload: param_argnums entry {i} is out of range for "
-                f"{len(example_args)} example argument(s); valid: 0..{len(example_args) - 1}"
+                f"{n_args} example argument(s); valid: 0..{n_args - 1}"
             )
-    fn, args, param_argnums, module_name = _unwrap_nnx(fn, example_args, param_argnums)
-    if name is None:
-        name = module_name or getattr(fn, "__name__", None) or type(fn).__name__
+    return param_argnums
+
+
+def _trace(fn, args, name: str, example_args):
+    """The jaxpr of ``fn(*args)`` (nothing computed); a trace failure is an :class:`ExtractionError`
+    naming the function and the shapes of the user's ``example_args``."""
     try:
-        closed = jax.make_jaxpr(fn)(*args)
+        return jax.make_jaxpr(fn)(*args).jaxpr
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ExtractionError(
             f"extract_workload: could not trace {name!r} with argument shapes "
             f"{_describe_args(example_args)}: {type(e).__name__}: {e}"
         ) from e
 
-    if not allow_random:
-        eqn = _random_eqn(closed.jaxpr)
-        if eqn is not None:
-            where = _source(eqn) or "an unknown line"
-            raise ExtractionError(
-                f"extract_workload({name!r}): the traced function draws random numbers "
-                f"({eqn.primitive.name} at {where}): a model in training mode (Dropout, "
-                "stochastic gates)? Extract the inference-mode model: call model.eval() "
-                "first (or pass nnx.view(model, deterministic=True)); allow_random=True "
-                "counts random-number generation as non-MAC work instead")
 
+def _refuse_random(jaxpr, name: str) -> None:
+    """Raise :class:`ExtractionError` if ``jaxpr`` draws random numbers (a training-mode model)."""
+    eqn = _random_eqn(jaxpr)
+    if eqn is not None:
+        where = _source(eqn) or "an unknown line"
+        raise ExtractionError(
+            f"extract_workload({name!r}): the traced function draws random numbers "
+            f"({eqn.primitive.name} at {where}): a model in training mode (Dropout, "
+            "stochastic gates)? Extract the inference-mode model: call model.eval() "
+            "first (or pass nnx.view(model, deterministic=True)); allow_random=True "
+            "counts random-number generation as non-MAC work instead")
+
+
+def _argument_infos(args, param_argnums, jaxpr, name: str) -> tuple[list[_Info], Any]:
+    """One :class:`_Info` per argument leaf, in the jaxpr's input order, and the first
+    input-data leaf (None if every argument is a parameter).
+
+    Parameter leaves are named by their pytree path (prefixed ``argI`` when there are
+    several parameter arguments or the path is empty); data leaves carry no name.
+    """
     infos: list[_Info] = []
     first_data_leaf = None
     multi = len(param_argnums) > 1
@@ -1042,21 +1074,29 @@ def extract_workload(
                 if first_data_leaf is None:
                     first_data_leaf = leaf
                 infos.append(_DATA)
-    jaxpr = closed.jaxpr
     if len(infos) != len(jaxpr.invars):  # pragma: no cover - pytree mismatch
         raise ExtractionError(
             f"extract_workload({name!r}): {len(infos)} argument leaves but the jaxpr has "
             f"{len(jaxpr.invars)} inputs"
         )
-    if batch is None and first_data_leaf is not None:
-        shape = getattr(first_data_leaf, "shape", ())
-        batch = int(shape[0]) if len(shape) >= 1 else None
+    return infos, first_data_leaf
 
-    walker = _Walker(batch)
-    unrec: list[Unrecognized] = []
-    _, events = walker.run(jaxpr, infos, (), unrec)
 
-    # attribute non-MAC ops to the nearest preceding layer (first layer for a prologue)
+def _leading_dim(leaf) -> int | None:
+    """The batch to record by default: ``leaf``'s leading dimension (None for a scalar or
+    no leaf)."""
+    if leaf is None:
+        return None
+    shape = getattr(leaf, "shape", ())
+    return int(shape[0]) if len(shape) >= 1 else None
+
+
+def _attribute_nonmac(events, name: str, unrec: list) -> tuple[list[_Layer], list[int]]:
+    """Split the walker's events into layers and each layer's non-MAC op count.
+
+    Non-MAC ops go to the nearest preceding layer; a prologue (ops before the first
+    layer) goes to the first layer, or, with no layer at all, into ``unrec``.
+    """
     layers: list[_Layer] = []
     ops: list[int] = []
     pending = 0
@@ -1080,7 +1120,12 @@ def extract_workload(
                     f"{pending:,} non-MAC ops but no conv/matmul to attribute them to",
                 )
             )
+    return layers, ops
 
+
+def _layer_specs(layers: Sequence[_Layer], ops: Sequence[int],
+                 batch: int | None) -> list[LayerSpec]:
+    """One :class:`LayerSpec` per layer, names made unique by a ``_k`` suffix in program order."""
     specs = []
     used: set[str] = set()
     for idx, (lay, nonmac) in enumerate(zip(layers, ops)):
@@ -1099,4 +1144,4 @@ def extract_workload(
                 **lay.spec,
             )
         )
-    return Workload(layers=tuple(specs), name=name, batch=batch, unrecognized=tuple(unrec))
+    return specs

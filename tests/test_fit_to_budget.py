@@ -1,0 +1,108 @@
+"""codesign.energy.fit_to_budget: the greedy budget fit, closing only or closing then reopening.
+
+The model's gates are set by hand so that the greedy order and the outcome follow from
+three numbers of the objective (computed here from keep dicts, independently of the
+function under test): closing the weakest unit alone does not fit the budget, closing
+the second weakest alone does.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import models
+from codesign import energy
+from codesign.config import Config
+
+OPEN_LA = 5.0  # log_alpha of every other unit: open, and never a candidate before the two
+
+
+CFG = Config(dataset="synthetic", model="lenet5", method="gates", energy_weight=1.0,
+             progress=False)
+
+
+def _model():
+    model = models.create("lenet5", rngs=nnx.Rngs(0))
+    energy.prepare_model(model, CFG)  # hard-concrete gates on every site
+    model.eval()
+    return model
+
+
+def _keeps(model, closed=()):
+    keeps = {s.path: np.ones(s.size, np.float32) for s in models.gate_sites(model)}
+    for p, i in closed:
+        keeps[p][i] = 0.0
+    return keeps
+
+
+def _hard_closed(model):
+    return {(s.path, int(i)) for s in models.gate_sites(model)
+            for i in np.flatnonzero(np.asarray(s.gate.hard_keep()) == 0)}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """Two units of different gates: ``weak`` (smallest log_alpha, small saving) and
+    ``strong`` (second smallest, larger saving), and a budget between their savings."""
+    model = _model()
+    obj = energy.build_objective(model, CFG, (28, 28, 1))
+    sites = models.gate_sites(model)
+    a, b = (sites[0].path, 0), (sites[2].path, 0)  # conv1 and fc1: different costs
+    rel = {u: float(obj.relative(_keeps(model, [u]))) for u in (a, b)}
+    weak, strong = sorted((a, b), key=lambda u: -rel[u])  # weak saves less (higher rel)
+    both = float(obj.relative(_keeps(model, [weak, strong])))
+    assert rel[strong] < rel[weak] - 1e-3 and both <= rel[strong]
+    budget = (rel[strong] + rel[weak]) / 2
+    return weak, strong, budget, obj
+
+
+def _gated(weak, strong):
+    model = _model()
+    for s in models.gate_sites(model):
+        la = np.full(s.size, OPEN_LA, np.float32)
+        for (p, i), v in ((weak, 1.0), (strong, 2.0)):
+            if p == s.path:
+                la[i] = v
+        s.gate.log_alpha.set_value(jnp.asarray(la))
+    assert not _hard_closed(model)
+    return model
+
+
+def test_closing_only_closes_the_shortest_fitting_prefix(setup):
+    weak, strong, budget, obj = setup
+    model = _gated(weak, strong)
+    assert energy.fit_to_budget(model, obj, budget, reopen=False) == (2, 0)
+    # hand-derived: weak first (does not fit), then strong (fits): both closed
+    assert _hard_closed(model) == {weak, strong}
+    # brute force: the shortest prefix of the log_alpha order that fits
+    order = [weak, strong]
+    k = next(k for k in range(len(order) + 1)
+             if float(obj.relative(_keeps(model, order[:k]))) <= budget)
+    assert set(order[:k]) == _hard_closed(model)
+    for s in models.gate_sites(model):  # closed units pinned at -FROZEN, the rest untouched
+        la = np.asarray(s.gate.log_alpha[...])
+        for i in range(s.size):
+            want = (-energy.FROZEN_LOG_ALPHA if (s.path, i) in {weak, strong}
+                    else {weak: 1.0, strong: 2.0}.get((s.path, i), OPEN_LA))
+            assert la[i] == want
+
+
+def test_reopening_keeps_the_largest_fitting_configuration(setup):
+    weak, strong, budget, obj = setup
+    model = _gated(weak, strong)
+    assert energy.fit_to_budget(model, obj, budget, reopen=True) == (2, 1)
+    # hand-derived: closes weak and strong, reopening strong breaks the budget, weak fits
+    assert _hard_closed(model) == {strong}
+    # brute force over the two units: of the fitting sets, the one with fewest closed
+    fitting = [set(c) for n in range(3) for c in itertools.combinations([weak, strong], n)
+               if float(obj.relative(_keeps(model, c))) <= budget]
+    assert min(fitting, key=len) == _hard_closed(model)
+    gate = {s.path: s.gate for s in models.gate_sites(model)}
+    # strong pinned closed; weak, closed and reopened within the call, left as it was
+    assert np.asarray(gate[strong[0]].log_alpha[...])[strong[1]] == -energy.FROZEN_LOG_ALPHA
+    assert np.asarray(gate[weak[0]].log_alpha[...])[weak[1]] == 1.0
