@@ -1384,6 +1384,22 @@ def _save_epoch(run: TrainRun, state: Any, progress: Progress, epoch: int) -> No
                                      "elapsed_s": elapsed, "train_time_s": progress.train_time_s})
 
 
+def _fit_final(run: TrainRun, state: Any) -> tuple[Any, int]:
+    """Budget mode: close the weakest gates until the inference-mode network fits the
+    budget (:func:`codesign.energy.fit_to_budget` without reopening). Returns the new
+    state and how many units were closed (0: ``state`` unchanged)."""
+    config = run.config
+    if run.objective is None or config.energy_budget <= 0:
+        return state, 0
+    nnx.update((run.model, run.optimizer), jax.device_get(state))
+    run.model.eval()
+    closed, _ = energy.fit_to_budget(run.model, run.objective, config.energy_budget, reopen=False)
+    run.model.train()
+    if closed:
+        state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
+    return state, closed
+
+
 def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool = True) -> dict[str, Any]:
     """Finish the run: the final test evaluation, ``report.json``, the results table.
 
@@ -1395,22 +1411,17 @@ def report(run: TrainRun, state: Any, progress: Progress, *, print_table: bool =
         run.ckpt.wait()
     # Hand the trained state back to the Python model (e.g. for callers inspecting it).
     nnx.update((run.model, run.optimizer), jax.device_get(state))
-    closed = 0
-    if run.objective is not None and config.energy_budget > 0:
-        # budget mode: close the weakest gates until the inference-mode network fits
-        run.model.eval()
-        closed, _ = energy.fit_to_budget(run.model, run.objective, config.energy_budget,
-                                             reopen=False)
-        run.model.train()
-        if closed:
-            state = _replicate(nnx.state((run.model, run.optimizer)), NamedSharding(run.mesh, P()))
+    # budget mode: the last epoch fitted the network before its checkpoint (a no-op here
+    # then); a run resumed from an older checkpoint is fitted now
+    state, closed_now = _fit_final(run, state)
+    closed = closed_now + (int(history[-1].get("budget_closed_units", 0)) if history else 0)
     finish = getattr(run.hooks, "finish", None)
     if finish is not None:
         # co-design: after the last gate change, the final hardware search
         finish(run.model, run.workdir if run.is_main else None)
         run.objective = run.hooks.objective
     # Final test evaluation (reuse the last epoch's when the per-epoch eval was the test set).
-    if run.eval_name == "test" and history and "test_accuracy" in history[-1] and not closed:
+    if run.eval_name == "test" and history and "test_accuracy" in history[-1] and not closed_now:
         test = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
     else:
         test = evaluate(run, state, run.test_ds)
@@ -1513,6 +1524,12 @@ def train_and_evaluate(config: Config, workdir: str | Path, *, resume: bool = Fa
             state, extra = begin_epoch(run, state, epoch)
             state, train, epoch_time = train_epoch(run, state, epoch)
             progress.train_time_s += epoch_time
+            if epoch + 1 == config.epochs:
+                # budget mode: fit the final network before its checkpoint is written, so
+                # the checkpoint (codesign cost --run, prune) is the network reported
+                state, closed = _fit_final(run, state)
+                if closed:
+                    extra = {**extra, "budget_closed_units": closed}
             t1 = time.perf_counter()
             ev = evaluate(run, state, run.eval_ds)
             eval_time = time.perf_counter() - t1

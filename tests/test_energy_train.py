@@ -83,6 +83,26 @@ def test_budget_mode_meets_its_budget(tmp_path):
     assert rel >= budget * 0.95, f"ended at {rel:.3f} of dense, budget {budget}"
 
 
+def test_budget_run_checkpoint_is_the_reported_network(tmp_path):
+    """A budget run too short to close its gates by training is fitted at the end; the
+    fitted network is in the last checkpoint, so codesign cost --run gives the report."""
+    import hwmodel
+    from codesign import design
+    from codesign._run import load_run_model
+
+    cfg = tiny(method="gates", energy_budget=0.3, gate_lr=0.01, epochs=1,
+               dataset_kwargs={"n_train": 128, "n_test": 64})
+    rep = train_and_evaluate(cfg, tmp_path, print_table=False)
+    assert rep["budget_closed_units"] > 0  # the end fit closed units
+    net = load_run_model(tmp_path)
+    wl = models.model_workload(net.model, batch=cfg.hw_batch, input_shape=net.input_shape)
+    c = design.exact_costs([wl], hwmodel.load_arch(cfg.hw_arch), cfg.hw_dataflow, "energy")[0]
+    assert float(c.energy_per_inference_pj) * 1e-6 == pytest.approx(
+        rep["energy_per_inference_uj"], rel=1e-6)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["test_accuracy"] == rep["test_accuracy"]  # evaluated after the fit
+
+
 def test_budget_ramp_target_and_tracking(tmp_path):
     m = models.create("lenet5", rngs=nnx.Rngs(0))
     obj = HardwareObjective(m, (28, 28, 1))
