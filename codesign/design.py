@@ -58,20 +58,20 @@ evaluations" compares search effort across methods.
    fit in less), and for the smallest design (so every point of the box has a legal
    candidate).  *Descend*: ``steps`` Optax (Adam) steps on
    ``x = log(knob values)``, all restarts at once (``vmap``), on
-   ``log(objective) + lam * g + rho/2 * g^2`` with ``g = log(area / budget)`` through
+   ``log(objective) + lam * g + rho/2 * p^2`` with ``g = log(area / budget)`` (``p``
+   below) through
    the relaxed cost model (``hwmodel.cost(..., candidates=..., relaxed=True)``:
    continuous sizes; its forward value is the exact hard choice among the candidates
    that fit, its gradient flows through a softmin over the candidates weighted by
    ``sigmoid(capacity slack / 0.05)``; with size-independent energies a knob's gradient
-   is nonzero only when some
-   candidate is within a few percent of fitting).  The area budget is an equality
-   constraint (augmented Lagrangian, ``lam <- lam + rho * g`` after each round) when
+   is nonzero only when some candidate is within a few percent of fitting).  The area budget is an equality
+   constraint (``p = g``; augmented Lagrangian, ``lam <- lam + rho * g`` after each round) when
    energies are size-independent (``energy_exponent == 0``): then the objectives never
    get worse with more hardware (a larger array or buffer only admits more mappings),
    so the optimum spends the budget and the question is how to divide it among PEs,
    buffers and register files.  With size-dependent energies (the default) a larger
-   buffer costs energy on every access, so the budget is an inequality (``relu(g)`` in
-   the penalty, ``lam >= 0``), and the relaxed energy has a gradient with respect to
+   buffer costs energy on every access, so the budget is an inequality
+   (``p = relu(g)``, ``lam >= 0``), and the relaxed energy has a gradient with respect to
    every buffer size even for a fixed mapping.  A latency budget adds
    ``lam_t * gt + rho/2 * relu(gt)^2`` (an inequality).  ``x`` stays in the box.
    After the steps each restart's ``exp(x)`` is projected to a legal integer design
