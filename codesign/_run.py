@@ -59,12 +59,10 @@ def _build_model(config) -> nnx.Module:
     """The model of a run config as training built it (fresh parameters): the zoo model,
     then :func:`codesign.energy.prepare_model` (learned gates for the gate methods, the
     budget multiplier); ``init_from`` is not read (the checkpoint replaces the weights)."""
-    import models
     from codesign import energy
+    from codesign.train import _build_model as build
 
-    shape, classes = _geometry(config)
-    model = models.create(config.model, rngs=nnx.Rngs(config.seed), num_classes=classes,
-                          input_shape=shape, **config.model_kwargs)
+    model = build(config, *_geometry(config))
     # the checkpoint replaces the weights: neither init_from nor its distillation teacher
     return energy.prepare_model(model, config.replace(init_from=None, distill_weight=0.0))
 
