@@ -92,7 +92,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     },
     "vit_mnist": {
         "name": "vit_mnist",
-        "dense": {"preset": "vit_mnist"},
+        "dense": {"run": "experiments/results/vit_dense"},
         "base": {"epochs": 3, "learning_rate": 5e-4, "warmup_epochs": 0.0, "gate_lr": 0.01},
         "points": [{"method": "gates", "energy_budget": b} for b in (0.3, 0.5, 0.7)],
     },
