@@ -2,7 +2,8 @@
 
 Every file a run writes goes through :func:`atomic_write_text` or
 :func:`atomic_write_bytes` (write a temporary file in the same directory, flush +
-fsync, then ``os.replace``), so a killed run never leaves a half-written ``config.json``, ``metrics.jsonl`` or ``report.json``.
+fsync, then ``os.replace``), so a killed run never leaves a half-written
+``config.json``, ``metrics.jsonl`` or ``report.json``.
 
 :func:`nondominated` is the one Pareto-front function (sweeps, design searches).
 

@@ -301,9 +301,9 @@ def fit_to_budget(model: nnx.Module, obj: HardwareObjective, budget: float, *,
     * ``reopen=True``, at the gate freeze epoch (:class:`GateHooks`): the objective is
       the jitted float32 one (many evaluations; what the loss sees); equal
       ``log_alpha`` of different gates close in the order of their paths (as strings).
-    * ``reopen=False``, at the end of a budget run (:func:`codesign.train.report`): the
-      eager float64 objective of the report's figures; equal ``log_alpha`` of
-      different gates close in forward order.
+    * ``reopen=False``, at the end of a budget run (:func:`codesign.train._fit_final`,
+      before the last checkpoint is written): the eager float64 objective of the
+      report's figures; equal ``log_alpha`` of different gates close in forward order.
     """
     sites = models.gate_sites(model)
     la = {s.path: np.asarray(s.gate.log_alpha[...], np.float64) for s in sites}

@@ -30,11 +30,11 @@ objective (``--hw-objective``: energy, latency or EDP per inference).
   the final network's objective on the found hardware is at most its objective on
   the design it trained against and on the starting preset.
 
-*Why not a gradient on the hardware knobs inside the train step.* In the relaxed cost
-model the energy and cycles of a fixed candidate mapping do not depend on the sizes:
-a size's gradient comes only from the soft choice among candidate mappings, nonzero
-within a few percent of some candidate's capacity boundary, so the gradient search of
-:mod:`codesign.design` loses to random search at the same number of exact evaluations
+*Why not a gradient on the hardware knobs inside the train step.* The relaxed cost
+model prices a design only through the candidate mappings it was given, and which
+mapping is legal changes in jumps as a buffer shrinks past a tile, so the gradient
+search of :mod:`codesign.design` stops at the edge of its candidates' region and is
+not clearly better than random search at the same number of exact evaluations
 (README, "Hardware design search"). An exact evaluation of a small network costs
 milliseconds to tens of milliseconds, so a few dozen per epoch cost seconds against an
 epoch of tens of seconds, and every design the run trains against is a legal integer
@@ -207,7 +207,7 @@ class CoDesignHooks:
             also=[self.start_values])  # the starting preset (projected if over the budget)
         self._set(model, best.values)
         seconds = time.perf_counter() - t0
-        scale = 1e-6 if self.start.objective == "energy" else 1.0
+        scale = 1e6 if self.start.objective == "energy" else 1.0  # J -> uJ
         unit = {"energy": "uJ", "latency": "s", "edp": "J s"}[self.start.objective]
         rec = {
             "label": label, "evaluations": ev.count, "seconds": seconds,
@@ -328,8 +328,8 @@ def hardware_search(space: design.DesignSpace, workloads, start, *, area_mm2: fl
 
 
 def _metric(d: design.Design, objective: str) -> float:
-    e, t = d.energy_pj[0], d.latency_s[0]
-    return {"energy": e, "latency": t, "edp": e * 1e-12 * t}[objective]
+    """The objective of a one-network design: J, s or J s (:func:`codesign.design._metric`)."""
+    return design._metric(objective, d.energy_pj[0], d.latency_s[0])
 
 
 def report_markdown(rep: dict[str, Any]) -> str:
