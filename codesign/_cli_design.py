@@ -66,8 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", type=int, default=60, metavar="N",
                    help="exact evaluations of --search random (default 60)")
     p.add_argument("--restarts", type=int, default=4, help="gradient: restarts (default 4)")
-    p.add_argument("--rounds", type=int, default=6, help="gradient: re-mapping rounds (default 6)")
+    p.add_argument("--rounds", type=int, default=2, help="gradient: re-mapping rounds (default 2)")
     p.add_argument("--steps", type=int, default=15, help="gradient: Adam steps per round (default 15)")
+    p.add_argument("--polish", type=int, default=30, metavar="N",
+                   help="gradient: exact evaluations of the final pattern search from the "
+                        "descent's best design (default 30; 0: none)")
     p.add_argument("--top-dataflows", type=int, default=2, metavar="K",
                    help="gradient: descend on the K best dataflows of the start points "
                         "(default 2; 0 = all)")
@@ -148,8 +151,10 @@ def _body(args: argparse.Namespace) -> int:
     for m in args.models:
         check_model(m)
     weights = _weights(args.weights, len(args.models))
-    if args.evaluations < 1 or args.restarts < 1 or args.rounds < 0 or args.steps < 0:
-        raise UsageError("--evaluations and --restarts must be >= 1, --rounds and --steps >= 0")
+    if (args.evaluations < 1 or args.restarts < 1 or args.rounds < 0 or args.steps < 0
+            or args.polish < 0):
+        raise UsageError("--evaluations and --restarts must be >= 1, --rounds, --steps and "
+                         "--polish >= 0")
     import hwmodel
     from models._workload import model_workload
 
@@ -178,7 +183,8 @@ def _body(args: argparse.Namespace) -> int:
     try:
         if args.search == "gradient":
             res = D.gradient_search(ev, restarts=args.restarts, rounds=args.rounds,
-                                    steps=args.steps, seed=args.seed, progress=show,
+                                    steps=args.steps, polish=args.polish, seed=args.seed,
+                                    progress=show,
                                     top_dataflows=args.top_dataflows or None)
         else:
             res = D.random_search(ev, args.evaluations, seed=args.seed, progress=show)

@@ -76,12 +76,23 @@ evaluations" compares search effort across methods.
    ``lam_t * gt + rho/2 * relu(gt)^2`` (an inequality).  ``x`` stays in the box.
    After the steps each restart's ``exp(x)`` is projected to a legal integer design
    within the budget and evaluated exactly, re-mapped by the exact mapper.
-3. The result is the best exactly evaluated design (all restarts, rounds and
-   dataflows): a projected integer design whose numbers come from the exact mapper.
+3. Polish: a coordinate pattern search (:func:`pattern_search`, ``polish`` exact
+   evaluations, default 30) from the best design of step 2, in its dataflow: one knob
+   at a time times 2, 1/2, then sqrt(2), 1/sqrt(2), then 2**(1/4), 2**(-1/4), each
+   neighbour projected into the budget, re-mapped and evaluated exactly, every
+   improvement taken at once.  The relaxed model sees a design only through the
+   candidate mappings of its anchors, and which mapping is legal changes in jumps as a
+   buffer shrinks past a tile, so the descent stops at the edge of its candidates'
+   region; the exact neighbours see past that edge.  (On resnet20, EDP, RS: the descent
+   alone 1052 uJ*ms in 14 evaluations, +8 polish evaluations 670, +30 635; the
+   exhaustive 492-point grid's best is 702.)
+4. The result is the best exactly evaluated design (all restarts, rounds, dataflows and
+   the polish): a projected integer design whose numbers come from the exact mapper.
 
 **Baselines** on the same space and the same exact evaluations:
 :func:`random_search` (log-uniform designs, random dataflow, projected; a fixed seed
-reproduces it), :func:`local_search` (a (1+1) evolution strategy around a given design,
+reproduces it), :func:`pattern_search` on its own (from any start, e.g. the base
+design), :func:`local_search` (a (1+1) evolution strategy around a given design,
 which a co-design run uses to follow a changing network: :mod:`codesign.joint`) and
 :func:`grid_search` (every point of a Cartesian grid whose area,
 computed for the whole grid in one ``vmap``-ed call, fits the budget).
@@ -117,6 +128,7 @@ __all__ = [
     "gradient_search",
     "gradient_candidates",
     "relaxed_loss",
+    "pattern_search",
     "random_search",
     "local_search",
     "grid_search",
@@ -750,9 +762,9 @@ def gradient_candidates(ev: Evaluator, designs, dataflow: str, *, per_layer: int
                                        per_layer=per_layer) for wl in ev.workloads]
 
 
-def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 6, steps: int = 15,
+def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 2, steps: int = 15,
                     lr: float = 0.1, rho: float = 50.0, per_layer: int = 4, grow: float = 2.0,
-                    top_dataflows: int | None = None, seed: int = 0,
+                    top_dataflows: int | None = None, polish: int = 30, seed: int = 0,
                     progress: bool = False) -> SearchResult:
     """Gradient search (see the module docstring for the scheme).
 
@@ -767,6 +779,8 @@ def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 6, steps:
       grow: scale of the grown anchor designs of the re-mapping step.
       top_dataflows: continue only this many dataflows after the start points
         (None: all).
+      polish: exact evaluations of the final :func:`pattern_search` from the best
+        design found by the descent (0: none).
       seed: seed of the random start points.
       progress: show a progress bar.
 
@@ -815,12 +829,62 @@ def gradient_search(ev: Evaluator, *, restarts: int = 4, rounds: int = 6, steps:
             bar.update(restarts)
             current = np.array([d.values for d in ds], np.int64)
     bar.close()
+    if polish > 0:
+        here = _result(ev, "gradient", start, t0).best
+        if here is not None:
+            pattern_search(ev, here.values, polish, dataflow=here.dataflow, method="polish",
+                           progress=progress)
     return _result(ev, "gradient", start, t0)
 
 
 # ----------------------------------------------------------------------------------
 # Baselines
 # ----------------------------------------------------------------------------------
+def pattern_search(ev: Evaluator, start, evaluations: int, *, dataflow: str,
+                   factors: Sequence[float] = (2.0, 2.0 ** 0.5, 2.0 ** 0.25),
+                   method: str = "pattern", progress: bool = False) -> SearchResult:
+    """Coordinate pattern search on exact evaluations (the exploratory moves of
+    Hooke and Jeeves' method): from the best design so far (initially ``start``,
+    ``[n_knobs]``, proposed and evaluated first), multiply one knob at a time by ``f``
+    and by ``1/f`` (at least one unit of change), project the result into the budget
+    (:meth:`Evaluator.propose`: growing one knob when the budget binds shrinks the
+    others), evaluate it exactly and move to it at once if it is better.  When a whole
+    sweep over the knobs finds nothing better, the next (finer) factor of ``factors``
+    takes over; the search stops when the finest factor finds nothing or after
+    ``evaluations`` exact evaluations (the last proposal may overrun by its repairs).
+    Deterministic.
+
+    Every point it accepts is an exactly evaluated legal design, so the result can only
+    improve on ``start``.  It is the discrete step the relaxed model cannot take: the
+    relaxed objective prices a design only through the candidate mappings of its
+    anchors, while this step re-maps every neighbour with the exact mapper.
+    """
+    if not factors or any(not (f > 1) for f in factors):
+        raise DesignError(f"pattern search factors {list(factors)}: expected numbers > 1")
+    t0 = time.perf_counter()
+    first = ev.count
+    bar = _progress(evaluations, f"pattern search ({dataflow})", progress)
+    best = ev.propose(np.asarray(start, np.float64), dataflow, method)
+    bar.update(ev.count - first)
+    n = len(ev.space.knobs)
+    for f in factors:
+        improved = True
+        while improved and ev.count - first < evaluations:
+            improved = False
+            for i, s in itertools.product(range(n), (f, 1.0 / f)):
+                if ev.count - first >= evaluations:
+                    break
+                v = np.asarray(best.values, np.float64).copy()
+                v[i] = max(v[i] * s, v[i] + 1) if s > 1 else min(v[i] * s, v[i] - 1)
+                before = ev.count
+                d = ev.propose(v, dataflow, method)
+                bar.update(ev.count - before)
+                if d.feasible and (not best.feasible or d.objective < best.objective):
+                    best, improved = d, True
+    bar.close()
+    return _result(ev, method, first, t0)
+
+
 def random_search(ev: Evaluator, evaluations: int, *, seed: int = 0,
                   progress: bool = False) -> SearchResult:
     """Random search: designs drawn until ``evaluations`` exact evaluations are spent

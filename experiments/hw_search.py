@@ -12,8 +12,11 @@ Columns: ``eyeriss`` = EDP of the preset with RS (the reference); ``best df`` = 
 best of the 5 dataflows on the unchanged preset; ``found`` = the gradient search's
 design (its EDP relative to both); ``random`` = random search with the same number of
 exact evaluations (and its EDP relative to the gradient search's: > 1 means the
-gradient search is better); ``evals`` = exact evaluations (mapper + cost) of each
-search; times are wall-clock seconds of the whole search (including the reference
+gradient search is better); ``pattern`` = the gradient search's last step alone
+(:func:`codesign.design.pattern_search` from ``eyeriss`` in the best dataflow on
+``eyeriss``, no descent) with the same number of exact evaluations, the ablation that
+shows what the descent adds; ``evals`` = exact evaluations (mapper + cost) of each
+search (gradient / random / pattern); times are wall-clock seconds of the whole search (including the reference
 evaluation of eyeriss, JIT compilation and the mapper), on whatever machine runs it.
 
 With ``--grid`` (RS only, to keep the grid exhaustive): the gradient search restricted
@@ -53,7 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--polish", type=int, default=30)
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--top-dataflows", type=int, default=2)
     p.add_argument("--grid", action="store_true", help="also the exhaustive grid (RS)")
@@ -67,8 +71,8 @@ def main(argv=None) -> int:
     print(f"budget {budget:.4f} mm^2 (eyeriss), objective EDP, batch 1, seed {args.seed}, "
           f"energy per access ~ size ** {args.energy_exponent:g}\n")
     head = ("network", "eyeriss EDP uJ*ms", "best df on eyeriss", "found EDP", "found df",
-            "vs eyeriss", "vs best df", "random EDP", "random/found", "evals", "grad s",
-            "random s")
+            "vs eyeriss", "vs best df", "random EDP", "random/found", "pattern EDP",
+            "pattern/found", "evals", "grad s", "random s", "pattern s")
     rows = [head]
     for name in args.models:
         wl = models.model_workload(name)
@@ -76,6 +80,7 @@ def main(argv=None) -> int:
         ev = D.Evaluator(space, {name: wl}, area_mm2=budget, objective="edp")
         res = D.gradient_search(ev, restarts=args.restarts, rounds=args.rounds,
                                 steps=args.steps, top_dataflows=args.top_dataflows or None,
+                                polish=args.polish,
                                 seed=args.seed)
         t_grad = time.perf_counter() - t0
         ref = ev.reference[0]
@@ -88,14 +93,20 @@ def main(argv=None) -> int:
         ev_r = D.Evaluator(space, {name: wl}, area_mm2=budget, objective="edp", reference=[ref])
         rnd = D.random_search(ev_r, res.evaluations, seed=args.seed)
         t_rnd = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ev_p = D.Evaluator(space, {name: wl}, area_mm2=budget, objective="edp", reference=[ref])
+        pat = D.pattern_search(ev_p, space.base_values(), res.evaluations, dataflow=best_df)
+        t_pat = time.perf_counter() - t0
         found = res.best.edp[0]
+        p_edp = pat.best.edp[0]
         r_edp = rnd.best.edp[0]
         uj_ms = 1e6 * 1e3
         rows.append((name, _fmt(ref * uj_ms), f"{_fmt(per_df[best_df] * uj_ms)} ({best_df})",
                      _fmt(found * uj_ms), res.best.dataflow, f"{ref / found:.2f}x lower",
                      f"{per_df[best_df] / found:.2f}x lower", _fmt(r_edp * uj_ms),
-                     f"{r_edp / found:.2f}", f"{res.evaluations} / {rnd.evaluations}",
-                     f"{t_grad:.0f}", f"{t_rnd:.0f}"))
+                     f"{r_edp / found:.2f}", _fmt(p_edp * uj_ms), f"{p_edp / found:.2f}",
+                     f"{res.evaluations} / {rnd.evaluations} / {pat.evaluations}",
+                     f"{t_grad:.0f}", f"{t_rnd:.0f}", f"{t_pat:.0f}"))
         print(f"{name}: found {space.describe(res.best.values)}, {res.best.dataflow}, "
               f"{res.best.area_mm2:.3f} mm^2; random's best {space.describe(rnd.best.values)}, "
               f"{rnd.best.dataflow}\n  " + " | ".join(rows[-1]), flush=True)
@@ -109,7 +120,7 @@ def main(argv=None) -> int:
         ev = D.Evaluator(sp, {name: wl}, area_mm2=budget, objective="edp")
         t0 = time.perf_counter()
         g = D.gradient_search(ev, restarts=args.restarts, rounds=args.rounds, steps=args.steps,
-                              seed=args.seed)
+                              polish=args.polish, seed=args.seed)
         t_g = time.perf_counter() - t0
         ev_grid = D.Evaluator(sp, {name: wl}, area_mm2=budget, objective="edp",
                               reference=ev.reference)

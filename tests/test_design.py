@@ -105,7 +105,7 @@ def test_gradient_search_vs_brute_force_on_a_tiny_space():
              if sp.area(np.array(p, float)) <= budget * (1 + D.AREA_RTOL)]
     assert res_b.evaluations == len(every) and 8 < len(every) < 32  # the budget binds
     ev = D.Evaluator(sp, {"tiny": TINY}, area_mm2=budget, objective="edp", reference=[1.0])
-    res_g = D.gradient_search(ev, restarts=2, rounds=2, steps=15, seed=0)
+    res_g = D.gradient_search(ev, restarts=2, rounds=2, steps=15, polish=0, seed=0)
     best_b, best_g = res_b.best, res_g.best
     assert res_g.evaluations < res_b.evaluations
     # the gradient search's design is an exactly evaluated legal integer design of the
@@ -115,6 +115,43 @@ def test_gradient_search_vs_brute_force_on_a_tiny_space():
     assert best_b.objective <= best_g.objective * (1 + 1e-9)
     # ... and the gradient search gets within 5% of the optimum
     assert best_g.objective <= best_b.objective * 1.05, (best_g, best_b)
+
+
+def test_pattern_search_ends_at_a_local_optimum(space):
+    start = space.base_values()
+    runs = []
+    for _ in range(2):
+        e = D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, objective="edp", reference=[1.0])
+        first = e.propose(start, "rs", "start")
+        res = D.pattern_search(e, start, 400, dataflow="rs")
+        runs.append([(d.values, d.objective) for d in res.designs])
+    assert runs[0] == runs[1]  # deterministic
+    best = res.best
+    assert best.feasible and best.objective <= first.objective
+    assert best.objective < first.objective  # eyeriss is not optimal for TINY
+    assert res.evaluations < 400  # it stopped by itself: the finest sweep found nothing
+    # brute force over the finest neighbours, on a fresh evaluator: none is better
+    fresh = D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, objective="edp", reference=[1.0])
+    f = 2.0 ** 0.25
+    for i in range(len(space.knobs)):
+        for up in (True, False):
+            v = np.asarray(best.values, np.float64).copy()
+            v[i] = max(v[i] * f, v[i] + 1) if up else min(v[i] / f, v[i] - 1)
+            d = fresh.propose(v, "rs", "check")
+            assert not (d.feasible and d.objective < best.objective * (1 - 1e-12)), (i, up, d)
+    with pytest.raises(D.DesignError, match="factors"):
+        D.pattern_search(fresh, start, 5, dataflow="rs", factors=(2.0, 1.0))
+
+
+def test_gradient_search_polish_only_improves(space):
+    e0 = D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, objective="edp", reference=[1.0])
+    r0 = D.gradient_search(e0, restarts=2, rounds=1, steps=5, polish=0, seed=0)
+    e1 = D.Evaluator(space, {"tiny": TINY}, area_mm2=10.0, objective="edp", reference=[1.0])
+    r1 = D.gradient_search(e1, restarts=2, rounds=1, steps=5, polish=12, seed=0)
+    assert [d.values for d in r1.designs[:r0.evaluations]] == [d.values for d in r0.designs]
+    assert r0.evaluations < r1.evaluations <= r0.evaluations + 12 + 3  # + the last repairs
+    assert {d.method for d in r1.designs[r0.evaluations:]} == {"polish"}
+    assert r1.best.objective <= r0.best.objective
 
 
 def test_random_search_is_reproducible(space):
