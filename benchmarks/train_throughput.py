@@ -1,8 +1,11 @@
 """Training throughput: our train step vs the same architecture in PyTorch eager (CPU).
 
-For each model, in one process and interleaved (ours, PyTorch, ours, PyTorch, ...
-so that load from other jobs hits both alike), this measures images/s of one
-optimizer step at batch ``--batch`` (default 128):
+For each model this measures images/s of one optimizer step at batch ``--batch``
+(default 128), each side in a process of its own, the sides one after another and then
+again in reverse order (so that drift in the load from other jobs hits all alike;
+``--same-process`` times them interleaved in one process instead, the method of
+earlier versions, which understates both sides: their thread pools slow each other
+down, see :func:`isolated`):
 
 * **ours**: the exact compiled function :func:`codesign.train.train_and_evaluate`
   runs (``codesign.train._build_fns``: split/merge + ``jax.jit``, the uint8 batch
@@ -26,7 +29,7 @@ timed models use PyTorch's usual symmetric ``padding=1``, same shapes and MACs).
 Both sides use the same number of threads (XLA's CPU pool is one thread per core;
 ``torch.set_num_threads`` is set to the same). The warm-up (compilation, first
 steps) is excluded; each timed block runs about ``--block-seconds`` of steps and
-the median over ``--repeats`` blocks is reported.
+the median over all blocks of a side is reported.
 
 GFLOP/s is ``6 x MACs per image x images/s`` (forward 2 FLOPs per MAC, backward
 twice that; MACs from ``hwmodel.extract_workload`` at batch 1), compared with a
@@ -41,7 +44,7 @@ schedule) for ``--preset-models`` (default resnet20 and vgg_small): the images/s
 Usage::
 
     python benchmarks/train_throughput.py [--models mnist_cnn resnet20 vgg_small vit_tiny]
-        [--batch 128] [--repeats 5] [--block-seconds 2] [--no-torch]
+        [--batch 128] [--repeats 5] [--block-seconds 2] [--no-torch] [--same-process]
         [--preset-models resnet20 vgg_small]
 """
 
@@ -412,6 +415,54 @@ def interleaved(runners: dict, repeats: int, block_seconds: float) -> dict[str, 
     return {k: statistics.median(v) for k, v in per.items()}
 
 
+def isolated(name: str, sides: list[str], a) -> dict[str, float]:
+    """Median seconds per step of each side (``onednn``, ``xla``, ``torch``), each timed
+    in a process of its own (this script with ``--worker SIDE``), the sides run one
+    after another, then again in the reverse order (so slow drift in the machine's load
+    hits all alike); ``a.repeats`` blocks per process, the median over both rounds.
+
+    Why: in one process, PyTorch's and our oneDNN's OpenMP thread pools and XLA's
+    thread pool slow each other down when their work alternates (measured on resnet20:
+    ours 405 img/s next to PyTorch, ~505 alone; PyTorch 534 next to ours, ~650 alone),
+    so the interleaved same-process comparison understates both sides."""
+    import json
+    import subprocess
+
+    per = {s: [] for s in sides}
+    for order in (sides, sides[::-1]):
+        for side in order:
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, "--models", name,
+                   "--batch", str(a.batch), "--repeats", str(a.repeats),
+                   "--block-seconds", str(a.block_seconds), "--lr", str(a.lr)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            per[side] += json.loads(out.strip().splitlines()[-1])["blocks"]
+    return {s: statistics.median(v) for s, v in per.items()}
+
+
+def _worker(a) -> int:
+    """``--worker SIDE``: time one side of one model alone; print its blocks as JSON."""
+    import json
+
+    name, side = a.models[0], a.worker
+    info = models.get_info(name)
+    batches = host_batches(info.default_input_shape, info.num_classes, a.batch)
+    if side == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+        runner = TorchRunner(torch_models()[name], batches, a.lr)
+    else:
+        cfg = Config(model=name, dataset=info.dataset, batch_size=a.batch,
+                     eval_batch_size=a.batch, num_devices=1, optimizer="sgd",
+                     learning_rate=a.lr, momentum=0.9, schedule="constant", keep_checkpoints=0,
+                     conv_backend=side)
+        runner = OursRunner(cfg, info.default_input_shape, info.num_classes, batches)
+    steps = calibrate(runner, runner.sync, a.block_seconds)
+    blocks = [time_block(runner, runner.sync, steps) for _ in range(a.repeats)]
+    print(json.dumps({"side": side, "blocks": blocks}))
+    return 0
+
+
 def matmul_gflops(repeats: int = 5, n: int = 2048) -> dict[str, float]:
     """GFLOP/s of an ``n^3`` float32 matmul in JAX (jit) and, if importable, PyTorch."""
     out = {}
@@ -475,9 +526,16 @@ def main(argv=None) -> int:
                    choices=["onednn", "xla"], help="conv backends of ours to time (same run)")
     p.add_argument("--preset-models", nargs="*", default=["resnet20", "vgg_small"],
                    help="models timed with the full cifar10 preset step (empty: skip)")
+    p.add_argument("--same-process", action="store_true",
+                   help="time every side in this one process, interleaved (the old method: "
+                        "the thread pools of the sides slow each other down); default: each "
+                        "side in a process of its own")
+    p.add_argument("--worker", choices=["onednn", "xla", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     for n in a.models + a.preset_models:
         models.get_info(n)
+    if a.worker:
+        return _worker(a)
 
     backends = list(a.conv_backends)
     if "onednn" in backends and not models.onednn_available():
@@ -496,9 +554,13 @@ def main(argv=None) -> int:
     else:
         tv = "torch not timed"
     xla_flags = os.environ.get("XLA_FLAGS", "")
+    how = (f"{a.repeats} interleaved blocks of ~{a.block_seconds:g} s per side in one process"
+           if a.same_process else
+           f"each side in its own process, twice (forward and reverse order), {a.repeats} "
+           f"blocks of ~{a.block_seconds:g} s each")
     print(f"# jax {jax.__version__} ({jax.devices()[0].platform} x{jax.device_count()}, "
-          f"XLA_FLAGS={xla_flags!r}), {tv}; batch {a.batch}; {a.repeats} interleaved blocks "
-          f"of ~{a.block_seconds:g} s per side, median; start: {load_note()}", flush=True)
+          f"XLA_FLAGS={xla_flags!r}), {tv}; batch {a.batch}; {how}, median; "
+          f"start: {load_note()}", flush=True)
     mm = matmul_gflops()
     peak = max(mm.values())
     print("# 2048^3 float32 matmul: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items()),
@@ -521,7 +583,11 @@ def main(argv=None) -> int:
             check = f"params equal ({params:,}), logits max |diff| {err:.1e}"
         else:
             check = "no PyTorch version" if builders else "not timed"
-        t = interleaved(runners, a.repeats, a.block_seconds)
+        if a.same_process:
+            t = interleaved(runners, a.repeats, a.block_seconds)
+        else:
+            del runners  # free the compiled steps before the workers start
+            t = isolated(name, backends + (["torch"] if name in builders else []), a)
         rows.append((name, ours.params, ours.macs, t, check, load_note()))
         print(f"#   {name}: done ({check}; {load_note()})", flush=True)
 
