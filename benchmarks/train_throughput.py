@@ -494,20 +494,15 @@ def matmul_gflops(repeats: int = 5, n: int = 2048) -> dict[str, float]:
 def whole_step_seconds(name: str, batch: int, repeats: int = 3, lr: float = 0.01,
                        backends=("xla",)):
     """``{"ours-<backend>": s, ..., "torch": s}``: median seconds per train step of ``name``
-    (as in the main table) for each conv backend and PyTorch, or ``None`` when there is
-    no PyTorch version of the model."""
-    builders = torch_models()
-    if name not in builders:
+    (as in the main table: each side in a process of its own, :func:`isolated`) for each
+    conv backend and PyTorch, or ``None`` when there is no PyTorch version of the model."""
+    import types
+
+    if name not in torch_models():
         return None
-    info = models.get_info(name)
-    batches = host_batches(info.default_input_shape, info.num_classes, batch)
-    cfg = Config(model=name, dataset=info.dataset, batch_size=batch, eval_batch_size=batch,
-                 num_devices=1, optimizer="sgd", learning_rate=lr, momentum=0.9,
-                 schedule="constant", keep_checkpoints=0)
-    runners = {f"ours-{b}": OursRunner(cfg.replace(conv_backend=b), info.default_input_shape,
-                                       info.num_classes, batches) for b in backends}
-    runners["torch"] = TorchRunner(builders[name], batches, lr)
-    return interleaved(runners, repeats, 2.0)
+    a = types.SimpleNamespace(batch=batch, repeats=repeats, block_seconds=2.0, lr=lr)
+    t = isolated(name, list(backends) + ["torch"], a)
+    return {("torch" if k == "torch" else f"ours-{k}"): v for k, v in t.items()}
 
 
 def load_note() -> str:
