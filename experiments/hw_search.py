@@ -16,8 +16,9 @@ gradient search is better); ``pattern`` = the gradient search's last step alone
 (:func:`codesign.design.pattern_search` from ``eyeriss`` in the best dataflow on
 ``eyeriss``, no descent) with the same number of exact evaluations, the ablation that
 shows what the descent adds; ``evals`` = exact evaluations (mapper + cost) of each
-search (gradient / random / pattern); times are wall-clock seconds of the whole search (including the reference
-evaluation of eyeriss, JIT compilation and the mapper), on whatever machine runs it.
+search (gradient / random / pattern); times are wall-clock seconds of the whole search
+(including the reference evaluation of eyeriss, JIT compilation and the mapper), on
+whatever machine runs it.
 
 With ``--grid`` (RS only, to keep the grid exhaustive): the gradient search restricted
 to RS against every point of a grid over PE rows / cols, GLB and RF sizes whose area
