@@ -64,7 +64,7 @@ from flax import nnx
 
 import models
 from codesign._config import METHODS, ConfigError
-from codesign.objective import HardwareObjective, objective_value
+from codesign.objective import HardwareObjective
 
 __all__ = [
     "GATE_METHODS",
@@ -333,19 +333,13 @@ EXACT_BUDGET_RTOL = 0.02
 re-mapped figure before :func:`calibrate_to_exact` refits it."""
 
 
-def exact_relative(model: nnx.Module, obj: HardwareObjective) -> float:
-    """The objective of the model's pruned network (inference-mode keeps), re-mapped by
-    the exact mapper (:meth:`HardwareObjective.exact_cost`), relative to
-    ``obj.reference_value``."""
-    return float(objective_value(obj.exact_cost(model), obj.objective)) / obj.reference_value
-
-
 def calibrate_to_exact(model: nnx.Module, obj: HardwareObjective, budget: float, *,
                        rtol: float = EXACT_BUDGET_RTOL, rounds: int = 4) -> dict[str, Any]:
     """Fits the gates to ``budget`` in the exact re-mapped figure.
 
     :func:`fit_to_budget` (with reopening) against the in-loss estimate first; then,
-    while the exact figure (:func:`exact_relative`) is above ``budget * (1 + rtol)``, the
+    while the exact figure (``obj.relative_of(obj.exact_cost(model))``: the pruned network
+    re-mapped, relative to the reference) is above ``budget * (1 + rtol)``, the
     estimate's target is multiplied by ``budget / exact`` and the gates are fitted to it
     again (closing, then reopening what fits), at most ``rounds`` times. Each round is
     one exact re-mapping (a second or two for resnet20). In place.
@@ -356,13 +350,13 @@ def calibrate_to_exact(model: nnx.Module, obj: HardwareObjective, budget: float,
     """
     target = budget
     closed, reopened = fit_to_budget(model, obj, target, reopen=True)
-    exact = exact_relative(model, obj)
+    exact = obj.relative_of(obj.exact_cost(model))
     n = 0
     while exact > budget * (1 + rtol) and n < rounds:
         target *= budget / exact
         c, r = fit_to_budget(model, obj, target, reopen=True)
         closed, reopened = closed + c, reopened + r
-        exact = exact_relative(model, obj)
+        exact = obj.relative_of(obj.exact_cost(model))
         n += 1
     return {"budget_closed": closed, "budget_reopened": reopened, "budget_exact": exact,
             "budget_target": target, "budget_rounds": n}
@@ -493,7 +487,7 @@ def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any
     out = _figures(exact)
     out["relaxed"] = _figures(relaxed)
     out["hw_objective"] = obj.objective
-    out["hw_objective_relative"] = float(objective_value(exact, obj.objective)) / obj.reference_value
+    out["hw_objective_relative"] = obj.relative_of(exact)
     out["kept_units"] = {p: [k, sizes[p]] for p, k in obj.kept_units(model).items()}
     out["layer_keep"] = layer_keep
     out["layers"] = [

@@ -303,6 +303,11 @@ class HardwareObjective:
         return (self.value(model_or_keeps, hard=hard, weight_density=weight_density)
                 / self.reference_value)
 
+    def relative_of(self, cost: hwmodel.Cost) -> float:
+        """The objective of a concrete ``cost`` (e.g. :meth:`exact_cost`'s) divided by
+        ``reference_value``: the exact counterpart of :meth:`relative`."""
+        return float(objective_value(cost, self.objective)) / self.reference_value
+
     # ---- the exact pruned figure -------------------------------------------------------
     def kept_units(self, model_or_keeps) -> dict[str, int]:
         """Kept units per gate (inference-mode indicators, at least 1 per gate)."""
