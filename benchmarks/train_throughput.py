@@ -415,6 +415,15 @@ def interleaved(runners: dict, repeats: int, block_seconds: float) -> dict[str, 
     return {k: statistics.median(v) for k, v in per.items()}
 
 
+def bench_config(name: str, batch: int, lr: float) -> Config:
+    """The training config every timing of ``name`` uses (plain SGD + momentum, no
+    schedule, no checkpoints); set ``conv_backend`` on it per side."""
+    info = models.get_info(name)
+    return Config(model=name, dataset=info.dataset, batch_size=batch, eval_batch_size=batch,
+                  num_devices=1, optimizer="sgd", learning_rate=lr, momentum=0.9,
+                  schedule="constant", keep_checkpoints=0)
+
+
 def isolated(name: str, sides: list[str], a) -> dict[str, float]:
     """Median seconds per step of each side (``onednn``, ``xla``, ``torch``), each timed
     in a process of its own (this script with ``--worker SIDE``), the sides run one
@@ -452,10 +461,7 @@ def _worker(a) -> int:
         torch.set_num_threads(os.cpu_count())
         runner = TorchRunner(torch_models()[name], batches, a.lr)
     else:
-        cfg = Config(model=name, dataset=info.dataset, batch_size=a.batch,
-                     eval_batch_size=a.batch, num_devices=1, optimizer="sgd",
-                     learning_rate=a.lr, momentum=0.9, schedule="constant", keep_checkpoints=0,
-                     conv_backend=side)
+        cfg = bench_config(name, a.batch, a.lr).replace(conv_backend=side)
         runner = OursRunner(cfg, info.default_input_shape, info.num_classes, batches)
     steps = calibrate(runner, runner.sync, a.block_seconds)
     blocks = [time_block(runner, runner.sync, steps) for _ in range(a.repeats)]
@@ -566,22 +572,23 @@ def main(argv=None) -> int:
         info = models.get_info(name)
         shape = info.default_input_shape
         batches = host_batches(shape, info.num_classes, a.batch)
-        cfg = Config(model=name, dataset=info.dataset, batch_size=a.batch, eval_batch_size=a.batch,
-                     num_devices=1, optimizer="sgd", learning_rate=a.lr, momentum=0.9,
-                     schedule="constant", keep_checkpoints=0)
+        cfg = bench_config(name, a.batch, a.lr)
+        # one process per side (default): this process only needs params / MACs and the
+        # PyTorch check, so it builds just the first backend's runner
         runners = {b: OursRunner(cfg.replace(conv_backend=b), shape, info.num_classes, batches)
-                   for b in backends}
+                   for b in (backends if a.same_process else backends[:1])}
         ours = runners[backends[0]]
         if name in builders:
             params, err = check_torch_model(name, builders[name])
-            runners["torch"] = TorchRunner(builders[name], batches, a.lr)
             check = f"params equal ({params:,}), logits max |diff| {err:.1e}"
         else:
             check = "no PyTorch version" if builders else "not timed"
         if a.same_process:
+            if name in builders:
+                runners["torch"] = TorchRunner(builders[name], batches, a.lr)
             t = interleaved(runners, a.repeats, a.block_seconds)
         else:
-            del runners  # free the compiled steps before the workers start
+            del runners  # free the compiled step before the workers start
             t = isolated(name, backends + (["torch"] if name in builders else []), a)
         rows.append((name, ours.params, ours.macs, t, check, load_note()))
         print(f"#   {name}: done ({check}; {load_note()})", flush=True)
