@@ -1025,9 +1025,18 @@ def map_workload(workload, arch: Architecture, *, dataflow: str = "rs",
     """
     check_args(dataflow, objective)
     require_concrete(arch, "map_workload")
-    return per_distinct_layer(
-        workload, lambda layer: map_layer(layer, arch, dataflow=dataflow, objective=objective,
-                                          max_bytes=max_bytes))
+    layers = workload.layers if isinstance(workload, Workload) else tuple(workload)
+    # Map the layers with the most weights first: on a small buffer they are the ones
+    # with no legal mapping, and finding that out is fast while mapping a large early
+    # layer can take seconds (os_array with rs on resnet50: 0.2 s instead of 11 s to
+    # the error).  Every result is the same; only the order of the work changes.
+    memo: dict = {}
+    for layer in sorted(layers, key=lambda l: -l.weight_operand_size):
+        key = layer_key(layer)
+        if key not in memo:
+            memo[key] = map_layer(layer, arch, dataflow=dataflow, objective=objective,
+                                  max_bytes=max_bytes)
+    return tuple(memo[layer_key(layer)] for layer in layers)
 
 
 def per_distinct_layer(workload, fn) -> tuple:
