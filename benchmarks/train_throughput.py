@@ -20,6 +20,12 @@ down, see :func:`isolated`):
   and normalized, ``zero_grad / forward / cross-entropy / backward /
   SGD(momentum=0.9).step()`` and the argmax accuracy.
 
+* **torch+malloc** (``torch-tuned``, only with one process per side): PyTorch again,
+  in a process whose allocator :func:`codesign.runtime.tune_allocator` tuned as ours
+  is (``codesign train`` tunes it; PyTorch users can get the same with
+  ``GLIBC_TUNABLES`` or jemalloc), so the ratio against it isolates what the
+  allocator setting is worth from what the step itself is worth.
+
 The PyTorch models are checked before timing: equal parameter counts, and equal
 logits (eval mode, same input) after copying our weights into them (conv kernels
 HWIO -> OIHW, dense kernels transposed, the MNIST CNN's flatten order permuted;
@@ -66,6 +72,7 @@ from flax import nnx  # noqa: E402
 import models  # noqa: E402
 from codesign import train as T  # noqa: E402
 from codesign.config import Config, get_preset  # noqa: E402
+from codesign.runtime import tune_allocator  # noqa: E402
 
 DEFAULT_MODELS = ("mnist_cnn", "resnet20", "vgg_small", "vit_tiny")
 MEAN, STD = 0.45, 0.25  # normalization constants (any values; the same on both sides)
@@ -453,9 +460,11 @@ def _worker(a) -> int:
     import json
 
     name, side = a.models[0], a.worker
+    if side != "torch":  # ours as `codesign train` runs it; torch-tuned: PyTorch likewise
+        tune_allocator()
     info = models.get_info(name)
     batches = host_batches(info.default_input_shape, info.num_classes, a.batch)
-    if side == "torch":
+    if side.startswith("torch"):
         import torch
 
         torch.set_num_threads(os.cpu_count())
@@ -531,12 +540,14 @@ def main(argv=None) -> int:
                    help="time every side in this one process, interleaved (the old method: "
                         "the thread pools of the sides slow each other down); default: each "
                         "side in a process of its own")
-    p.add_argument("--worker", choices=["onednn", "xla", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["onednn", "xla", "torch", "torch-tuned"],
+                   help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     for n in a.models + a.preset_models:
         models.get_info(n)
     if a.worker:
         return _worker(a)
+    tune_allocator()  # this process times ours in --same-process mode and the preset table
 
     backends = list(a.conv_backends)
     if "onednn" in backends and not models.onednn_available():
@@ -589,7 +600,8 @@ def main(argv=None) -> int:
             t = interleaved(runners, a.repeats, a.block_seconds)
         else:
             del runners  # free the compiled step before the workers start
-            t = isolated(name, backends + (["torch"] if name in builders else []), a)
+            t = isolated(name, backends + (["torch", "torch-tuned"] if name in builders else []),
+                         a)
         rows.append((name, ours.params, ours.macs, t, check, load_note()))
         print(f"#   {name}: done ({check}; {load_note()})", flush=True)
 
@@ -597,11 +609,16 @@ def main(argv=None) -> int:
         return 6 * macs * a.batch / sec / 1e9 if macs else float("nan")
 
     cols = backends + (["torch"] if builders else [])
-    label = {"onednn": "ours-onednn", "xla": "ours-xla", "torch": "torch"}
+    tuned = builders and not a.same_process
+    if tuned:
+        cols.append("torch-tuned")
+    label = {"onednn": "ours-onednn", "xla": "ours-xla", "torch": "torch",
+             "torch-tuned": "torch+malloc"}
     print()
     print(f"{'model':<11}{'params':>9}{'MMACs':>8}"
           + "".join(f"{label[c] + ' img/s':>19}" for c in cols)
           + "".join(f"{label[b] + '/torch':>19}" for b in backends if builders)
+          + "".join(f"{label[b] + '/torch+malloc':>26}" for b in backends if tuned)
           + (f"{'onednn/xla':>12}" if len(backends) == 2 else "")
           + "".join(f"{label[c] + ' GFLOP/s (matmul)':>30}" for c in cols))
     for name, params, macs, t, _, _ in rows:
@@ -609,6 +626,7 @@ def main(argv=None) -> int:
         line = f"{name:<11}{params:>9,}{macs / 1e6:>8.2f}"
         line += "".join(f"{ips[c]:>19,.0f}" for c in cols)
         line += "".join(f"{ips[b] / ips['torch']:>19.2f}" for b in backends if builders)
+        line += "".join(f"{ips[b] / ips['torch-tuned']:>26.2f}" for b in backends if tuned)
         if len(backends) == 2:
             line += f"{ips['onednn'] / ips['xla']:>12.2f}"
         line += "".join(f"{gf(macs, t.get(c, float('nan'))):>20.1f} ({gf(macs, t.get(c, float('nan'))) / peak:>5.1%})"
