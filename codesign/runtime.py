@@ -11,10 +11,17 @@ and keeps freed memory there, so the next step reuses the same pages: 3,700 faul
 0.01 s of system time per step, 1.26x more images/s (``benchmarks/train_throughput.py``
 in the README).
 
-The ``codesign`` command calls it before anything else; a program that trains through
-the Python API calls it first thing (before its first JAX computation: threads that
-have already allocated keep their arenas).  Set ``CODESIGN_TUNE_MALLOC=0`` to leave the
-allocator alone.
+Training calls it by itself: :func:`codesign.train.train_and_evaluate` (so ``codesign
+train`` and ``codesign sweep``) calls :func:`maybe_tune_allocator` with the number of
+images the run will train on, before its first JAX computation; a program that has
+already run JAX computations is left alone (threads that have allocated keep their
+arenas).  Only long runs are tuned (:data:`TUNE_MIN_IMAGES`): the setting slows
+XLA's compilation, which runs on several threads that now share one arena (the
+quickstart's two train-step compilations: 0.9 + 3.9 s untuned, 1.4 + 6.0 s tuned;
+``codesign design resnet50 --area-mm2 12.25``: 52.5 s untuned, 63.0 s tuned), and a
+step of ``mnist_cnn`` at batch 128 gains 68 us per image, so the setting pays for
+itself after ~45,000 images.  Set ``CODESIGN_TUNE_MALLOC=0`` to leave the allocator
+alone.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["TUNE_MIN_IMAGES", "maybe_tune_allocator", "tune_allocator"]
+
+#: training images (epochs x steps per epoch x batch) from which a run is tuned
+TUNE_MIN_IMAGES = 100_000
 
 # mallopt parameters (glibc <malloc.h>)
 _M_TRIM_THRESHOLD = -1
@@ -83,3 +93,14 @@ def tune_allocator() -> bool:
                       RuntimeWarning, stacklevel=2)
     _done = ok
     return ok
+
+
+def maybe_tune_allocator(images: int) -> bool:
+    """:func:`tune_allocator` for a run that trains on ``images`` images, when it is at
+    least :data:`TUNE_MIN_IMAGES` and no JAX computation has run yet in this process
+    (otherwise nothing: no warning).  Returns whether the settings are in effect."""
+    if _done is not None:
+        return _done
+    if images < TUNE_MIN_IMAGES or _jax_backend_started():
+        return False
+    return tune_allocator()

@@ -129,6 +129,7 @@ from codesign import energy, magnitude
 from codesign._checkpoint import Checkpointer
 from codesign._config import Config, ConfigError, config_diff, validate_names
 from codesign._report import atomic_write_json, atomic_write_text, results_table
+from codesign.runtime import maybe_tune_allocator
 from models import count_params
 
 __all__ = [
@@ -1125,10 +1126,13 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     import models
 
     workdir = Path(workdir)
-    if jax.process_index() == 0:
+    # a single-process run is process 0 without asking JAX, whose first call starts its
+    # threads: the allocator setting below must come before that
+    if not config.distributed or jax.process_index() == 0:
         _prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)  # fail fast
     data = _load_data(config)
     train_ds, image_shape = data.splits["train"], data.image_shape
+    maybe_tune_allocator(config.epochs * data.steps_per_epoch * config.batch_size)
 
     # Model, optimizer, mesh, hardware figures
     mesh = _make_mesh(config)

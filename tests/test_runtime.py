@@ -71,3 +71,34 @@ def test_late_call_warns_and_is_idempotent():
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
     assert out == ["True", "True", "1", "True"]
+
+
+def test_maybe_tune_only_long_runs_before_jax_starts():
+    code = textwrap.dedent("""
+        from codesign import runtime
+        short = runtime.maybe_tune_allocator(runtime.TUNE_MIN_IMAGES - 1)
+        import jax.numpy as jnp
+        jnp.ones(3).block_until_ready()
+        late = runtime.maybe_tune_allocator(runtime.TUNE_MIN_IMAGES)  # JAX started: no
+        print(short, late, runtime._done)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["False", "False", "None"]
+    code = "from codesign import runtime; print(runtime.maybe_tune_allocator(10 ** 6))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["True"]
+
+
+def test_train_passes_the_runs_image_count(tmp_path, monkeypatch):
+    from codesign import train as T
+    from codesign.config import Config
+
+    seen = []
+    monkeypatch.setattr(T, "maybe_tune_allocator", lambda n: seen.append(n) or False)
+    cfg = Config(dataset="synthetic", dataset_kwargs={"n_train": 100, "n_test": 32},
+                 model="lenet5", epochs=2, batch_size=16, eval_batch_size=32,
+                 schedule="constant", progress=False, keep_checkpoints=0)
+    T.train_and_evaluate(cfg, tmp_path / "run", print_table=False)
+    assert seen == [2 * (100 // 16) * 16]
