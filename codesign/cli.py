@@ -37,9 +37,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from codesign.runtime import tune_allocator
-
-    tune_allocator()  # before JAX starts its threads (see codesign.runtime)
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)
 
