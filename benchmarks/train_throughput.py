@@ -360,10 +360,11 @@ class OursRunner:
 class TorchRunner:
     """The same step in PyTorch eager: SGD(momentum 0.9), mean cross-entropy, argmax accuracy."""
 
-    def __init__(self, builder, batches, lr: float):
+    def __init__(self, builder, batches, lr: float, bf16: bool = False):
         import torch
 
         self.torch = torch
+        self.bf16 = bf16
         torch.manual_seed(0)
         self.model = builder(exact_pad=False)
         self.model.train()
@@ -378,8 +379,9 @@ class TorchRunner:
         self.i += 1
         x = (x8.permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD  # NHWC uint8 -> NCHW float
         self.opt.zero_grad(set_to_none=True)
-        logits = self.model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
         loss.backward()
         self.opt.step()
         self.correct += (logits.detach().argmax(-1) == y).sum()
@@ -449,7 +451,8 @@ def isolated(name: str, sides: list[str], a) -> dict[str, float]:
         for side in order:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, "--models", name,
                    "--batch", str(a.batch), "--repeats", str(a.repeats),
-                   "--block-seconds", str(a.block_seconds), "--lr", str(a.lr)]
+                   "--block-seconds", str(a.block_seconds), "--lr", str(a.lr),
+                   "--compute-dtype", a.compute_dtype]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             per[side] += json.loads(out.strip().splitlines()[-1])["blocks"]
     return {s: statistics.median(v) for s, v in per.items()}
@@ -468,9 +471,11 @@ def _worker(a) -> int:
         import torch
 
         torch.set_num_threads(os.cpu_count())
-        runner = TorchRunner(torch_models()[name], batches, a.lr)
+        runner = TorchRunner(torch_models()[name], batches, a.lr,
+                             bf16=a.compute_dtype == "bfloat16")
     else:
-        cfg = bench_config(name, a.batch, a.lr).replace(conv_backend=side)
+        cfg = bench_config(name, a.batch, a.lr).replace(conv_backend=side,
+                                                        compute_dtype=a.compute_dtype)
         runner = OursRunner(cfg, info.default_input_shape, info.num_classes, batches)
     steps = calibrate(runner, runner.sync, a.block_seconds)
     blocks = [time_block(runner, runner.sync, steps) for _ in range(a.repeats)]
@@ -540,6 +545,9 @@ def main(argv=None) -> int:
                    help="time every side in this one process, interleaved (the old method: "
                         "the thread pools of the sides slow each other down); default: each "
                         "side in a process of its own")
+    p.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="ours: compute_dtype of the training config; PyTorch: bfloat16 "
+                        "means torch.autocast(bfloat16) around the forward pass")
     p.add_argument("--worker", choices=["onednn", "xla", "torch", "torch-tuned"],
                    help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -571,7 +579,7 @@ def main(argv=None) -> int:
            f"each side in its own process, twice (forward and reverse order), {a.repeats} "
            f"blocks of ~{a.block_seconds:g} s each")
     print(f"# jax {jax.__version__} ({jax.devices()[0].platform} x{jax.device_count()}, "
-          f"XLA_FLAGS={xla_flags!r}), {tv}; batch {a.batch}; {how}, median; "
+          f"XLA_FLAGS={xla_flags!r}), {tv}; batch {a.batch}; compute dtype {a.compute_dtype}; {how}, median; "
           f"start: {load_note()}", flush=True)
     mm = matmul_gflops()
     peak = max(mm.values())
@@ -583,7 +591,7 @@ def main(argv=None) -> int:
         info = models.get_info(name)
         shape = info.default_input_shape
         batches = host_batches(shape, info.num_classes, a.batch)
-        cfg = bench_config(name, a.batch, a.lr)
+        cfg = bench_config(name, a.batch, a.lr).replace(compute_dtype=a.compute_dtype)
         # one process per side (default): this process only needs params / MACs and the
         # PyTorch check, so it builds just the first backend's runner
         runners = {b: OursRunner(cfg.replace(conv_backend=b), shape, info.num_classes, batches)
@@ -596,7 +604,8 @@ def main(argv=None) -> int:
             check = "no PyTorch version" if builders else "not timed"
         if a.same_process:
             if name in builders:
-                runners["torch"] = TorchRunner(builders[name], batches, a.lr)
+                runners["torch"] = TorchRunner(builders[name], batches, a.lr,
+                                               bf16=a.compute_dtype == "bfloat16")
             t = interleaved(runners, a.repeats, a.block_seconds)
         else:
             del runners  # free the compiled step before the workers start
@@ -643,7 +652,8 @@ def main(argv=None) -> int:
         print(f"{'model':<11}{'conv':>8}{'img/s':>9}{'s/step':>9}{'s/epoch (390 steps)':>21}  load")
         for name in a.preset_models:
             info = models.get_info(name)
-            cfg = base.replace(model=name, num_devices=1, keep_checkpoints=0)
+            cfg = base.replace(model=name, num_devices=1, keep_checkpoints=0,
+                               compute_dtype=a.compute_dtype)
             batches = host_batches((32, 32, 3), 10, cfg.batch_size)
             rs = {b: OursRunner(cfg.replace(conv_backend=b), (32, 32, 3), 10, batches)
                   for b in backends}

@@ -66,6 +66,9 @@ HARDWARE_FIELDS = frozenset({"hw_arch", "hw_dataflow"})
 # ``conv_backend`` is here for the same reason: oneDNN and XLA convolutions agree only
 # up to float rounding, and "auto" resolves per machine.
 CONV_BACKENDS = ("auto", "xla", "onednn")
+#: ``compute_dtype`` values: the dtype of activations and of the convolutions' and
+#: matmuls' operands (parameters, BatchNorm statistics and the loss stay float32)
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -136,6 +139,10 @@ class Config:
     conv_backend: str = _f("auto", "convolutions: onednn (oneDNN through jax.ffi, built on first use), "
                                    "xla (lax.conv_general_dilated), or auto (onednn where it builds, "
                                    "else xla with a one-line notice)", choices=CONV_BACKENDS)
+    compute_dtype: str = _f("float32", "dtype of the computation: float32, or bfloat16 (mixed "
+                                       "precision: activations and conv/matmul operands in "
+                                       "bfloat16; parameters, BatchNorm statistics and the loss "
+                                       "in float32)", choices=COMPUTE_DTYPES)
     # energy-aware training and pruning (codesign.energy)
     method: str = _f("none", "training method: none (plain), gates (learned channel/head gates "
                      "against the hardware objective), flops-gates (the same gates against MACs), "
@@ -293,6 +300,9 @@ class Config:
                 f"config field 'warmup_epochs': the onecycle schedule needs 0 < warmup_epochs < "
                 f"epochs={self.epochs}, got {self.warmup_epochs!r}"
             )
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"config field 'compute_dtype': unknown {self.compute_dtype!r}; "
+                              f"valid: {', '.join(COMPUTE_DTYPES)}")
         if self.conv_backend not in CONV_BACKENDS:
             raise ConfigError(f"config field 'conv_backend': unknown {self.conv_backend!r}; "
                               f"valid: {', '.join(CONV_BACKENDS)}")

@@ -132,7 +132,7 @@ def conv_general_dilated(
     """Drop-in for ``lax.conv_general_dilated`` that uses a faster training path when it can.
 
     With the conv backend resolving to ``"onednn"`` (see ``models/_onednn.py``), every
-    2-D NHWC/HWIO float32 convolution with default precision and output type, no
+    2-D NHWC/HWIO float32 or bfloat16 convolution with default precision and output type, no
     input dilation, no batch groups and no output sharding runs on
     :func:`models._onednn.onednn_conv` (any stride, padding, kernel dilation, feature
     groups). Otherwise dense convolutions of that kind (no dilation, no groups, any

@@ -69,7 +69,7 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 _SOURCE = Path(__file__).with_name("csrc") / "onednn_conv.cc"
 _TARGETS = ("codesign_onednn_conv_fwd", "codesign_onednn_conv_bwd_data",
             "codesign_onednn_conv_bwd_weights")
-_DTYPES = (jnp.dtype(jnp.float32),)
+_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 class OneDNNUnavailable(RuntimeError):
@@ -287,8 +287,8 @@ def onednn_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
     (:func:`resolve_conv_backend` returned ``"onednn"``).
 
     Args:
-      x: ``[N, H, W, C]`` float32.
-      kernel: ``[R, S, C / groups, M]`` float32, ``M`` divisible by ``groups``.
+      x: ``[N, H, W, C]`` float32 or bfloat16.
+      kernel: ``[R, S, C / groups, M]``, the dtype of ``x``, ``M`` divisible by ``groups``.
       strides: ``(stride_h, stride_w)``, >= 1.
       padding: ``((top, bottom), (left, right))``, each >= 0.
       dilation: kernel dilation ``(d_h, d_w)`` >= 1 (``rhs_dilation``).
@@ -346,7 +346,7 @@ def onednn_supported(x_shape: Sequence[int], x_dtype, k_shape: Sequence[int], k_
                      dilation: Sequence[int], groups: int) -> bool:
     """Whether :func:`onednn_conv` handles this NHWC/HWIO problem (else use XLA's conv).
 
-    Handled: float32 operands of one dtype, 4-D, strides and dilation >= 1, padding
+    Handled: float32 or bfloat16 operands of one dtype, 4-D, strides and dilation >= 1, padding
     >= 0, ``groups`` dividing C and M with ``kernel.shape[2] * groups == C``, and a
     non-empty output.
     """

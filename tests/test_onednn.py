@@ -176,11 +176,37 @@ def test_unsupported_cases_go_to_lax(onednn):
         f = lambda a, b: jnp.sum(conv_general_dilated(a, b, (1, 1), ((-1, 0), (0, 0)),  # noqa: E731
                                                       dimension_numbers=NHWC) ** 2)
         assert _custom_calls(jax.grad(f), x, k) == set()
-        # bfloat16 operands stay on XLA (f32 only)
-        xb, kb = x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
+        # an explicit output type stays on XLA
         f = lambda a, b: jnp.sum(conv_general_dilated(a, b, (1, 1), "SAME",  # noqa: E731
-                                                      dimension_numbers=NHWC).astype(jnp.float32))
-        assert _custom_calls(jax.grad(f), xb, kb) == set()
+                                                      dimension_numbers=NHWC,
+                                                      preferred_element_type=jnp.float32))
+        xb, kb = x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
+        assert _custom_calls(jax.grad(f, argnums=(0, 1)), xb, kb) == set()
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[6]])
+def test_bfloat16_matches_float32_within_rounding(onednn, case):
+    """bfloat16 operands run on oneDNN too: value and both gradients equal the float32
+    reference to bfloat16 precision (8 significant bits: relative 2^-8 = 0.4% per
+    operand, accumulated in float32 by oneDNN)."""
+    n, h, w, c, r, s, m, strides, pads, dil, groups = case
+    kx, kk, kg = jax.random.split(jax.random.key(7), 3)
+    x = jax.random.normal(kx, (n, h, w, c))
+    k = jax.random.normal(kk, (r, s, c // groups, m))
+
+    def run(f, dt):
+        def go(a, b, g):
+            y, vjp = jax.vjp(lambda a, b: f(a.astype(dt), b.astype(dt)).astype(jnp.float32), a, b)
+            return (y, *vjp(g))
+        return jax.jit(go)
+
+    g = jax.random.normal(kg, _lax(x, k, strides, pads, dil, groups).shape)
+    ours = run(lambda a, b: _onednn.onednn_conv(a, b, strides, pads, dil, groups), jnp.bfloat16)
+    assert _custom_calls(ours, x, k, g) == set(_onednn._TARGETS)
+    want = run(lambda a, b: _lax(a, b, strides, pads, dil, groups), jnp.float32)(x, k, g)
+    for got, ref in zip(ours(x, k, g), want, strict=True):
+        err = float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref)))
+        assert err < 2e-2, err
 
 
 def test_concurrent_calls_from_threads(onednn):
@@ -342,3 +368,20 @@ def test_short_mnist_training_same_accuracy(onednn, tmp_path):
     assert acc["xla"] > 0.9, acc
     # 1,000 test digits: the runs agree to within 5 digits (float rounding moves a few)
     assert abs(acc["onednn"] - acc["xla"]) <= 0.005, acc
+
+
+def test_short_mnist_training_bfloat16(onednn, tmp_path):
+    """compute_dtype=bfloat16 (oneDNN bf16 convolutions, bf16 activations): the embedded
+    MNIST subset, 2 epochs, within 1 point of float32 (1,000 test digits)."""
+    from codesign import train
+    from codesign.config import get_preset
+
+    acc = {}
+    for dt in ("float32", "bfloat16"):
+        cfg = get_preset("quickstart").replace(epochs=2, keep_checkpoints=0, progress=False,
+                                               hw_arch="none", conv_backend="onednn",
+                                               compute_dtype=dt)
+        rep = train.train_and_evaluate(cfg, tmp_path / dt, print_table=False)
+        acc[dt] = rep["test_accuracy"]
+    assert acc["float32"] > 0.9, acc
+    assert abs(acc["bfloat16"] - acc["float32"]) <= 0.01, acc

@@ -64,6 +64,7 @@ def test_round_trip_property(lr, epochs, bs, ls, opt, kw):
         ({"learning_rate": float("nan")}, r"must be finite"),
         ({"nesterov": True, "optimizer": "adamw"}, r"nesterov"),
         ({"warmup_epochs": 20.0}, r"warmup_epochs"),
+        ({"compute_dtype": "float16"}, r"'compute_dtype': unknown 'float16'; valid: float32, bfloat16"),
     ],
 )
 def test_invalid_values_name_the_field(kw, match):
