@@ -555,7 +555,8 @@ def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int)
     import models
 
     try:
-        dtype = {} if config.compute_dtype == "float32" else {"dtype": jnp.dtype(config.compute_dtype)}
+        dtype = ({} if config.compute_dtype == "float32"
+                 else {"dtype": jnp.dtype(config.compute_dtype)})
         return models.create(
             config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
             input_shape=tuple(input_shape), **dtype, **config.model_kwargs,
