@@ -2,8 +2,9 @@
 
 Everything runs offline: fake files in the official formats are written to tmp dirs
 (with the expected checksums monkeypatched to theirs), downloads are served by a local
-``http.server`` on 127.0.0.1.  The real MNIST files are used when
-/work/shared/data/mnist exists (skipped otherwise); real CIFAR-10 only under ``-m slow``.
+``http.server`` on 127.0.0.1.  The real MNIST files are used when the project's data
+folder beside the checkout (``../shared/data/mnist``, or ``$CODESIGN_TEST_MNIST``) exists
+(skipped otherwise); real CIFAR-10 only under ``-m slow``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import codesign.data as cd
 from codesign.data import DataFileError, DownloadError, load_dataset
 from codesign.data import _cifar, _embedded, _mnist
 
-REAL_MNIST = Path(os.environ.get("CODESIGN_TEST_MNIST", "/work/shared/data/mnist"))
-GET_CIFAR10 = Path("/work/shared/data/tools/get-cifar10")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the checkout
+REAL_MNIST = Path(os.environ.get("CODESIGN_TEST_MNIST", SHARED_DATA / "mnist"))
+GET_CIFAR10 = SHARED_DATA / "tools" / "get-cifar10"
 
 
 def md5(b: bytes) -> str:
