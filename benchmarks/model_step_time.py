@@ -13,8 +13,10 @@ input shape. The first call (compile + run) is timed separately; then ``repeats`
 calls are timed one by one with ``block_until_ready`` and the median and min are
 printed (seconds per batch; images/s from the median). No optimizer update is
 included. Throughput ratios are against ``mnist_cnn`` measured in the same run. When
-``mobilenet_small`` is measured, it is measured a second time with
-``depthwise_impl="xla"`` (grouped XLA convolutions) for comparison.
+``mobilenet_small`` is measured (its depthwise layers on the default ``"auto"``
+implementation: oneDNN where the conv backend is oneDNN), it is measured again with
+``depthwise_impl="taps"`` (shifted multiply-adds) and ``"xla"`` (grouped XLA
+convolutions) for comparison.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
     for n in names:
         models.get_info(n)  # validates the name
     runs = [(n, n, {}) for n in names]
-    if "mobilenet_small" in names:  # the grouped XLA conv for depthwise layers, for comparison
+    if "mobilenet_small" in names:  # the other depthwise implementations, for comparison
+        runs.append(("mobilenet_small[taps dw]", "mobilenet_small", {"depthwise_impl": "taps"}))
         runs.append(("mobilenet_small[xla dw]", "mobilenet_small", {"depthwise_impl": "xla"}))
 
     rows = []

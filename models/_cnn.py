@@ -143,7 +143,7 @@ class ConvBNReLU(nnx.Module):
     """
 
     def __init__(
-        self, cin, cout, k=3, stride=1, *, groups=1, depthwise=False, depthwise_impl="taps",
+        self, cin, cout, k=3, stride=1, *, groups=1, depthwise=False, depthwise_impl="auto",
         path, consumers, dtype, param_dtype, rngs,
     ):
         if depthwise:

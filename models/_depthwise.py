@@ -21,7 +21,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-IMPLS = ("taps", "xla")
+from models import _onednn
+
+IMPLS = ("auto", "taps", "onednn", "xla")
 
 __all__ = ["DepthwiseConv", "depthwise_conv", "depthwise_conv_reference", "depthwise_conv_taps"]
 
@@ -96,13 +98,18 @@ class DepthwiseConv(nnx.Module):
       k: kernel side.
       stride: 1 or 2.
       kernel_init: initializer of the kernel.
-      impl: ``"taps"`` (default: :func:`depthwise_conv`, a grouped conv when traced,
-        shifted multiply-adds when differentiated) or ``"xla"`` (the grouped conv
-        everywhere, :func:`depthwise_conv_reference`).
+      impl: ``"auto"`` (default): ``"onednn"`` when the conv backend resolves to oneDNN
+        (``models.set_conv_backend``, the training config's ``conv_backend``), else
+        ``"taps"``; ``"onednn"``: :func:`models._onednn.onednn_conv` with
+        ``groups = C`` (a grouped conv when traced, oneDNN's depthwise primitives when
+        differentiated on CPU); ``"taps"``: :func:`depthwise_conv` (a grouped conv
+        when traced, shifted multiply-adds when differentiated); ``"xla"``: the grouped
+        conv everywhere (:func:`depthwise_conv_reference`). All four give the same
+        numbers up to float rounding and the same traced workload.
     """
 
     def __init__(
-        self, channels, k=3, stride=1, *, kernel_init, dtype, param_dtype, rngs, impl="taps"
+        self, channels, k=3, stride=1, *, kernel_init, dtype, param_dtype, rngs, impl="auto"
     ):
         if impl not in IMPLS:
             raise ValueError(f"DepthwiseConv: impl must be one of {IMPLS}, got {impl!r}")
@@ -119,5 +126,19 @@ class DepthwiseConv(nnx.Module):
         dtype = self.dtype or x.dtype
         pads = tuple(lax.padtype_to_pads(x.shape[1:3], (self.k, self.k),
                                          (self.stride, self.stride), "SAME"))
-        fn = depthwise_conv if self.impl == "taps" else depthwise_conv_reference
-        return fn(x.astype(dtype), self.kernel[...].astype(dtype), self.stride, pads)
+        x, kernel = x.astype(dtype), self.kernel[...].astype(dtype)
+        impl = self.impl
+        if impl in ("auto", "onednn"):
+            ok = _onednn.onednn_supported(x.shape, x.dtype, kernel.shape, kernel.dtype,
+                                          (self.stride,) * 2, pads, (1, 1), self.channels)
+            if impl == "onednn" and not ok:
+                raise ValueError(f"DepthwiseConv: oneDNN does not handle input {x.shape} "
+                                 f"{x.dtype} with kernel {kernel.shape} {kernel.dtype}")
+            if ok and (impl == "onednn" or _onednn.resolve_conv_backend() == "onednn"):
+                if impl == "onednn":
+                    _onednn.resolve_conv_backend("onednn")
+                return _onednn.onednn_conv(x, kernel, (self.stride,) * 2, pads, (1, 1),
+                                           self.channels)
+            impl = "taps"
+        fn = depthwise_conv if impl == "taps" else depthwise_conv_reference
+        return fn(x, kernel, self.stride, pads)

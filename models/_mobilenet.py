@@ -74,9 +74,11 @@ class MobileNetSmall(ZooModel):
       stem_width: output channels of the stem conv.
       blocks: (output channels, stride) of each separable block.
       dropout_rate: dropout before the head (0 disables it).
-      depthwise_impl: ``"taps"`` (default) or ``"xla"``, see
-        :class:`models._depthwise.DepthwiseConv`: both trace as a grouped conv and give
-        the same numbers; ``"taps"`` trains several times faster on XLA's CPU backend.
+      depthwise_impl: ``"auto"`` (default), ``"onednn"``, ``"taps"`` or ``"xla"``, see
+        :class:`models._depthwise.DepthwiseConv`: all trace as a grouped conv and give
+        the same numbers; ``"auto"`` trains on oneDNN's depthwise kernels where the
+        conv backend is oneDNN, else on ``"taps"`` (several times faster than
+        ``"xla"`` on XLA's CPU backend).
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class MobileNetSmall(ZooModel):
         stem_width: int = 32,
         blocks: Sequence[tuple[int, int]] = DEFAULT_BLOCKS,
         dropout_rate: float = 0.0,
-        depthwise_impl: str = "taps",
+        depthwise_impl: str = "auto",
         dtype=jnp.float32,
         param_dtype=jnp.float32,
     ):

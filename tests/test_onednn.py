@@ -209,6 +209,38 @@ def test_bfloat16_matches_float32_within_rounding(onednn, case):
         assert err < 2e-2, err
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_layer_impls_agree_and_auto_uses_onednn(onednn, stride):
+    """The zoo's DepthwiseConv (mobilenet_small): every implementation gives the same
+    value and gradients; "auto" runs oneDNN's kernels when the backend is oneDNN and the
+    shifted multiply-adds ("taps") when it is XLA."""
+    from models._depthwise import DepthwiseConv
+
+    x = jax.random.normal(jax.random.key(3), (2, 9, 9, 8))
+
+    def layer(impl):
+        return DepthwiseConv(8, 3, stride, kernel_init=nnx.initializers.lecun_normal(),
+                             dtype=None, param_dtype=jnp.float32, rngs=nnx.Rngs(0), impl=impl)
+
+    def loss(kernel, a, impl):
+        m = layer(impl)
+        m.kernel[...] = kernel
+        return jnp.sum(m(a) ** 2)
+
+    kernel = layer("xla").kernel[...]
+    grad = jax.grad(loss, argnums=(0, 1))
+    want = jax.jit(grad, static_argnums=2)(kernel, x, "xla")
+    with models.conv_backend("onednn"):
+        assert _custom_calls(lambda k, a: grad(k, a, "auto"), kernel, x) == set(_onednn._TARGETS)
+        got = {impl: jax.jit(grad, static_argnums=2)(kernel, x, impl)
+               for impl in ("auto", "onednn", "taps")}
+    with models.conv_backend("xla"):
+        assert _custom_calls(lambda k, a: grad(k, a, "auto"), kernel, x) == set()
+    for impl, g in got.items():
+        for a, b in zip(g, want, strict=True):
+            _close(a, b)
+
+
 def test_concurrent_calls_from_threads(onednn):
     """The primitive cache and execution are safe when several threads call at once."""
     shapes = [(2, 8, 8, 4, 3, 3, 8, (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
@@ -286,6 +318,20 @@ def test_fallback_auto_prints_one_notice_and_uses_lax(disabled, capsys):
         a, b, (1, 1), "SAME", dimension_numbers=NHWC) ** 2), argnums=(0, 1))(x, k)
     for a, b in zip(got, want, strict=True):
         _close(a, b)
+
+
+def test_depthwise_layer_without_library(disabled):
+    """DepthwiseConv: "auto" falls back to the taps; "onednn" asked for is an error."""
+    from models._depthwise import DepthwiseConv
+
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+    kw = dict(kernel_init=nnx.initializers.lecun_normal(), dtype=None,
+              param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    auto, forced = (DepthwiseConv(4, 3, 1, impl=impl, **kw) for impl in ("auto", "onednn"))
+    with models.conv_backend("auto"):
+        assert _custom_calls(jax.grad(lambda a: jnp.sum(auto(a) ** 2)), x) == set()
+        with pytest.raises(models.OneDNNUnavailable, match="disabled by the test"):
+            forced(x)
 
 
 def test_fallback_onednn_requested_is_an_error(disabled, tmp_path):
