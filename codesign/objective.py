@@ -6,9 +6,9 @@ a gate is free on the hardware, its keep fraction reaches the cost model as a kn
 maps every layer once with the exact mapper, and binds every gate site
 (:func:`models.gate_sites`) to the per-layer knobs it controls, by layer path:
 
-* a channel gate on layer ``X`` scales ``keep_out`` of ``X`` (``keep_groups`` when ``X``
-  is depthwise) and ``keep_in`` of each consumer (``keep_groups`` for a depthwise
-  consumer);
+* a channel gate on layer ``X`` scales ``keep_out`` of ``X`` and of each of the site's
+  further ``producers`` (a residual stream's writers; ``keep_groups`` when depthwise) and
+  ``keep_in`` of each consumer (``keep_groups`` for a depthwise consumer);
 * a head gate on attention module ``X`` scales ``keep_out`` of the static projections
   under ``X`` (``q``, ``k``, ``v``), ``keep_groups`` of its dynamic matmuls (``qk``,
   ``av``: heads are groups) and ``keep_in`` of its consumers (``o``).
@@ -137,8 +137,9 @@ def _bind(sites, layers: Sequence[hwmodel.LayerSpec]) -> tuple[GateBinding, ...]
                 if i not in ki:
                     ki.append(i)
         else:
-            i = find(s.layer, s, "layer")
-            (kg if _is_depthwise(layers[i]) else ko).append(i)
+            for name, role in [(s.layer, "layer")] + [(p, "producer") for p in s.producers]:
+                i = find(name, s, role)
+                (kg if _is_depthwise(layers[i]) else ko).append(i)
             for c in s.consumers:
                 j = find(c, s, "consumer")
                 (kg if _is_depthwise(layers[j]) else ki).append(j)

@@ -8,10 +8,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax import lax
+
 from models._conv import conv_general_dilated
 from models._pool import pool2x2
 
-__all__ = ["ZooModel", "count_params", "lookup"]
+__all__ = ["ZooModel", "count_params", "lookup", "take_channels"]
 
 
 # ---- initializers ------------------------------------------------------------------------
@@ -196,3 +198,24 @@ def lookup(table, name, what: str):
         return table[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(table)}") from None
+
+
+def take_channels(x: jax.Array, index) -> jax.Array:
+    """``x[..., index]`` for a static tuple of in-range channel indices: one gather whose
+    indices are a constant, with no index arithmetic (``jnp.take`` normalizes negative
+    indices with element-wise ops, which a workload extractor would count as work). A
+    gather is data movement: free on the hardware.
+
+    Args:
+      x: ``[..., C]``.
+      index: a sequence of ints in ``[0, C)``.
+
+    Returns:
+      ``[..., len(index)]``.
+    """
+    idx = jnp.asarray(index, jnp.int32).reshape(-1, 1)
+    dnums = lax.GatherDimensionNumbers(offset_dims=tuple(range(x.ndim - 1)),
+                                       collapsed_slice_dims=(x.ndim - 1,),
+                                       start_index_map=(x.ndim - 1,))
+    return lax.gather(x, idx, dnums, x.shape[:-1] + (1,),
+                      mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)

@@ -140,11 +140,13 @@ class ConvBNReLU(nnx.Module):
         is its ``impl``.
       path: this unit's module path inside the zoo model (for the gate's site
         metadata); ``consumers``: paths of the layers reading its output channels.
+      gated: False leaves out the gate (``gate`` is None): the output is gated
+        elsewhere (resnet20's stream gates).
     """
 
     def __init__(
         self, cin, cout, k=3, stride=1, *, groups=1, depthwise=False, depthwise_impl="auto",
-        path, consumers, dtype, param_dtype, rngs,
+        path, consumers, dtype, param_dtype, rngs, gated=True,
     ):
         if depthwise:
             if cin != cout:
@@ -159,10 +161,11 @@ class ConvBNReLU(nnx.Module):
                 dtype=dtype, param_dtype=param_dtype, rngs=rngs,
             )
         self.bn = batch_norm(cout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.gate = place_gate(cout, f"{path}.conv", consumers)
+        self.gate = place_gate(cout, f"{path}.conv", consumers) if gated else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.gate(nnx.relu(self.bn(self.conv(x))))
+        y = nnx.relu(self.bn(self.conv(x)))
+        return y if self.gate is None else self.gate(y)
 
 
 class VGGSmall(ZooModel):

@@ -23,7 +23,10 @@ layer whose output it gates (``layer``; for a head gate, the attention module, e
 ``blocks.3.attn``) and the layers whose *input* channels are exactly the gated tensor's
 channels (``consumers``), so pruning a channel there also removes an input channel of
 each consumer. A gate placed before a residual addition has no consumers (the
-residual stream keeps the channel). Paths are the dotted module paths that
+residual stream keeps the channel). A gate on a whole residual stream (``resnet20``
+with ``stream_gates=True``) has several layers writing its channels: ``layer`` is the
+first, ``producers`` the others (every output of them is a gated channel), and
+``consumers`` every layer reading the stream. Paths are the dotted module paths that
 ``nnx`` reports for parameters (``("blocks", 3, "attn", "q", "kernel")`` ->
 ``blocks.3.attn.q``), i.e. what a jaxpr-based extractor recovers from parameter paths.
 """
@@ -95,11 +98,22 @@ class Gate(nnx.Module):
         # zoo model (`ZooModel`), or to the root module if there is none.
         self.site_layer: str = ""
         self.site_consumers: tuple[str, ...] = ()
+        self.site_producers: tuple[str, ...] = ()
         self.site_order: int = next(_creation_order)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Identity: returns ``x`` itself (no operation is traced)."""
         return x
+
+    def draw(self) -> jax.Array | None:
+        """The per-unit values ``[size]`` one forward pass multiplies by, or None for none.
+
+        ``gate(x)`` is ``apply(x, draw())`` (or ``x`` when None). A model that applies one
+        gate at several places (a residual stream's gate) calls :meth:`draw` once per
+        forward pass and :meth:`apply` at each place, so every place sees the same sample.
+        None here (the identity) and inside :func:`gates_bypassed`.
+        """
+        return None
 
     def keep(self) -> jax.Array:
         """Per-unit keep values, float32 ``[size]`` in ``[0, 1]`` (all ones here)."""
@@ -166,9 +180,12 @@ class ScaleGate(Gate):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``x`` scaled per unit by ``values`` (see :meth:`Gate.apply` for the axis)."""
-        if _BYPASS.get():
-            return x
-        return self.apply(x, self.values[...])
+        v = self.draw()
+        return x if v is None else self.apply(x, v)
+
+    def draw(self) -> jax.Array | None:
+        """``values`` (None inside :func:`gates_bypassed`)."""
+        return None if _BYPASS.get() else self.values[...]
 
     def keep(self) -> jax.Array:
         """Hard keep indicator ``values != 0``, float32 ``[size]`` (zero gradient)."""
@@ -244,9 +261,15 @@ class HardConcreteGate(Gate):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``x`` scaled per unit by a sample (training) or the inference values."""
+        v = self.draw()
+        return x if v is None else self.apply(x, v)
+
+    def draw(self) -> jax.Array | None:
+        """A sample (training, consumes one key) or the inference values; None inside
+        :func:`gates_bypassed`."""
         if _BYPASS.get():
-            return x
-        return self.apply(x, self.values() if self.deterministic else self.sample())
+            return None
+        return self.values() if self.deterministic else self.sample()
 
     def keep(self) -> jax.Array:
         """Expected keep ``P(z != 0)``, float32 ``[size]`` in (0, 1); differentiable."""
@@ -291,6 +314,9 @@ class GateSite:
         block of ``head_dim`` input features -- of each); empty when the gated
         tensor is added into a residual stream.
       gate: the gate module now at ``path`` (not part of equality / hashing).
+      producers: dotted paths of further layers whose outputs are exactly the gated
+        units (a residual stream's gate: every layer adding into the stream); usually
+        empty.
     """
 
     path: str
@@ -299,6 +325,7 @@ class GateSite:
     layer: str
     consumers: tuple[str, ...]
     gate: Gate = dataclasses.field(compare=False, repr=False)
+    producers: tuple[str, ...] = ()
 
 
 def _join(base: str, rel: str) -> str:
@@ -346,6 +373,7 @@ def gate_sites(model: nnx.Module) -> tuple[GateSite, ...]:
                     layer=_join(b, mod.site_layer),
                     consumers=tuple(_join(b, c) for c in mod.site_consumers),
                     gate=mod,
+                    producers=tuple(_join(b, c) for c in mod.site_producers),
                 ),
             )
         )
@@ -406,6 +434,7 @@ def set_gates(
         old = site.gate
         new.site_layer = old.site_layer
         new.site_consumers = old.site_consumers
+        new.site_producers = old.site_producers
         new.site_order = old.site_order
         parts = site.path.split(".")
         parent = model
@@ -531,7 +560,8 @@ def number_gates(model: nnx.Module) -> None:
 
 
 def place_gate(
-    size: int, layer: str, consumers: tuple[str, ...] = (), kind: GateKind = "channel"
+    size: int, layer: str, consumers: tuple[str, ...] = (), kind: GateKind = "channel",
+    producers: tuple[str, ...] = (),
 ) -> Gate:
     """Creates the default (identity) gate of a site; used by the zoo models.
 
@@ -541,6 +571,8 @@ def place_gate(
       consumers: paths (relative to the zoo model) of the layers reading the gated
         units as input channels.
       kind: ``"channel"`` or ``"head"``.
+      producers: paths of further layers whose outputs are the gated units (a
+        residual stream written by several layers).
 
     Returns:
       A :class:`Gate` carrying the site metadata.
@@ -548,4 +580,5 @@ def place_gate(
     g = Gate(size, kind)
     g.site_layer = layer
     g.site_consumers = tuple(consumers)
+    g.site_producers = tuple(producers)
     return g

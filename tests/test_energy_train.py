@@ -103,6 +103,27 @@ def test_budget_run_checkpoint_is_the_reported_network(tmp_path):
     assert rows[-1]["test_accuracy"] == rep["test_accuracy"]  # evaluated after the fit
 
 
+def test_stream_gated_resnet_budget_run_prunes_the_stream(tmp_path):
+    """resnet20 with stream gates: a budget run meets its budget, closes residual-stream
+    channels, and its checkpoint costs (codesign cost --run's path) as reported."""
+    import hwmodel
+    from codesign import design
+    from codesign._run import load_run_model
+
+    cfg = tiny(model="resnet20", model_kwargs={"stream_gates": True, "blocks_per_stage": 1},
+               dataset_kwargs={"n_train": 128, "n_test": 32, "shape": (16, 16, 3)},
+               method="gates", energy_budget=0.4, gate_lr=0.1, epochs=2, batch_size=32)
+    rep = train_and_evaluate(cfg, tmp_path, print_table=False)
+    assert rep["hw"]["hw_objective_relative"] <= 0.4 * 1.05
+    kept = rep["hw"]["kept_units"]
+    assert any(kept[f"streams.{s}"][0] < w for s, w in enumerate((16, 32, 64))), kept
+    net = load_run_model(tmp_path)
+    wl = models.model_workload(net.model, batch=cfg.hw_batch, input_shape=net.input_shape)
+    c = design.exact_costs([wl], hwmodel.load_arch(cfg.hw_arch), cfg.hw_dataflow, "energy")[0]
+    assert float(c.energy_per_inference_pj) * 1e-6 == pytest.approx(
+        rep["energy_per_inference_uj"], rel=1e-6)
+
+
 def test_budget_ramp_target_and_tracking(tmp_path):
     m = models.create("lenet5", rngs=nnx.Rngs(0))
     obj = HardwareObjective(m, (28, 28, 1))

@@ -28,6 +28,9 @@ SMALL = {
     "vit_tiny": {"depth": 2, "dropout_rate": 0.0},
     "resnet20": {"blocks_per_stage": 1, "input_shape": (28, 28, 1)},
     "resnet20-B": {"blocks_per_stage": 1, "input_shape": (28, 28, 1), "shortcut": "B"},
+    "resnet20-S": {"blocks_per_stage": 2, "input_shape": (28, 28, 1), "stream_gates": True},
+    "resnet20-SB": {"blocks_per_stage": 2, "input_shape": (28, 28, 1), "stream_gates": True,
+                    "shortcut": "B"},
     "vgg_small": {"stages": ((8, 16), (16,), (24,)), "input_shape": (32, 32, 1)},
 }
 
@@ -84,6 +87,15 @@ def _dims(wl):
     return [(l.name, l.M, l.C, l.G, l.P, l.Q, l.R, l.S, l.dynamic) for l in wl]
 
 
+def _same_nonmac(got, want):
+    """Element-wise work per layer: the objective scales each layer's by its kept outputs
+    and rounds, so a few ops that do not scale (a softmax's scalar ops) may differ by 1;
+    anything the pruned network adds (index arithmetic, a multiply) is far more."""
+    for a, b in zip(got.layers, want.layers, strict=True):
+        assert abs(a.nonmac_ops - b.nonmac_ops) <= 1e-3 * b.nonmac_ops + 1, (a.name, a.nonmac_ops,
+                                                                             b.nonmac_ops)
+
+
 @pytest.mark.parametrize("key", list(SMALL))
 def test_pruned_model_equals_gated_model_and_its_workload(key, digits):
     gated = _gated(key)
@@ -102,6 +114,11 @@ def test_pruned_model_equals_gated_model_and_its_workload(key, digits):
     got = models.model_workload(pruned, input_shape=shape)
     assert got.total_macs == obj_wl.total_macs
     assert _dims(got) == _dims(obj_wl)
+    if key not in ("resnet20", "resnet20-B"):
+        # (without stream gates, resnet20's conv2 writes its kept channels into the
+        # full-width stream, whose add and ReLU the objective scales with them anyway:
+        # an underestimate of the element-wise work: 0.05% of the energy on random gates)
+        _same_nonmac(got, obj_wl)
 
 
 def _pruned_workload(gated, shape):
@@ -214,7 +231,48 @@ def test_user_model_gated_with_add_gates(digits):
         save_pruned(pruned, spec, "unused")
 
 
-@pytest.mark.parametrize("key", ["resnet20", "vit_tiny"])
+@pytest.mark.parametrize("key", ["resnet20-S", "resnet20-SB"])
+def test_resnet_stream_gates_shrink_the_stream(key):
+    """Stream gates remove a residual-stream channel from every layer writing or reading
+    it: the stem, every conv2 (and projection) of the stage, the conv1s, the head."""
+    m = _gated(key)
+    pruned, spec = prune_model(m)
+    k = [len(spec.sites[f"streams.{s}"]) for s in range(3)]
+    assert min(k) >= 1 and sum(k) < 16 + 32 + 64
+    assert pruned.stem.conv.kernel.shape[-1] == k[0] and pruned.stem.bn.scale.shape == (k[0],)
+    for i, b in enumerate(pruned.blocks):
+        st = i // 2
+        assert b.conv2.kernel.shape[-1] == k[st] and b.bn2.scale.shape == (k[st],)
+        assert b.conv1.kernel.shape[2] == (k[st - 1] if i % 2 == 0 and st else k[st])
+        if b.project:
+            assert b.proj.kernel.shape[2:] == (k[st - 1], k[st])
+        elif i % 2 == 0 and st:  # option A where a stage begins: a gathered shortcut
+            assert len(b.short_index) == k[st] and b.short_scale.shape == (k[st],)
+    assert pruned.head.kernel.shape[0] == k[2]
+    assert isinstance(pruned.streams[0], models.Gate) and pruned.streams[0].size == k[0]
+
+
+def test_resnet_stream_gate_costs_every_writer_and_reader():
+    """Closing half of stage 2's stream halves M of its conv2s and C of its conv1s and
+    the head, and nothing else (the objective's bindings, exact at a fixed mapping)."""
+    m = models.create("resnet20", rngs=nnx.Rngs(0), stream_gates=True)
+    obj = HardwareObjective(m, (32, 32, 3))
+    keeps = {b.path: np.ones(b.size, np.float32) for b in obj.bindings}
+    keeps["streams.2"][::2] = 0
+    kn = obj.knobs(keeps)
+    names = [l.name for l in obj.layers]
+    half_out = {"blocks.6.conv2", "blocks.7.conv2", "blocks.8.conv2"}
+    half_in = {"blocks.7.conv1", "blocks.8.conv1", "head"}
+    for i, n in enumerate(names):
+        assert float(kn.keep_out[i]) == (0.5 if n in half_out else 1.0), n
+        assert float(kn.keep_in[i]) == (0.5 if n in half_in else 1.0), n
+    wl = obj.pruned_workload(keeps)
+    for l, l0 in zip(wl.layers, obj.layers, strict=True):
+        assert l.M == (l0.M // 2 if l.name in half_out else l0.M), l.name
+        assert l.C == (l0.C // 2 if l.name in half_in else l0.C), l.name
+
+
+@pytest.mark.parametrize("key", ["resnet20", "resnet20-S", "vit_tiny"])
 def test_save_and_load_without_the_original(key, digits, tmp_path):
     gated = _gated(key, seed=7)
     pruned, spec = prune_model(gated, model_kwargs=SMALL[key])
