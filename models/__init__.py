@@ -66,7 +66,9 @@ the sites in forward order as :class:`GateSite` records: the gate's module ``pat
 -- the module path of the layer whose output it gates (``features.2.conv``; for heads,
 the attention module ``blocks.3.attn``) -- and ``consumers``, the layers whose input
 channels are exactly the gated units (empty where the gated tensor is added into a
-residual stream). Paths are the dotted nnx module paths of the parameters
+residual stream) -- and ``producers``, further layers whose outputs are the gated units
+(a residual stream's writers: ``resnet20(stream_gates=True)``'s ``streams.s``; usually
+empty). Paths are the dotted nnx module paths of the parameters
 (``("blocks", 3, "attn", "q", "kernel")`` -> layer ``blocks.3.attn.q``), which is what a
 jaxpr-based extractor recovers from parameter paths; the attention's two dynamic matmuls
 are traced under ``jax.named_scope`` names ``<attn path>.qk`` and ``<attn path>.av``.
@@ -74,7 +76,9 @@ are traced under ``jax.named_scope`` names ``<attn path>.qk`` and ``<attn path>.
 ``set_gates(model, factory)`` replaces the gates in place: ``factory(site)`` returns a
 new :class:`Gate` of the same size and kind (or None to keep a site), e.g.
 ``set_gates(model, lambda s: ScaleGate(s.size, s.kind))``. A gate implements
-``__call__(x)`` (use ``Gate.apply(x, values)`` for the broadcasting) and ``keep()``
+``__call__(x)`` (use ``Gate.apply(x, values)`` for the broadcasting; ``draw()`` gives
+the values of one forward pass, for a model that applies one gate at several places) and
+``keep()``
 (per-unit keep values in [0, 1], whose mean ``keep_fraction()`` the hardware cost model
 reads as the layer's kept fraction of output channels / heads). Learnable gate values
 should be :class:`GateParam` variables (an ``nnx.Param`` subclass, so they can be
