@@ -8,6 +8,10 @@ architecture such as the ``eyeriss`` preset): integer knobs
 * the size of every on-chip buffer (``sram`` / ``rf`` levels): one knob per operand
   partition when the level is partitioned (``RF.W``, ``RF.I``, ``RF.O`` on eyeriss), one
   shared knob otherwise (``GLB``), in words of the level's operand width;
+* the bandwidth (words/cycle) of every on-chip level whose bandwidth the architecture
+  prices in area (``area_mm2_per_word_per_cycle``, :attr:`hwmodel.AreaModel.bandwidth_mm2`;
+  knob ``LEVEL.bw``); no preset prices one, so their bandwidths stay fixed unless a
+  YAML file adds the coefficient;
 * the dataflow (WS, OS, IS, RS, NLR), a discrete choice that is **enumerated**, not
   relaxed: each dataflow is a different family of loop nests (what stays in the RF,
   which dims are spread over the array), the exact mapper searches one family at a
@@ -16,15 +20,17 @@ architecture such as the ``eyeriss`` preset): integer knobs
 
 Fixed per search (the base architecture's values): technology (the energy per access
 of every level *at the base sizes*, MAC energy), DRAM (energy, bandwidth), clock, bit
-widths, and the on-chip bandwidths.  A resized buffer's energy per access follows its
+widths, and the on-chip bandwidths that the area model does not price.  A resized buffer's energy per access follows its
 size, ``E = E_base * (size / base size) ** energy_exponent``
 (:func:`hwmodel.scale_access_energy`; default exponent 0.5, fit to the Accelergy 45 nm
 on-chip memories; 0 makes energies size-independent): without it a larger buffer would
 be free in energy and an energy search would always spend the whole area budget on
 memory.  Bit widths are fixed because without the network's accuracy in the loop
-a narrower word is free (and the energy tables are quoted at the base width);
-bandwidths are fixed because the area model (:func:`hwmodel.area_mm2`) charges nothing
-for them, so a search would simply take the upper bound.
+a narrower word is free (and the energy tables are quoted at the base width); an
+unpriced bandwidth is fixed because the area model (:func:`hwmodel.area_mm2`) would
+charge nothing for it, so a search would simply take the upper bound.  A bandwidth
+changes no energy, only the latency (a level's accesses / (bandwidth x instances)
+bound the cycles), so it matters for the latency and EDP objectives.
 
 **Constraints**: area ``hwmodel.area_mm2(arch) <= area_mm2`` (the architecture's own
 linear area model); optionally every network's latency ``<= latency_s``.  Every
@@ -170,8 +176,10 @@ class Knob:
       operand: index of the partition's operand in ``hwmodel.OPERANDS`` (None: the PE
         array or a shared size).
       unit_bits: bits per unit (a word of the operand, or of the widest operand the
-        level holds); 0 for the PE array (unit: one PE).
+        level holds); 0 for the PE array (unit: one PE) and for a bandwidth.
       lo, hi: inclusive integer bounds, in units.
+      field: ``"size"`` (the PE array or a buffer size) or ``"bandwidth"`` (the
+        level's bandwidth in words/cycle per instance; name ``"LEVEL.bw"``).
     """
 
     name: str
@@ -180,9 +188,12 @@ class Knob:
     unit_bits: float
     lo: int
     hi: int
+    field: str = "size"
 
     @property
     def unit(self) -> str:
+        if self.field == "bandwidth":
+            return "words/cycle"
         return "PEs" if self.level is None else "words"
 
 
@@ -227,6 +238,9 @@ class DesignSpace:
                 out.append(float(np.asarray(getattr(self.base, k.name))))
                 continue
             lvl = self.base.level(k.level)
+            if k.field == "bandwidth":
+                out.append(float(np.asarray(lvl.bandwidth_words)))
+                continue
             bits = (np.asarray(lvl.shared_bits) if k.operand is None
                     else np.asarray(lvl.capacity_bits)[k.operand])
             out.append(float(bits) / k.unit_bits)
@@ -244,18 +258,23 @@ class DesignSpace:
         arch = self.base
         changes = {}
         per_level: dict[str, dict] = {}
+        bandwidth: dict[str, object] = {}
         for i, k in enumerate(self.knobs):
             if k.level is None:
                 changes[k.name] = v[i]
+            elif k.field == "bandwidth":
+                bandwidth[k.level] = v[i]
             else:
                 per_level.setdefault(k.level, {})[k.operand] = v[i] * k.unit_bits
         levels = []
         for lvl in arch.levels:
-            ch = per_level.get(lvl.name)
-            if ch is None:
+            ch = per_level.get(lvl.name, {})
+            upd = {}
+            if lvl.name in bandwidth:
+                upd["bandwidth_words"] = bandwidth[lvl.name]
+            if not ch and not upd:
                 levels.append(lvl)
                 continue
-            upd = {}
             if None in ch:
                 upd["shared_bits"] = ch[None]
             parts = [j for j in ch if j is not None]
@@ -324,7 +343,8 @@ class DesignSpace:
 
     def is_per_pe(self, knob: Knob) -> bool:
         """Whether ``knob`` sizes a per-PE level (a register file)."""
-        return knob.level is not None and self.base.level(knob.level).per_pe
+        return (knob.level is not None and knob.field == "size"
+                and self.base.level(knob.level).per_pe)
 
     def describe(self, values) -> str:
         """A one-line summary, e.g. ``12x14 PEs, GLB 108 KB, RF.W 224 / RF.I 12 / RF.O 24 words``."""
@@ -335,6 +355,9 @@ class DesignSpace:
             parts.append(f"{d['pe_rows']}x{d['pe_cols']} PEs")
         for k, x in zip(self.knobs, v):
             if k.level is None:
+                continue
+            if k.field == "bandwidth":
+                parts.append(f"{k.name} {x} words/cycle")
                 continue
             kb = x * k.unit_bits / 8192.0
             parts.append(f"{k.name} {kb:.4g} KB" if kb >= 1 else f"{k.name} {x} words")
@@ -370,9 +393,10 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
                  energy_exponent: float = hwmodel.DEFAULT_ENERGY_EXPONENT) -> DesignSpace:
     """The design space of a base architecture.
 
-    Knobs: ``pe_rows``, ``pe_cols`` and every on-chip buffer size (see the module
-    docstring).  Default bounds: 1 PE / one word of each held operand up to
-    ``max_scale`` x the base value (rounded up).  The smallest design (every knob at its
+    Knobs: ``pe_rows``, ``pe_cols``, every on-chip buffer size and every priced
+    on-chip bandwidth (``LEVEL.bw``; see the module docstring).  Default bounds: 1 PE /
+    one word of each held operand / one word per cycle up to ``max_scale`` x the base
+    value (rounded up).  The smallest design (every knob at its
     lower bound) must be a valid architecture on which every dataflow maps (checked
     when a search evaluates it).
 
@@ -427,6 +451,12 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
             ub = float(max(wb[j] for j in held))
             lo = int(math.ceil(sum(wb[j] for j in held) / ub))
             knobs.append(Knob(lvl.name, lvl.name, None, ub, lo, max(lo, up(shared / ub))))
+    bw_coef = (np.zeros(len(arch.levels)) if arch.area.bandwidth_mm2 is None
+               else np.asarray(arch.area.bandwidth_mm2, np.float64))
+    for lvl, c in zip(arch.levels, bw_coef):
+        bw = float(np.asarray(lvl.bandwidth_words))
+        if c > 0 and math.isfinite(bw) and hwmodel.level_kind(lvl.kind).bandwidth_has_area:
+            knobs.append(Knob(f"{lvl.name}.bw", lvl.name, None, 0.0, 1, up(bw), "bandwidth"))
     for nm, (lo, hi) in (bounds or {}).items():
         names = [k.name for k in knobs]
         if nm not in names:

@@ -169,6 +169,8 @@ def _ref_area_onchip(arch):
         inst = n_pe if l.per_pe else 1.0
         onchip += bits * inst / 8
         area += f(arch.area.sram_mm2_per_kb[i]) * bits / 8192 * inst
+        if arch.area.bandwidth_mm2 is not None and f(arch.area.bandwidth_mm2[i]) > 0:
+            area += f(arch.area.bandwidth_mm2[i]) * f(l.bandwidth_words) * inst
     return area, onchip
 
 
@@ -177,8 +179,10 @@ size = st.integers(1, 4096)
 
 @given(rows=st.integers(1, 64), cols=st.integers(1, 64), glb_kb=st.integers(1, 512),
        rf=st.tuples(size, size, size), shared_rf=st.booleans(),
-       coefs=st.tuples(*[st.floats(0, 1, allow_subnormal=False)] * 4))
-def test_area_onchip_match_reference(rows, cols, glb_kb, rf, shared_rf, coefs):
+       coefs=st.tuples(*[st.floats(0, 1, allow_subnormal=False)] * 4),
+       bw=st.tuples(st.integers(1, 64), st.integers(1, 8)),
+       bw_coefs=st.tuples(*[st.floats(0, 0.1, allow_subnormal=False)] * 2))
+def test_area_onchip_match_reference(rows, cols, glb_kb, rf, shared_rf, coefs, bw, bw_coefs):
     rf_size = (f"{sum(rf) * 16} b" if shared_rf else
                f"{{W: {rf[0]} x 16 b, I: {rf[1]} x 16 b, O: {rf[2]} x 16 b}}")
     text = f"""
@@ -192,8 +196,10 @@ nonmac_energy: 1
 area: {{pe_mm2: {coefs[0]!r}, fixed_mm2: {coefs[1]!r}}}
 levels:
   - {{name: DRAM, kind: dram, holds: [W, I, O], bandwidth: 8, energy: 100}}
-  - {{name: GLB, kind: sram, holds: [W, I, O], size: {glb_kb} KB, energy: 5, area_mm2_per_kb: {coefs[2]!r}}}
-  - {{name: RF, kind: rf, per_pe: true, holds: [W, I, O], size: {rf_size}, energy: 1, area_mm2_per_kb: {coefs[3]!r}}}
+  - {{name: GLB, kind: sram, holds: [W, I, O], size: {glb_kb} KB, energy: 5, area_mm2_per_kb: {coefs[2]!r},
+      bandwidth: {bw[0]}, area_mm2_per_word_per_cycle: {bw_coefs[0]!r}}}
+  - {{name: RF, kind: rf, per_pe: true, holds: [W, I, O], size: {rf_size}, energy: 1, area_mm2_per_kb: {coefs[3]!r},
+      bandwidth: {bw[1]}, area_mm2_per_word_per_cycle: {bw_coefs[1]!r}}}
 """
     arch = hwmodel.parse_arch_yaml(text, "rand.yaml")
     area, onchip = _ref_area_onchip(arch)
@@ -354,8 +360,8 @@ f32 = st.floats(0, 1e6, width=32, allow_subnormal=False)
 @given(e=st.tuples(f32, f32, f32), w=st.tuples(f32, f32, f32), glb=st.floats(32, 1e7, width=32),
        rf=st.tuples(*[st.floats(16, 1e5, width=32)] * 3), bw=st.one_of(st.just(math.inf), st.floats(0.0625, 1e4, width=32)),
        clock=st.floats(1024, 4e9, width=32), coef=st.floats(0, 10, width=32, allow_subnormal=False),
-       rows=st.integers(1, 512))
-def test_round_trip_random_values(e, w, glb, rf, bw, clock, coef, rows):
+       rows=st.integers(1, 512), bw_coef=st.floats(0, 1, width=32, allow_subnormal=False))
+def test_round_trip_random_values(e, w, glb, rf, bw, clock, coef, rows, bw_coef):
     as_leaf = hwmodel.arch.architecture.as_leaf
     a = hwmodel.load_arch("eyeriss_45nm")
     a = hwmodel.replace_level(a, "NoC", read_energy_pj=list(e), write_energy_pj=list(w), bandwidth_words=bw)
@@ -363,7 +369,8 @@ def test_round_trip_random_values(e, w, glb, rf, bw, clock, coef, rows):
     a = hwmodel.replace_level(a, "RF", capacity_bits=list(rf))
     a = a.replace(clock_hz=as_leaf(clock), pe_rows=as_leaf(rows),
                   area=a.area.__class__(pe_mm2=as_leaf(coef), sram_mm2_per_kb=a.area.sram_mm2_per_kb,
-                                        fixed_mm2=as_leaf(coef)))
+                                        fixed_mm2=as_leaf(coef),
+                                        bandwidth_mm2=as_leaf([0.0, bw_coef, 0.0, 0.0])))  # GLB's
     hwmodel.validate_architecture(a)
     text = hwmodel.arch_to_yaml(a)
     b = hwmodel.parse_arch_yaml(text, "random.yaml")

@@ -293,3 +293,38 @@ def test_errors_report_every_validation_problem(tmp_path):
     assert len(lines) == 2
     assert lines[0].startswith(f"{path}:{line_of(text, 'rows: 0')}: pe_array.rows")
     assert lines[1].startswith(f"{path}:{line_of(text, 'size: 0 KB')}: levels[1] (GLB).size")
+
+
+def test_bandwidth_area_rules(tmp_path):
+    """``area_mm2_per_word_per_cycle`` prices a finite on-chip bandwidth: negative, on
+    DRAM, or on an unlimited bandwidth is an error at its line."""
+    key = "area_mm2_per_word_per_cycle"
+    text = BASE.replace("    kind: noc\n", f"    kind: noc\n    {key}: -1\n")
+    path, msg = load_bad(tmp_path, text)
+    check(msg, path, line_of(text, f"{key}: -1"), "a finite area >= 0")
+    text = BASE.replace("    kind: dram\n", f"    kind: dram\n    {key}: 0.1\n")
+    path, msg = load_bad(tmp_path, text)
+    check(msg, path, line_of(text, f"{key}: 0.1"), "a dram level's bandwidth is not chip area")
+    text = BASE.replace("    kind: noc\n", f"    kind: noc\n    {key}: 0.1\n")
+    path, msg = load_bad(tmp_path, text)
+    check(msg, path, line_of(text, f"{key}: 0.1"), "bandwidth is unlimited", "a finite 'bandwidth'")
+
+
+def test_bandwidth_area_round_trips_and_counts(tmp_path):
+    """A priced bandwidth adds ``coefficient x words/cycle x instances`` to the level's
+    area, and survives save / load."""
+    key = "area_mm2_per_word_per_cycle"
+    text = BASE.replace("    kind: noc\n", f"    kind: noc\n    bandwidth: 6 words/cycle\n    {key}: 0.25\n")
+    path = tmp_path / "bw.yaml"
+    path.write_text(text)
+    a = hwmodel.load_arch(path)
+    base = hwmodel.parse_arch_yaml(BASE, "base.yaml")
+    br, br0 = hwmodel.area_breakdown_mm2(a), hwmodel.area_breakdown_mm2(base)
+    noc = [l.name for l in a.levels if l.kind == "noc"][0]
+    assert float(br[noc]) == pytest.approx(6 * 0.25) and float(br0[noc]) == 0.0
+    assert float(hwmodel.area_mm2(a)) == pytest.approx(float(hwmodel.area_mm2(base)) + 1.5, rel=1e-6)
+    out = tmp_path / "out.yaml"
+    hwmodel.save_arch(a, out)
+    assert f"{key}: 0.25" in out.read_text()
+    b = hwmodel.load_arch(out)
+    assert float(hwmodel.area_mm2(b)) == pytest.approx(float(hwmodel.area_mm2(a)), rel=1e-7)

@@ -105,22 +105,28 @@ register_pytree(
 class AreaModel:
     """A simple linear area model (all leaves, mm^2).
 
-    ``area = pe_mm2 * rows * cols + sum_levels(sram_mm2_per_kb[level] * KB(level) *
-    instances(level)) + fixed_mm2``.
+    ``area = pe_mm2 * rows * cols + sum_levels((sram_mm2_per_kb[level] * KB(level) +
+    bandwidth_mm2[level] * bandwidth_words(level)) * instances(level)) + fixed_mm2``.
 
     Attributes:
       pe_mm2: area of one PE's datapath (MAC + control), mm^2.
       sram_mm2_per_kb: ``[n_levels]`` mm^2 per KB of storage at each level (0 for
         DRAM and the NoC).
       fixed_mm2: everything else (I/O, control), mm^2.
+      bandwidth_mm2: ``[n_levels]`` mm^2 per word/cycle of each level's bandwidth,
+        per instance (the banks, ports and wires that bandwidth takes; YAML
+        ``area_mm2_per_word_per_cycle``); 0 where the bandwidth is not priced (DRAM,
+        unlimited bandwidths, and every level of the presets).  ``None`` means 0 for
+        every level.
     """
 
     pe_mm2: Array
     sram_mm2_per_kb: Array
     fixed_mm2: Array
+    bandwidth_mm2: Array | None = None
 
 
-register_pytree(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2"], meta=[])
+register_pytree(AreaModel, data=["pe_mm2", "sram_mm2_per_kb", "fixed_mm2", "bandwidth_mm2"], meta=[])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,23 +269,39 @@ def area_breakdown_mm2(arch: Architecture) -> dict[str, Array]:
     """Area per component in mm^2 (JAX scalars), by the linear :class:`AreaModel`.
 
     Returns:
-      ``{"PE": pe_mm2 * rows * cols, <level name>: sram_mm2_per_kb[i] * KB * instances
-      for every level, "fixed": fixed_mm2}`` where ``KB = storage_bits / 8192``
-      (1 KB = 1024 bytes).  DRAM and NoC levels are 0.
+      ``{"PE": pe_mm2 * rows * cols, <level name>: (sram_mm2_per_kb[i] * KB +
+      bandwidth_mm2[i] * bandwidth_words) * instances for every level, "fixed":
+      fixed_mm2}`` where ``KB = storage_bits / 8192`` (1 KB = 1024 bytes).  DRAM is 0;
+      a NoC is 0 unless its bandwidth is priced.
     """
     out: dict[str, Array] = {"PE": arch.area.pe_mm2 * arch.pe_rows * arch.pe_cols}
+    bw_coef = arch.area.bandwidth_mm2
     for i, lvl in enumerate(arch.levels):
         kb = level_storage_bits(lvl) / 8192.0
-        out[lvl.name] = arch.area.sram_mm2_per_kb[..., i] * kb * level_instances(arch, lvl)
+        a = arch.area.sram_mm2_per_kb[..., i] * kb
+        if bw_coef is not None:
+            bw = lvl.bandwidth_words
+            a = a + bw_coef[..., i] * _where(_isfinite(bw), bw, 0.0 * bw_coef[..., i])
+        out[lvl.name] = a * level_instances(arch, lvl)
     out["fixed"] = arch.area.fixed_mm2
     return out
+
+
+def _isfinite(x):
+    return np.isfinite(x) if isinstance(x, (np.ndarray, np.generic, float, int)) else jnp.isfinite(x)
+
+
+def _where(c, a, b):
+    if all(isinstance(t, (np.ndarray, np.generic, float, int, bool, np.bool_)) for t in (c, a, b)):
+        return np.where(c, a, b)
+    return jnp.where(c, a, b)
 
 
 def area_mm2(arch: Architecture) -> Array:
     """Chip area in mm^2 (JAX scalar; differentiable w.r.t. every leaf).
 
-    ``pe_mm2 * rows * cols + sum_levels(sram_mm2_per_kb * KB * instances) + fixed_mm2``
-    (see :func:`area_breakdown_mm2`).
+    ``pe_mm2 * rows * cols + sum_levels((sram_mm2_per_kb * KB + bandwidth_mm2 *
+    bandwidth_words) * instances) + fixed_mm2`` (see :func:`area_breakdown_mm2`).
 
     Args:
       arch: an :class:`Architecture` (leaves may be tracers or batched under vmap).
@@ -449,14 +471,14 @@ def architecture_problems(arch: Architecture) -> list[Problem]:
             "jit/grad/vmap (leaves of this architecture are tracers)"
         )
     pr = _Problems()
-    kb_coef = _check_scalars(arch, pr)
+    kb_coef, bw_coef = _check_scalars(arch, pr)
     names = [l.name for l in arch.levels]
     seen: dict[str, int] = {}
     first_per_pe = None
     for i, lvl in enumerate(arch.levels):
         first_per_pe, known_kind = _check_level_structure(lvl, i, names, seen, first_per_pe, pr)
         if known_kind and _check_level_size(lvl, i, _f64(arch.word_bits), pr):
-            _check_level_numbers(lvl, i, kb_coef, pr)
+            _check_level_numbers(lvl, i, kb_coef, bw_coef, pr)
     _check_homes(arch, pr)
     return pr.problems
 
@@ -529,7 +551,14 @@ def _check_scalars(arch: Architecture, pr: _Problems):
         pr.add(("area",), f"area.sram_mm2_per_kb has shape {kb_coef.shape} for {n_levels} levels",
                f"one entry per level: shape [{n_levels}]")
         kb_coef = None
-    return kb_coef
+    bw_coef = None
+    if arch.area.bandwidth_mm2 is not None:
+        bw_coef = _f64(arch.area.bandwidth_mm2)
+        if bw_coef.shape[-1:] != (n_levels,):
+            pr.add(("area",), f"area.bandwidth_mm2 has shape {bw_coef.shape} for {n_levels} levels",
+                   f"one entry per level: shape [{n_levels}]")
+            bw_coef = None
+    return kb_coef, bw_coef
 
 
 def _check_level_structure(lvl: MemoryLevel, i: int, names, seen: dict, first_per_pe, pr: _Problems):
@@ -622,7 +651,7 @@ def _check_level_size(lvl: MemoryLevel, i: int, wb: np.ndarray, pr: _Problems) -
     return True
 
 
-def _check_level_numbers(lvl: MemoryLevel, i: int, kb_coef, pr: _Problems) -> None:
+def _check_level_numbers(lvl: MemoryLevel, i: int, kb_coef, bw_coef, pr: _Problems) -> None:
     """Level ``i``'s energies, bandwidth and area coefficient."""
     L = ("levels", i)
     for key, e in (("read_energy", lvl.read_energy_pj), ("write_energy", lvl.write_energy_pj)):
@@ -638,6 +667,19 @@ def _check_level_numbers(lvl: MemoryLevel, i: int, kb_coef, pr: _Problems) -> No
                "a positive number of words per cycle, or 'unlimited'")
     if kb_coef is not None and pr.bad_pos(kb_coef[..., i], allow_zero=True):
         pr.add(L + ("area_mm2_per_kb",), f"area_mm2_per_kb is {pr.show(kb_coef[..., i])}", "a finite area >= 0 (mm^2 per KB)")
+    if bw_coef is None:
+        return
+    c = bw_coef[..., i]
+    key = L + ("area_mm2_per_word_per_cycle",)
+    if pr.bad_pos(c, allow_zero=True):
+        pr.add(key, f"area_mm2_per_word_per_cycle is {pr.show(c)}", "a finite area >= 0 (mm^2 per word/cycle)")
+    elif bool(np.any(c > 0)):
+        if not level_kind(lvl.kind).bandwidth_has_area:
+            pr.add(key, f"a {lvl.kind!r} level's bandwidth is not chip area, but "
+                   f"area_mm2_per_word_per_cycle is {pr.show(c)}", "0, or remove the key")
+        elif not bool(np.all(np.isfinite(_f64(lvl.bandwidth_words)))):
+            pr.add(key, f"area_mm2_per_word_per_cycle is {pr.show(c)} but the bandwidth is unlimited",
+                   "a finite bandwidth (words/cycle) for this level, or no bandwidth area")
 
 
 def _check_homes(arch: Architecture, pr: _Problems) -> None:

@@ -34,6 +34,9 @@ class LevelKind:
         unlimited): it bounds latency.
       has_area: its storage has an area per KB (``area_mm2_per_kb`` required);
         otherwise that coefficient must be 0.
+      bandwidth_has_area: its bandwidth may be priced in area
+        (``area_mm2_per_word_per_cycle``, optional, default 0): the banks, ports and
+        wires of an on-chip level; off-chip bandwidth is not chip area.
     """
 
     name: str
@@ -43,19 +46,24 @@ class LevelKind:
     needs_size: bool
     needs_bandwidth: bool
     has_area: bool
+    bandwidth_has_area: bool
 
 
 LEVEL_KIND_PROPERTIES: dict[str, LevelKind] = {
     k.name: k
     for k in (
         LevelKind("dram", holds_data=True, on_chip=False, per_pe_allowed=False,
-                  needs_size=False, needs_bandwidth=True, has_area=False),
+                  needs_size=False, needs_bandwidth=True, has_area=False,
+                  bandwidth_has_area=False),
         LevelKind("sram", holds_data=True, on_chip=True, per_pe_allowed=True,
-                  needs_size=True, needs_bandwidth=False, has_area=True),
+                  needs_size=True, needs_bandwidth=False, has_area=True,
+                  bandwidth_has_area=True),
         LevelKind("noc", holds_data=False, on_chip=True, per_pe_allowed=False,
-                  needs_size=False, needs_bandwidth=False, has_area=False),
+                  needs_size=False, needs_bandwidth=False, has_area=False,
+                  bandwidth_has_area=True),
         LevelKind("rf", holds_data=True, on_chip=True, per_pe_allowed=True,
-                  needs_size=True, needs_bandwidth=False, has_area=True),
+                  needs_size=True, needs_bandwidth=False, has_area=True,
+                  bandwidth_has_area=True),
     )
 }
 """Kind name -> :class:`LevelKind`: ``dram`` (off-chip memory), ``sram`` (on-chip

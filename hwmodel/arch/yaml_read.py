@@ -37,6 +37,11 @@ The file format (every key is listed; nothing else is accepted)::
         write_energy: 200         #   {W: .., I: .., O: ..} (the held operands; a noc:
                                   #   all three, per word delivered to a PE)
         area_mm2_per_kb: 0.019    # sram/rf: required; dram/noc: optional, must be 0
+        area_mm2_per_word_per_cycle: 0.01
+                                  # optional (default 0), sram/rf/noc with a finite
+                                  #   bandwidth: mm^2 per word/cycle of bandwidth per
+                                  #   instance (banks, ports, wires); a design search
+                                  #   searches the bandwidth of a level that has it
         ert: shared_glb           # optional: ERT component(s) for this level's energies
 
 Units, exactly:
@@ -105,7 +110,7 @@ TOP_REQUIRED = ("name", "energy_unit", "pe_array", "clock", "word_bits", "mac_en
 TOP_OPTIONAL = ("description", "pj_per_unit", "sparsity", "compression", "rle_run_bits",
                 "ert_file", "mac_ert")
 LEVEL_KEYS = ("name", "kind", "holds", "per_pe", "size", "bandwidth", "energy", "read_energy",
-              "write_energy", "area_mm2_per_kb", "ert")
+              "write_energy", "area_mm2_per_kb", "area_mm2_per_word_per_cycle", "ert")
 AREA_KEYS = ("pe_mm2", "fixed_mm2")
 ENERGY_UNITS = ("pJ", "MAC")
 
@@ -240,7 +245,7 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
     fixed_mm2 = yn.number(ctx, area["fixed_mm2"], "area.fixed_mm2")
 
     table = _ert_table(ctx, top, ert, base_dir, file)
-    levels, kb_coef, ert_used = _levels(ctx, top, scale=scale, wbits=wbits, clock=clock, table=table)
+    levels, kb_coef, bw_coef, ert_used = _levels(ctx, top, scale=scale, wbits=wbits, clock=clock, table=table)
     if "mac_ert" in top:
         mspec = _ert.parse_mac_spec(ctx, top["mac_ert"])
         if table is not None:
@@ -256,7 +261,8 @@ def parse_arch_yaml(text: str, file: str = "<string>", *, ert=None, base_dir: st
         pe_rows=as_leaf(rows), pe_cols=as_leaf(cols), clock_hz=as_leaf(clock),
         word_bits=as_leaf([wbits[x] for x in OPERANDS]),
         mac_energy_pj=as_leaf(mac), nonmac_energy_pj=as_leaf(nonmac),
-        area=AreaModel(pe_mm2=as_leaf(pe_mm2), sram_mm2_per_kb=as_leaf(kb_coef), fixed_mm2=as_leaf(fixed_mm2)),
+        area=AreaModel(pe_mm2=as_leaf(pe_mm2), sram_mm2_per_kb=as_leaf(kb_coef), fixed_mm2=as_leaf(fixed_mm2),
+                       bandwidth_mm2=as_leaf(bw_coef)),
         sparsity=sparsity, compression=compression, rle_run_bits=rle_bits, description=description,
     )
     _raise_problems(ctx, arch, file)
@@ -319,26 +325,28 @@ def _ert_table(ctx, top, ert, base_dir, file):
 
 
 def _levels(ctx, top, *, scale: float, wbits: dict, clock: float, table):
-    """Every level of ``levels`` (outermost first): ``(levels, area coefficients,
-    whether an ERT energy was used)``."""
+    """Every level of ``levels`` (outermost first): ``(levels, area per KB, area per
+    word/cycle of bandwidth, whether an ERT energy was used)``."""
     lv_node = top["levels"]
     if not isinstance(lv_node, yaml.SequenceNode) or not lv_node.value:
         raise ctx.err(lv_node, f"levels must be a non-empty list, got {yn.kind_of(lv_node)}",
                       "a list of level mappings, outermost first (DRAM, GLB, NoC, RF)")
-    levels, kb_coef = [], []
+    levels, kb_coef, bw_coef = [], [], []
     ert_used = False
     names_so_far: dict[str, int] = {}
     for i, node in enumerate(lv_node.value):
-        level, coef, used = _level(ctx, i, node, names_so_far, scale=scale, wbits=wbits,
-                                   clock=clock, table=table)
+        level, coef, bw_area, used = _level(ctx, i, node, names_so_far, scale=scale, wbits=wbits,
+                                            clock=clock, table=table)
         levels.append(level)
         kb_coef.append(coef)
+        bw_coef.append(bw_area)
         ert_used = ert_used or used
-    return levels, kb_coef, ert_used
+    return levels, kb_coef, bw_coef, ert_used
 
 
 def _level(ctx, i: int, node, names_so_far: dict, *, scale: float, wbits: dict, clock: float, table):
-    """One level: ``(MemoryLevel, area mm^2 per KB, whether an ERT energy was used)``."""
+    """One level: ``(MemoryLevel, area mm^2 per KB, area mm^2 per word/cycle of
+    bandwidth, whether an ERT energy was used)``."""
     L = ("levels", i)
     ctx.nodes[L] = node
     m = yn.mapping(ctx, node, f"levels[{i}]", LEVEL_KEYS, ("name", "kind"))
@@ -360,6 +368,7 @@ def _level(ctx, i: int, node, names_so_far: dict, *, scale: float, wbits: dict, 
     cap, shared = _level_size(ctx, m, node, L, W, kind, props, holds)
     bw = _level_bandwidth(ctx, m, node, W, kind, props, ops_e, wbits, clock)
     coef = _level_area(ctx, m, node, W, kind, props)
+    bw_area = _level_bandwidth_area(ctx, m, W, kind, props, bw)
     rd, wr, ert_used = _level_energies(ctx, m, node, L, W, ops_e, scale, table)
     level = MemoryLevel(
         name=lname, kind=kind, holds=holds, per_pe=per_pe,
@@ -369,7 +378,7 @@ def _level(ctx, i: int, node, names_so_far: dict, *, scale: float, wbits: dict, 
         write_energy_pj=as_leaf([wr[x] for x in OPERANDS]),
         bandwidth_words=as_leaf(bw),
     )
-    return level, coef, ert_used
+    return level, coef, bw_area, ert_used
 
 
 def _level_holds(ctx, m, node, W: str, kind: str, props) -> tuple[str, ...]:
@@ -460,6 +469,23 @@ def _level_area(ctx, m, node, W: str, kind: str, props) -> float:
                       "mm^2 per KB of this level's storage (a number >= 0)")
     else:
         coef = 0.0
+    return coef
+
+
+def _level_bandwidth_area(ctx, m, W: str, kind: str, props, bw: float) -> float:
+    """mm^2 per word/cycle of the level's bandwidth (0 when not given)."""
+    key = "area_mm2_per_word_per_cycle"
+    if key not in m:
+        return 0.0
+    coef = yn.number(ctx, m[key], f"{W}.{key}")
+    if coef < 0 or not math.isfinite(coef):
+        raise ctx.err(m[key], f"{W}.{key} is {coef:g}", "a finite area >= 0 (mm^2 per word/cycle)")
+    if coef > 0 and not props.bandwidth_has_area:
+        raise ctx.err(m[key], f"{W}: a {kind} level's bandwidth is not chip area",
+                      f"0, or remove {key}")
+    if coef > 0 and not math.isfinite(bw):
+        raise ctx.err(m[key], f"{W}: {key} prices a bandwidth, but the level's bandwidth is unlimited",
+                      "a finite 'bandwidth' (words/cycle) for this level, or remove the key")
     return coef
 
 

@@ -102,6 +102,8 @@ def arch_to_yaml(arch: Architecture) -> str:
         out.append(f"rle_run_bits: {a.rle_run_bits}")
     out += ["area:", f"  pe_mm2: {_f(a.area.pe_mm2)}", f"  fixed_mm2: {_f(a.area.fixed_mm2)}", "levels:"]
     coef = n(a.area.sram_mm2_per_kb)
+    bw_coef = (np.zeros_like(coef) if a.area.bandwidth_mm2 is None
+               else n(a.area.bandwidth_mm2))
     for i, lvl in enumerate(a.levels):
         out.append(f"  - name: {_q(lvl.name)}")
         out.append(f"    kind: {lvl.kind}")
@@ -138,6 +140,8 @@ def arch_to_yaml(arch: Architecture) -> str:
             out.append(f"    write_energy: {en(wr)}")
         if kind.has_area or coef[i] != 0:
             out.append(f"    area_mm2_per_kb: {_f(coef[i])}")
+        if bw_coef[i] != 0:
+            out.append(f"    area_mm2_per_word_per_cycle: {_f(bw_coef[i])}")
     return "\n".join(out) + "\n"
 
 
