@@ -261,3 +261,18 @@ def test_gradient_search_with_a_bandwidth_knob_vs_brute_force():
     # clipped into the bounds unless that is truly best
     worse = brute.evaluate(np.r_[res_b.best.values[:-1], 1], "rs", "check")
     assert worse.objective >= res_b.best.objective
+
+
+def test_co_design_hardware_block_searches_a_priced_bandwidth():
+    """The co-design hardware block (codesign.joint.hardware_search) moves the priced
+    bandwidth knob like any other and returns a legal design within the budget."""
+    from codesign import joint
+
+    sp = D.design_space(_priced_glb_bandwidth(0.05), dataflows=("rs",))
+    start = sp.base_values()
+    cur, best, ev = joint.hardware_search(sp, {"tiny": TINY}, start, area_mm2=12.3,
+                                          objective="latency", dataflow="rs",
+                                          evaluations=16, seed=0)
+    assert best.legal and best.area_mm2 <= 12.3 * (1 + D.AREA_RTOL)
+    assert best.objective <= cur.objective
+    assert len({d.values[-1] for d in ev.designs}) > 1  # GLB.bw was moved
