@@ -20,8 +20,9 @@ architecture such as the ``eyeriss`` preset): integer knobs
 
 Fixed per search (the base architecture's values): technology (the energy per access
 of every level *at the base sizes*, MAC energy), DRAM (energy, bandwidth), clock, bit
-widths, and the on-chip bandwidths that the area model does not price.  A resized buffer's energy per access follows its
-size, ``E = E_base * (size / base size) ** energy_exponent``
+widths, and the on-chip bandwidths that the area model does not price.  A resized
+buffer's energy per access follows its size,
+``E = E_base * (size / base size) ** energy_exponent``
 (:func:`hwmodel.scale_access_energy`; default exponent 0.5, fit to the Accelergy 45 nm
 on-chip memories; 0 makes energies size-independent): without it a larger buffer would
 be free in energy and an energy search would always spend the whole area budget on
@@ -396,9 +397,9 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
     Knobs: ``pe_rows``, ``pe_cols``, every on-chip buffer size and every priced
     on-chip bandwidth (``LEVEL.bw``; see the module docstring).  Default bounds: 1 PE /
     one word of each held operand / one word per cycle up to ``max_scale`` x the base
-    value (rounded up).  The smallest design (every knob at its
-    lower bound) must be a valid architecture on which every dataflow maps (checked
-    when a search evaluates it).
+    value (rounded up).  The smallest design (every knob at its lower bound) must be a
+    valid architecture on which every dataflow maps (checked when a search evaluates
+    it).
 
     Args:
       base: a preset name, a YAML path or an :class:`hwmodel.Architecture`.
