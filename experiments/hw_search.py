@@ -7,6 +7,11 @@ model), objective EDP per inference (batch 1), knobs and scheme of
 
     python experiments/hw_search.py                                   # the 4 networks
     python experiments/hw_search.py --models resnet20 --grid          # + exhaustive grid
+    python experiments/hw_search.py --arch experiments/archs/eyeriss_priced_bw.yaml
+
+``--arch`` changes the base architecture (default ``eyeriss``; "eyeriss" below means
+that base): its area is the budget, and a YAML file that prices a level's bandwidth
+adds that bandwidth to the knobs (the grid keeps such knobs at the base's value).
 
 Columns: ``eyeriss`` = EDP of the preset with RS (the reference); ``best df`` = the
 best of the 5 dataflows on the unchanged preset; ``found`` = the gradient search's
@@ -64,13 +69,15 @@ def main(argv=None) -> int:
     p.add_argument("--grid", action="store_true", help="also the exhaustive grid (RS)")
     p.add_argument("--energy-exponent", type=float, default=hwmodel.DEFAULT_ENERGY_EXPONENT,
                    help="energy per access ~ buffer size ** E (hwmodel.scale_access_energy)")
+    p.add_argument("--arch", default="eyeriss",
+                   help="base architecture: a preset name or a YAML file (default eyeriss)")
     args = p.parse_args(argv)
 
-    base = hwmodel.load_arch("eyeriss")
+    base = hwmodel.load_arch(args.arch)
     budget = float(hwmodel.area_mm2(base))
     space = D.design_space(base, energy_exponent=args.energy_exponent)
-    print(f"budget {budget:.4f} mm^2 (eyeriss), objective EDP, batch 1, seed {args.seed}, "
-          f"energy per access ~ size ** {args.energy_exponent:g}\n")
+    print(f"budget {budget:.4f} mm^2 ({base.name}), objective EDP, batch 1, seed {args.seed}, "
+          f"energy per access ~ size ** {args.energy_exponent:g}; knobs {', '.join(space.names)}\n")
     head = ("network", "eyeriss EDP uJ*ms", "best df on eyeriss", "found EDP", "found df",
             "vs eyeriss", "vs best df", "random EDP", "random/found", "pattern EDP",
             "pattern/found", "evals", "grad s", "random s", "pattern s")
