@@ -42,11 +42,12 @@ def test_level_kind_table_is_the_codes():
     assert set(got) == set(hwmodel.LEVEL_KINDS)
     yes = lambda cell: cell.startswith("yes")  # noqa: E731
     for name, k in hwmodel.LEVEL_KIND_PROPERTIES.items():
-        _, holds, on_chip, per_pe, size, bandwidth, area = got[name]
+        _, holds, on_chip, per_pe, size, bandwidth, area, bw_area = got[name]
         assert (yes(holds), yes(on_chip), yes(per_pe)) == (k.holds_data, k.on_chip, k.per_pe_allowed), name
         assert size.startswith("required") == k.needs_size, name
         assert bandwidth.startswith("required") == k.needs_bandwidth, name
         assert area.startswith("required") == k.has_area, name
+        assert bw_area.startswith("optional") == k.bandwidth_has_area, name
 
 
 def test_relative_links_resolve():
