@@ -281,20 +281,11 @@ def area_breakdown_mm2(arch: Architecture) -> dict[str, Array]:
         a = arch.area.sram_mm2_per_kb[..., i] * kb
         if bw_coef is not None:
             bw = lvl.bandwidth_words
-            a = a + bw_coef[..., i] * _where(_isfinite(bw), bw, 0.0 * bw_coef[..., i])
+            xp = _xp(bw)
+            a = a + bw_coef[..., i] * xp.where(xp.isfinite(bw), bw, 0.0)  # unlimited: unpriced
         out[lvl.name] = a * level_instances(arch, lvl)
     out["fixed"] = arch.area.fixed_mm2
     return out
-
-
-def _isfinite(x):
-    return np.isfinite(x) if isinstance(x, (np.ndarray, np.generic, float, int)) else jnp.isfinite(x)
-
-
-def _where(c, a, b):
-    if all(isinstance(t, (np.ndarray, np.generic, float, int, bool, np.bool_)) for t in (c, a, b)):
-        return np.where(c, a, b)
-    return jnp.where(c, a, b)
 
 
 def area_mm2(arch: Architecture) -> Array:
@@ -675,11 +666,11 @@ def _check_level_numbers(lvl: MemoryLevel, i: int, kb_coef, bw_coef, pr: _Proble
         pr.add(key, f"area_mm2_per_word_per_cycle is {pr.show(c)}", "a finite area >= 0 (mm^2 per word/cycle)")
     elif bool(np.any(c > 0)):
         if not level_kind(lvl.kind).bandwidth_has_area:
-            pr.add(key, f"a {lvl.kind!r} level's bandwidth is not chip area, but "
+            pr.add(key, f"a {lvl.kind} level's bandwidth is not chip area, but "
                    f"area_mm2_per_word_per_cycle is {pr.show(c)}", "0, or remove the key")
         elif not bool(np.all(np.isfinite(_f64(lvl.bandwidth_words)))):
             pr.add(key, f"area_mm2_per_word_per_cycle is {pr.show(c)} but the bandwidth is unlimited",
-                   "a finite bandwidth (words/cycle) for this level, or no bandwidth area")
+                   "a finite 'bandwidth' (words/cycle) for this level, or no bandwidth area")
 
 
 def _check_homes(arch: Architecture, pr: _Problems) -> None:

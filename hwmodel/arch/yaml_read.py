@@ -368,7 +368,8 @@ def _level(ctx, i: int, node, names_so_far: dict, *, scale: float, wbits: dict, 
     cap, shared = _level_size(ctx, m, node, L, W, kind, props, holds)
     bw = _level_bandwidth(ctx, m, node, W, kind, props, ops_e, wbits, clock)
     coef = _level_area(ctx, m, node, W, kind, props)
-    bw_area = _level_bandwidth_area(ctx, m, W, kind, props, bw)
+    key = "area_mm2_per_word_per_cycle"  # checked with the rest by validate_architecture
+    bw_area = yn.number(ctx, m[key], f"{W}.{key}") if key in m else 0.0
     rd, wr, ert_used = _level_energies(ctx, m, node, L, W, ops_e, scale, table)
     level = MemoryLevel(
         name=lname, kind=kind, holds=holds, per_pe=per_pe,
@@ -469,23 +470,6 @@ def _level_area(ctx, m, node, W: str, kind: str, props) -> float:
                       "mm^2 per KB of this level's storage (a number >= 0)")
     else:
         coef = 0.0
-    return coef
-
-
-def _level_bandwidth_area(ctx, m, W: str, kind: str, props, bw: float) -> float:
-    """mm^2 per word/cycle of the level's bandwidth (0 when not given)."""
-    key = "area_mm2_per_word_per_cycle"
-    if key not in m:
-        return 0.0
-    coef = yn.number(ctx, m[key], f"{W}.{key}")
-    if coef < 0 or not math.isfinite(coef):
-        raise ctx.err(m[key], f"{W}.{key} is {coef:g}", "a finite area >= 0 (mm^2 per word/cycle)")
-    if coef > 0 and not props.bandwidth_has_area:
-        raise ctx.err(m[key], f"{W}: a {kind} level's bandwidth is not chip area",
-                      f"0, or remove {key}")
-    if coef > 0 and not math.isfinite(bw):
-        raise ctx.err(m[key], f"{W}: {key} prices a bandwidth, but the level's bandwidth is unlimited",
-                      "a finite 'bandwidth' (words/cycle) for this level, or remove the key")
     return coef
 
 
