@@ -14,7 +14,7 @@ Public API (re-exported explicitly):
   :func:`level_storage_bits`, :func:`level_instances`; helpers: :func:`replace_level`,
   :func:`stack_archs`, :func:`describe`; size-dependent access energy for resized
   designs: :func:`scale_access_energy`, :func:`access_energy_factors`,
-  ``DEFAULT_ENERGY_EXPONENT``.
+  ``DEFAULT_ENERGY_EXPONENT``; narrower or wider words: :func:`scale_word_bits`.
 * Cost model: ``DATAFLOWS``, ``DATAFLOW_SPECS``, ``OBJECTIVES``; loop nests
   :class:`Mapping` (stacked: :class:`MappingStack`, :func:`stack_mappings`),
   :func:`validate_mapping`; the mapper :func:`map_layer`, :func:`map_workload`,
@@ -58,7 +58,12 @@ from hwmodel.arch.kinds import (
     level_kind,
 )
 from hwmodel.arch.load import list_presets, load_arch, preset_path
-from hwmodel.arch.scaling import DEFAULT_ENERGY_EXPONENT, access_energy_factors, scale_access_energy
+from hwmodel.arch.scaling import (
+    DEFAULT_ENERGY_EXPONENT,
+    access_energy_factors,
+    scale_access_energy,
+    scale_word_bits,
+)
 from hwmodel.arch.yaml_read import parse_arch_yaml
 from hwmodel.arch.yaml_write import arch_to_yaml, save_arch
 from hwmodel.costmodel.cost import (
@@ -159,6 +164,7 @@ __all__ = [
     "replace_level",
     "save_arch",
     "scale_access_energy",
+    "scale_word_bits",
     "simulate",
     "stack_archs",
     "stack_mappings",

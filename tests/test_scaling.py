@@ -130,3 +130,75 @@ def test_config_default_is_hwmodels():
     from codesign.config import Config
 
     assert Config().co_design_energy_exponent == hwmodel.DEFAULT_ENERGY_EXPONENT
+
+
+# ---- word widths (hwmodel.scale_word_bits) ----------------------------------------------
+def _lenet_on(arch):
+    import models
+
+    wl = models.model_workload("lenet5")
+    return wl, hwmodel.stack_mappings(hwmodel.map_workload(wl, arch, dataflow="rs"))
+
+
+def test_word_bits_identity_and_factors():
+    ref = hwmodel.load_arch("eyeriss")
+    same = hwmodel.scale_word_bits(ref, np.asarray(ref.word_bits))
+    assert float(same.mac_energy_pj) == float(ref.mac_energy_pj)
+    for a, b in zip(same.levels, ref.levels):
+        assert np.array_equal(np.asarray(a.read_energy_pj), np.asarray(b.read_energy_pj))
+    n = hwmodel.scale_word_bits(ref, [8, 4, 16])
+    assert np.asarray(n.word_bits).tolist() == [8, 4, 16]
+    assert float(n.mac_energy_pj) == pytest.approx(float(ref.mac_energy_pj) * 8 * 4 / 256)
+    for a, b in zip(n.levels, ref.levels):
+        np.testing.assert_allclose(np.asarray(a.write_energy_pj),
+                                   np.asarray(b.write_energy_pj) * [0.5, 0.25, 1.0], rtol=1e-6)
+        assert np.array_equal(np.asarray(a.capacity_bits), np.asarray(b.capacity_bits))
+        assert float(a.bandwidth_words) == float(b.bandwidth_words) or not np.isfinite(
+            float(b.bandwidth_words))
+    assert float(hwmodel.area_mm2(n)) == pytest.approx(float(hwmodel.area_mm2(ref)))
+
+
+def test_narrow_words_cost_what_the_bit_knobs_cost_on_the_same_mappings():
+    """Two code paths, one number: the base architecture with the cost model's bit
+    knobs (every access scaled by bits / word bits, MACs by the width product) and the
+    architecture rescaled to those word widths give the same energy, per level, and the
+    same DRAM bytes, mapping for mapping. Latency: the rescaled architecture keeps its
+    bandwidths in words per cycle, so it is never faster than the knob path."""
+    arch = hwmodel.load_arch("eyeriss")
+    wl, maps = _lenet_on(arch)
+    L = len(wl.layers)
+    narrow = hwmodel.scale_word_bits(arch, [8, 4, 16])
+    a = hwmodel.cost(wl, narrow, mappings=maps)
+    b = hwmodel.cost(wl, arch, mappings=maps,
+                     knobs=hwmodel.Knobs(w_bits=np.full(L, 8.0), i_bits=np.full(L, 4.0)))
+    assert float(a.energy_pj) == pytest.approx(float(b.energy_pj), rel=1e-9)
+    for k in b.energy_breakdown_pj:
+        assert float(a.energy_breakdown_pj[k]) == pytest.approx(
+            float(b.energy_breakdown_pj[k]), rel=1e-9), k
+    assert float(a.dram_bytes) == pytest.approx(float(b.dram_bytes), rel=1e-9)
+    assert float(a.latency_s) >= float(b.latency_s) * (1 - 1e-9)
+    assert float(a.energy_pj) < 0.7 * float(hwmodel.cost(wl, arch, mappings=maps).energy_pj)
+
+
+def test_narrow_words_pack_more_into_the_same_buffers():
+    """Capacities stay in bits: the mapper, re-run on 4-bit inputs, uses tiles that do
+    not fit the 16-bit architecture (an error there), and saves energy by them."""
+    arch = hwmodel.load_arch("eyeriss")
+    wl, maps = _lenet_on(arch)
+    narrow = hwmodel.scale_word_bits(arch, [8, 4, 16])
+    _, own = _lenet_on(narrow)
+    with pytest.raises(ValueError, match="capacity"):
+        hwmodel.cost(wl, arch, mappings=own)
+    assert float(hwmodel.cost(wl, narrow, mappings=own).energy_pj) < float(
+        hwmodel.cost(wl, narrow, mappings=maps).energy_pj)
+
+
+def test_word_bits_gradient_and_errors():
+    ref = hwmodel.load_arch("eyeriss")
+    wl, maps = _lenet_on(ref)
+    g = jax.grad(lambda w: hwmodel.cost(wl, hwmodel.scale_word_bits(ref, w),
+                                        mappings=maps).energy_pj)(jnp.array([8.0, 8.0, 16.0]))
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g) > 0)
+    for bad in ([8, 8], [8, 0, 16], [8, np.nan, 16]):
+        with pytest.raises(ValueError, match="scale_word_bits"):
+            hwmodel.scale_word_bits(ref, bad)

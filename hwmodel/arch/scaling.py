@@ -22,6 +22,17 @@ four gives 0.50 (``tests/test_scaling.py`` recomputes it from the preset).  DRAM
 energy is the interface's, not the array size's) and networks (no storage) are never
 scaled.  Exponent 0 returns the architecture unchanged (sizes do not change energies:
 the plain cost model's assumption).
+
+:func:`scale_word_bits` does the same for a change of **word width** (a co-design that
+quantizes the network to 8-bit weights wants 8-bit words in the hardware): every
+per-word energy of operand ``x`` scales by ``bits[x] / base_bits[x]`` (energy per bit
+constant: a narrower word drives fewer bit-lines and wires), the MAC energy by
+``(bits_W * bits_I) / (base_W * base_I)`` (an array multiplier's energy grows with the
+product of its operand widths), and capacities stay in bits, so a narrower word packs
+more words into the same buffer.  What it does not change: the area (a narrower
+multiplier is smaller; the area model does not credit it, so a narrow design is priced
+conservatively), the bandwidths in words per cycle (also conservative: a port moves as
+many words, not more), and the element-wise (non-MAC) energy.
 """
 
 from __future__ import annotations
@@ -32,10 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwmodel.arch.architecture import Architecture, MemoryLevel
+from hwmodel._util import is_traced
+from hwmodel.arch.architecture import Architecture, MemoryLevel, _xp
 from hwmodel.arch.kinds import OPERANDS, level_kind
 
-__all__ = ["DEFAULT_ENERGY_EXPONENT", "scale_access_energy", "access_energy_factors"]
+__all__ = ["DEFAULT_ENERGY_EXPONENT", "scale_access_energy", "access_energy_factors",
+           "scale_word_bits"]
 
 DEFAULT_ENERGY_EXPONENT = 0.5
 """Energy per access ~ capacity ** 0.5 (fit to the Accelergy 45 nm on-chip memories;
@@ -123,3 +136,41 @@ def scale_access_energy(arch: Architecture, reference: Architecture,
         levels.append(dataclasses.replace(lvl, read_energy_pj=lvl.read_energy_pj * f,
                                           write_energy_pj=lvl.write_energy_pj * f))
     return arch.replace(levels=tuple(levels))
+
+
+def scale_word_bits(arch: Architecture, word_bits) -> Architecture:
+    """``arch`` with word widths ``word_bits`` and its energies rescaled to them (see
+    the module docstring): per-word read / write energies of every level (DRAM, buffers,
+    NoC, register files) for operand ``x`` times ``word_bits[x] / arch.word_bits[x]``,
+    ``mac_energy_pj`` times ``word_bits[W] * word_bits[I] / (arch W * arch I)``.
+    Capacities (bits), bandwidths (words/cycle), area and ``nonmac_energy_pj`` are
+    unchanged.  At ``word_bits == arch.word_bits`` every factor is exactly 1.
+
+    Args:
+      arch: the architecture whose energies hold at its own ``word_bits``.
+      word_bits: ``[3]`` new widths in bits (W, I, O); may be traced (continuous
+        widths for a relaxed search), concrete values must be positive and finite.
+
+    Returns:
+      An :class:`Architecture` (traceable under ``jit`` / ``grad`` / ``vmap``).
+
+    Raises:
+      ValueError: concrete ``word_bits`` of the wrong shape, or not positive and finite.
+    """
+    if not is_traced(word_bits):
+        wb = np.asarray(word_bits, np.float64)
+        if wb.shape != (len(OPERANDS),):
+            raise ValueError(f"scale_word_bits: word_bits has shape {wb.shape}; valid: shape "
+                             f"[{len(OPERANDS)}] (bits of {', '.join(OPERANDS)})")
+        if not np.all(np.isfinite(wb) & (wb > 0)):
+            raise ValueError(f"scale_word_bits: word_bits {wb.tolist()}; valid: positive, "
+                             "finite bit widths, e.g. [8, 8, 16]")
+    xp = jnp if is_traced((word_bits, arch)) else _xp(arch.word_bits)
+    new = xp.asarray(word_bits, xp.float32)
+    old = xp.asarray(arch.word_bits, xp.float32)
+    f = new / old  # [3]
+    levels = tuple(dataclasses.replace(lvl, read_energy_pj=lvl.read_energy_pj * f,
+                                       write_energy_pj=lvl.write_energy_pj * f)
+                   for lvl in arch.levels)
+    return arch.replace(levels=levels, word_bits=new,
+                        mac_energy_pj=arch.mac_energy_pj * (f[0] * f[1]))
