@@ -84,6 +84,8 @@ def _body(args: argparse.Namespace) -> int:
     import hwmodel  # heavy imports only after parsing
     from models._workload import model_workload
 
+    from codesign.objective import bit_knobs
+
     try:
         arch = hwmodel.load_arch(args.arch)
     except (ValueError, OSError) as e:
@@ -97,7 +99,9 @@ def _body(args: argparse.Namespace) -> int:
         else:
             wl = model_workload(run_model.model, batch=batch, input_shape=run_model.input_shape,
                                 name=run_model.name)
-        c = hwmodel.cost(wl, arch, dataflow=args.dataflow, objective=args.objective)
+        # a quantization-aware run's layers are charged at their bits
+        knobs = None if run_model is None else bit_knobs(run_model.model, wl, arch)
+        c = hwmodel.cost(wl, arch, dataflow=args.dataflow, objective=args.objective, knobs=knobs)
     except ValueError as e:  # includes hwmodel.NoLegalMapping
         raise UsageError(one_line(e)) from e
     if args.json:

@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="a resized buffer's energy per access scales as size ** E relative "
                         "to --arch's sizes (default 0.5, fit to the Accelergy 45 nm table; "
                         "0: size-independent)")
+    p.add_argument("--word-bits", default=None, metavar="X=B[:B2],...",
+                   help="word widths to set or search per operand W, I, O, in bits: "
+                        "'W=8,I=8' fixes them, 'W=4:16' searches W in [4, 16] (the network "
+                        "must tolerate them: train it with --weight-bits / --act-bits); "
+                        "default: --arch's widths")
     p.add_argument("--weights", default=None, metavar="W1,W2,...",
                    help="weight of each model in the objective (default 1 each)")
     p.add_argument("--latency-ms", type=float, default=None, metavar="T",
@@ -103,6 +108,25 @@ def _weights(text, n):
         raise UsageError(f"--weights {text!r}: expected {n} comma-separated non-negative "
                          "numbers (one per model), not all zero")
     return w
+
+
+def parse_word_bits(text: str | None) -> dict[str, int | tuple[int, int]] | None:
+    """``'W=8,I=4:16'`` -> ``{'W': 8, 'I': (4, 16)}`` (UsageError when malformed)."""
+    if text is None:
+        return None
+    out: dict[str, int | tuple[int, int]] = {}
+    for part in text.split(","):
+        key, sep, val = part.strip().partition("=")
+        try:
+            nums = [int(t) for t in val.split(":")] if sep else []
+        except ValueError:
+            nums = []
+        if key not in ("W", "I", "O") or key in out or len(nums) not in (1, 2):
+            raise UsageError(f"--word-bits {text!r}: expected comma-separated OPERAND=BITS or "
+                             "OPERAND=LO:HI with OPERAND one of W, I, O (each once), e.g. "
+                             "'W=8,I=8' or 'W=4:16'")
+        out[key] = nums[0] if len(nums) == 1 else (nums[0], nums[1])
+    return out
 
 
 def _preset_marks(ev, dataflow):
@@ -167,6 +191,7 @@ def _body(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         space = D.design_space(base, dataflows=args.dataflow,
+                               word_bits=parse_word_bits(args.word_bits),
                                energy_exponent=(hwmodel.DEFAULT_ENERGY_EXPONENT
                                                 if args.energy_exponent is None
                                                 else args.energy_exponent))

@@ -193,6 +193,12 @@ class Config:
                              choices=HW_COMPRESSION)
     init_from: str | None = _f(None, "start from the weights of this run directory's latest "
                                "checkpoint (fine-tuning; same model and model_kwargs)", metavar="RUN")
+    weight_bits: int = _f(0, "quantization-aware training: every conv / dense kernel is rounded to "
+                          "this many bits in the forward pass (symmetric, per output channel; "
+                          "straight-through gradient; models.quantize), and the hardware cost "
+                          "charges these bits; 0: float (the architecture's word width)")
+    act_bits: int = _f(0, "quantization-aware training: every conv / dense input is rounded to "
+                       "this many bits, per example (unsigned after a ReLU); 0: float")
     # joint network + hardware training (codesign.joint)
     co_design: bool = _f(False, "joint network + hardware training (method gates): the accelerator's "
                          "PE array, buffer and register-file sizes are searched (exact evaluations, "
@@ -288,6 +294,11 @@ class Config:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"config field {name!r}: unknown {getattr(self, name)!r}; valid: "
                                   f"{', '.join(valid)}")
+        for name in ("weight_bits", "act_bits"):
+            b = getattr(self, name)
+            if not (b == 0 or 2 <= b <= 16):
+                raise ConfigError(f"config field {name!r}: expected 0 (float) or a width in "
+                                  f"[2, 16] bits, got {b!r}")
         self._check_co_design()
         if self.distill_weight > 0 and not self.init_from:
             raise ConfigError("config field 'distill_weight': distillation needs a teacher: pass "

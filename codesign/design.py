@@ -18,17 +18,24 @@ architecture such as the ``eyeriss`` preset): integer knobs
   time, and a softmax mixture of families is not a realizable accelerator; there are
   only five, so each gets its own continuous search and the best wins.
 
+Word widths, per operand, are knobs only when asked for (``word_bits``; ``bits.W``,
+``bits.I``, ``bits.O``, in bits): energies follow the widths
+(:func:`hwmodel.scale_word_bits`: per-word energies linear in the width, MAC energy in
+the product of the W and I widths; buffers keep their size in bits, so narrower words
+pack more of them); the area does not change.
+
 Fixed per search (the base architecture's values): technology (the energy per access
 of every level *at the base sizes*, MAC energy), DRAM (energy, bandwidth), clock, bit
-widths, and the on-chip bandwidths that the area model does not price.  A resized
+widths unless asked for, and the on-chip bandwidths that the area model does not price.  A resized
 buffer's energy per access follows its size,
 ``E = E_base * (size / base size) ** energy_exponent``
 (:func:`hwmodel.scale_access_energy`; default exponent 0.5, fit to the Accelergy 45 nm
 on-chip memories; 0 makes energies size-independent): without it a larger buffer would
 be free in energy and an energy search would always spend the whole area budget on
-memory.  Bit widths are fixed because without the network's accuracy in the loop
-a narrower word is free (and the energy tables are quoted at the base width); an
-unpriced bandwidth is fixed because the area model (:func:`hwmodel.area_mm2`) would
+memory.  Bit widths are fixed by default because without the network's accuracy in
+the loop a narrower word is always cheaper: the widths a network tolerates come from
+training it at them (quantization-aware training, ``--weight-bits`` / ``--act-bits``);
+an unpriced bandwidth is fixed because the area model (:func:`hwmodel.area_mm2`) would
 charge nothing for it, so a search would simply take the upper bound.  A bandwidth
 changes no energy, only the latency (a level's accesses / (bandwidth x instances)
 bound the cycles), so it matters for the latency and EDP objectives.
@@ -176,11 +183,14 @@ class Knob:
       level: the level's name (None for the PE array).
       operand: index of the partition's operand in ``hwmodel.OPERANDS`` (None: the PE
         array or a shared size).
-      unit_bits: bits per unit (a word of the operand, or of the widest operand the
-        level holds); 0 for the PE array (unit: one PE) and for a bandwidth.
+      unit_bits: bits per unit (a word of the operand at the base architecture's
+        width, or of the widest operand the level holds); 0 for the PE array (unit: one
+        PE), a bandwidth and a word width.
       lo, hi: inclusive integer bounds, in units.
-      field: ``"size"`` (the PE array or a buffer size) or ``"bandwidth"`` (the
-        level's bandwidth in words/cycle per instance; name ``"LEVEL.bw"``).
+      field: ``"size"`` (the PE array or a buffer size), ``"bandwidth"`` (the
+        level's bandwidth in words/cycle per instance; name ``"LEVEL.bw"``) or
+        ``"word_bits"`` (the word width of operand ``operand`` in bits, name
+        ``"bits.X"``; level None).
     """
 
     name: str
@@ -195,6 +205,8 @@ class Knob:
     def unit(self) -> str:
         if self.field == "bandwidth":
             return "words/cycle"
+        if self.field == "word_bits":
+            return "bits"
         return "PEs" if self.level is None else "words"
 
 
@@ -235,6 +247,9 @@ class DesignSpace:
         """The base architecture's knob values ``[n_knobs]`` (integers, as float64)."""
         out = []
         for k in self.knobs:
+            if k.field == "word_bits":
+                out.append(float(np.asarray(self.base.word_bits)[k.operand]))
+                continue
             if k.level is None:
                 out.append(float(np.asarray(getattr(self.base, k.name))))
                 continue
@@ -248,9 +263,11 @@ class DesignSpace:
         return np.array(out, np.float64)
 
     def arch(self, values, name: str | None = None) -> hwmodel.Architecture:
-        """The base architecture with the knobs set to ``values`` (``[n_knobs]``) and
+        """The base architecture with the knobs set to ``values`` (``[n_knobs]``),
         each resized buffer's energy per access scaled to its size
-        (:attr:`energy_exponent`).
+        (:attr:`energy_exponent`) and every energy scaled to the word widths
+        (:func:`hwmodel.scale_word_bits`; buffer sizes stay in bits, so a narrower word
+        packs more words).
 
         Traceable: ``values`` may be a tracer (continuous values for the relaxed
         model); with concrete integer values the result is an exact design.
@@ -260,8 +277,11 @@ class DesignSpace:
         changes = {}
         per_level: dict[str, dict] = {}
         bandwidth: dict[str, object] = {}
+        widths: dict[int, object] = {}
         for i, k in enumerate(self.knobs):
-            if k.level is None:
+            if k.field == "word_bits":
+                widths[k.operand] = v[i]
+            elif k.level is None:
                 changes[k.name] = v[i]
             elif k.field == "bandwidth":
                 bandwidth[k.level] = v[i]
@@ -285,6 +305,10 @@ class DesignSpace:
                     [ch[j] if j in ch else cap[j] for j in range(len(hwmodel.OPERANDS))])
             levels.append(dataclasses.replace(lvl, **upd))
         out = arch.replace(levels=tuple(levels), **changes)
+        if widths:
+            base = jnp.asarray(arch.word_bits, jnp.float32)
+            out = hwmodel.scale_word_bits(out, jnp.stack(
+                [widths[j] if j in widths else base[j] for j in range(len(hwmodel.OPERANDS))]))
         out = hwmodel.scale_access_energy(out, self.base, self.energy_exponent)
         return out if name is None else out.replace(name=name)
 
@@ -354,6 +378,10 @@ class DesignSpace:
         parts = []
         if "pe_rows" in d and "pe_cols" in d:
             parts.append(f"{d['pe_rows']}x{d['pe_cols']} PEs")
+        widths = [f"{hwmodel.OPERANDS[k.operand]} {x}" for k, x in zip(self.knobs, v)
+                  if k.field == "word_bits"]
+        if widths:
+            parts.append("words " + " / ".join(widths) + " b")
         for k, x in zip(self.knobs, v):
             if k.level is None:
                 continue
@@ -361,7 +389,9 @@ class DesignSpace:
                 parts.append(f"{k.name} {x} words/cycle")
                 continue
             kb = x * k.unit_bits / 8192.0
-            parts.append(f"{k.name} {kb:.4g} KB" if kb >= 1 else f"{k.name} {x} words")
+            small = (f"{k.name} {x} words" if not widths  # words of the base width
+                     else f"{k.name} {x * k.unit_bits:g} b")
+            parts.append(f"{k.name} {kb:.4g} KB" if kb >= 1 else small)
         return ", ".join(parts)
 
 
@@ -391,7 +421,8 @@ def check_budget(space: DesignSpace, area_mm2: float) -> None:
 def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
                  max_scale: float = 8.0,
                  bounds: Mapping[str, tuple[int, int]] | None = None,
-                 energy_exponent: float = hwmodel.DEFAULT_ENERGY_EXPONENT) -> DesignSpace:
+                 energy_exponent: float = hwmodel.DEFAULT_ENERGY_EXPONENT,
+                 word_bits: Mapping[str, int | tuple[int, int]] | None = None) -> DesignSpace:
     """The design space of a base architecture.
 
     Knobs: ``pe_rows``, ``pe_cols``, every on-chip buffer size and every priced
@@ -409,6 +440,13 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
       energy_exponent: energy per access of a resized buffer ``~ size **
         energy_exponent`` (:func:`hwmodel.scale_access_energy`; default 0.5, fit to the
         Accelergy 45 nm on-chip memories; 0 keeps the base energies at every size).
+      word_bits: word widths to search or set, by operand: ``{"W": (4, 16)}`` adds the
+        knob ``bits.W`` searched in [4, 16] bits, ``{"I": 8}`` fixes it at 8 (knob
+        with ``lo == hi``). Bounds lie in ``[1, base width]``: a wider word would need
+        a wider multiplier and datapath that the area model does not charge. Operands
+        not named keep the base width (no knob). The network must tolerate the widths
+        searched: without its accuracy in the loop a narrower word is always cheaper
+        (``codesign train --weight-bits / --act-bits`` trains a network for them).
 
     Returns:
       A :class:`DesignSpace`.
@@ -458,6 +496,18 @@ def design_space(base="eyeriss", *, dataflows: Sequence[str] | None = None,
         bw = float(np.asarray(lvl.bandwidth_words))
         if c > 0 and math.isfinite(bw) and hwmodel.level_kind(lvl.kind).bandwidth_has_area:
             knobs.append(Knob(f"{lvl.name}.bw", lvl.name, None, 0.0, 1, up(bw), "bandwidth"))
+    for x, b in (word_bits or {}).items():
+        if x not in hwmodel.OPERANDS:
+            raise DesignError(f"word_bits: unknown operand {x!r}; valid: "
+                              f"{', '.join(hwmodel.OPERANDS)}")
+        j = hwmodel.OPERANDS.index(x)
+        lo, hi = (b, b) if isinstance(b, (int, np.integer)) else tuple(b)
+        top = int(wb[j])
+        if not (int(lo) == lo and int(hi) == hi and 1 <= lo <= hi <= top):
+            raise DesignError(f"word_bits[{x!r}] = {b!r}: expected integers 1 <= lo <= hi <= "
+                              f"{top} (the base architecture's {x} width; a wider word's "
+                              "datapath would not be charged in area)")
+        knobs.append(Knob(f"bits.{x}", None, j, 0.0, int(lo), int(hi), "word_bits"))
     for nm, (lo, hi) in (bounds or {}).items():
         names = [k.name for k in knobs]
         if nm not in names:

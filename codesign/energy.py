@@ -462,7 +462,16 @@ def _figures(cost) -> dict[str, Any]:
         "macs_per_inference": float(cost.macs_dense) / cost.batch,
         "energy_breakdown_uj": {k: float(v) / cost.batch * 1e-6
                                 for k, v in cost.energy_breakdown_pj.items()},
+        # the widths charged, MAC-weighted over the layers (a quantized network's bits)
+        "weight_bits": _mean_bits(cost, cost.layers.w_bits),
+        "act_bits": _mean_bits(cost, cost.layers.i_bits),
     }
+
+
+def _mean_bits(cost, bits) -> float:
+    macs = np.asarray(cost.layers.macs_dense, np.float64)
+    b = np.asarray(bits, np.float64)
+    return float(np.sum(b * macs) / np.sum(macs)) if np.sum(macs) > 0 else float(np.mean(b))
 
 
 def hardware_summary(model: nnx.Module, obj: HardwareObjective) -> dict[str, Any]:
@@ -545,6 +554,9 @@ def report_markdown(rep: dict[str, Any]) -> str:
         d, p = dense[key], hw[key]
         lines.append(f"| {name} | {d:,.4g} | {p:,.4g} | {d / p:.2f}x |" if p else
                      f"| {name} | {d:,.4g} | {p:,.4g} | |")
+    if "weight_bits" in hw and "weight_bits" in dense:
+        lines.append(f"| bits per weight / input (MAC-weighted) | {dense['weight_bits']:.3g} / "
+                     f"{dense['act_bits']:.3g} | {hw['weight_bits']:.3g} / {hw['act_bits']:.3g} | |")
     lines += ["", f"In-loss estimate (dense mappings, hard keeps): "
               f"{hw['relaxed']['energy_per_inference_uj']:.4g} uJ per inference; exact (pruned "
               f"workload re-mapped): {hw['energy_per_inference_uj']:.4g} uJ.", "",

@@ -87,10 +87,14 @@ HARDWARE_FILE = "hardware.yaml"
 
 
 def search_space(config) -> design.DesignSpace:
-    """The design space of a co-design run: ``hw_arch``'s knobs, dataflow ``hw_dataflow``."""
+    """The design space of a co-design run: ``hw_arch``'s knobs, dataflow ``hw_dataflow``;
+    for a quantization-aware run (``weight_bits`` / ``act_bits``) the word widths of W /
+    I are fixed knobs at the network's bits (hardware built for the network's operands)."""
+    widths = {x: b for x, b in (("W", config.weight_bits), ("I", config.act_bits)) if b}
     try:
         return design.design_space(config.hw_arch, dataflows=(config.hw_dataflow,),
-                                   energy_exponent=config.co_design_energy_exponent)
+                                   energy_exponent=config.co_design_energy_exponent,
+                                   word_bits=widths or None)
     except (design.DesignError, ValueError, OSError) as e:
         raise ConfigError(f"co_design: hw_arch {config.hw_arch!r}: {' '.join(str(e).split())}") from None
 
@@ -138,7 +142,12 @@ class CoDesignHooks:
         self.start = start
         self.reference = start.dense_value
         self.area_budget = float(config.area_mm2)
-        self.start_values = np.rint(self.space.base_values()).astype(np.int64)
+        # the starting preset, at the network's word widths when it is quantized
+        self.start_values = np.clip(np.rint(self.space.base_values()), self.space.lo,
+                                    self.space.hi).astype(np.int64)
+        self.widths = any(k.field == "word_bits" for k in self.space.knobs)
+        if self.widths:
+            _check_all_quantized(model, start)
         self.start_area = self.space.area(self.start_values)
         self.start_fits = self.start_area <= self.area_budget * (1 + design.AREA_RTOL)
         self.searches: list[dict[str, Any]] = []
@@ -164,7 +173,7 @@ class CoDesignHooks:
         return self.space.arch(np.asarray(v, np.float64), name=f"{self.space.base.name}_codesign")
 
     def _objective(self, model: nnx.Module, values) -> HardwareObjective:
-        if np.array_equal(np.asarray(values), self.start_values):
+        if np.array_equal(np.asarray(values), self.start_values) and not self.widths:
             return self.start  # its reference is its own dense value
         return HardwareObjective(model, self.image_shape, arch=self.arch(values),
                                  dataflow=self.start.dataflow,
@@ -277,6 +286,23 @@ class CoDesignHooks:
             "evaluations": sum(s["evaluations"] for s in self.searches),
         }
         return report_markdown(out)
+
+
+def _check_all_quantized(model: nnx.Module, start: HardwareObjective) -> None:
+    """A quantized co-design run builds hardware with the network's word widths: every
+    layer that multiplies must then be quantized (else it would be charged at widths it
+    does not have)."""
+    import models
+
+    q = models.quantized_layers(model)
+    left = [l.name for l in start.layers if l.macs > 0 and l.name not in q]
+    if left:
+        raise ConfigError(
+            f"co_design with weight_bits / act_bits sets the hardware's word widths to the "
+            f"network's bits, but these layers of {type(model).__name__} are not quantized: "
+            f"{', '.join(left[:4])}{', ...' if len(left) > 4 else ''} (attention's matmuls and "
+            "depthwise convolutions are not); valid: a model of conv / dense layers, or "
+            "co-design without --weight-bits / --act-bits")
 
 
 def hardware_search(space: design.DesignSpace, workloads, start, *, area_mm2: float,

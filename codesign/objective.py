@@ -52,7 +52,7 @@ import hwmodel
 import models
 from codesign._config import HW_OBJECTIVES
 
-__all__ = ["HW_OBJECTIVES", "GateBinding", "HardwareObjective", "objective_value"]
+__all__ = ["HW_OBJECTIVES", "GateBinding", "HardwareObjective", "bit_knobs", "objective_value"]
 
 
 
@@ -148,6 +148,47 @@ def _bind(sites, layers: Sequence[hwmodel.LayerSpec]) -> tuple[GateBinding, ...]
     return tuple(out)
 
 
+def _layer_bits(model: nnx.Module, layers, word_bits, arch_name: str
+                ) -> dict[str, tuple[int, int]]:
+    """``{workload layer: (weight bits, input bits)}`` of the model's quantized layers
+    (a float operand of a quantized layer keeps the word width)."""
+    q = models.quantized_layers(model)
+    names = {l.name for l in layers}
+    out = {}
+    for path, (wb, ab) in q.items():
+        if path not in names:
+            raise ValueError(f"quantized layer {path!r} matches no layer of the workload "
+                             f"(layers: {', '.join(sorted(names))})")
+        bits = (wb or word_bits[0], ab or word_bits[1])
+        for x, b, w in zip(("weight", "input"), bits, word_bits):
+            if b > w:
+                raise ValueError(f"quantized layer {path!r}: {x} bits {b} exceed the {x} word "
+                                 f"width of {arch_name!r} ({w} bits); valid: bits <= {w}, or "
+                                 "an architecture with wider words")
+        out[path] = bits
+    return out
+
+
+def bit_knobs(model: nnx.Module, workload: hwmodel.Workload, arch: hwmodel.Architecture
+              ) -> hwmodel.Knobs | None:
+    """The ``w_bits`` / ``i_bits`` knobs ``[L]`` that charge ``model``'s quantized layers
+    (:func:`models.quantize`) at their bits on ``arch`` (the other layers at its word
+    widths); None for a float model. ``workload``: the model's
+    (:func:`models.model_workload`).
+
+    Raises:
+      ValueError: a quantized layer wider than ``arch``'s words, or one the workload
+        does not have.
+    """
+    wb, ib = (int(round(float(b))) for b in np.asarray(arch.word_bits)[:2])
+    bits = _layer_bits(model, workload.layers, (wb, ib), arch.name)
+    if not bits:
+        return None
+    return hwmodel.Knobs(
+        w_bits=np.array([bits.get(l.name, (wb, ib))[0] for l in workload.layers], np.float32),
+        i_bits=np.array([bits.get(l.name, (wb, ib))[1] for l in workload.layers], np.float32))
+
+
 def _gate_keeps(model: nnx.Module, hard: bool) -> dict[str, jax.Array]:
     keeps = {}
     for s in models.gate_sites(model):
@@ -173,15 +214,24 @@ class HardwareObjective:
         model's value on its *starting* hardware, so that "relative" keeps one meaning
         while the hardware changes.
 
+    Quantized layers (:func:`models.quantize`: quantization-aware training) are charged
+    at their bits: their ``w_bits`` / ``i_bits`` knobs are the layer's weight / input
+    widths (accesses scale by ``bits / word bits``, MACs by the width product; see
+    :func:`hwmodel.cost`), the other layers at the architecture's word widths.
+
     Attributes:
-      workload (its layers' ``w_bits`` / ``i_bits`` / ``o_bits`` are the architecture's
-      word widths, the bits the cost model charges), arch, mappings, bindings; ``dense_cost`` (the model with every gate
-      open) and ``dense_value`` (its objective value, a Python float);
-      ``reference_value`` (a Python float).
+      workload (its layers' ``w_bits`` / ``i_bits`` / ``o_bits`` are the bits the cost
+      model charges: a quantized layer's widths, else the architecture's word widths),
+      arch, mappings, bindings; ``layer_bits`` (``{layer: (weight bits, input bits)}``
+      of the quantized layers, empty for a float model); ``dense_cost`` (the model with
+      every gate open, *unquantized*: every operand at the architecture's word widths,
+      the float baseline the reports compare against) and ``dense_value`` (its
+      objective value, a Python float); ``reference_value`` (a Python float).
 
     Raises:
       ValueError: unknown objective / dataflow / arch, a gate whose layer or consumer
-        matches no layer of the workload, bad batch.
+        matches no layer of the workload, bad batch, a quantized layer wider than the
+        architecture's words.
     """
 
     def __init__(self, model: nnx.Module, input_shape: Sequence[int], *,
@@ -206,9 +256,16 @@ class HardwareObjective:
         # The cost model charges every operand at the architecture's word widths (the
         # traced dtypes are float32): record the bits actually costed in the layers.
         wb, ib, ob = (int(round(float(b))) for b in np.asarray(self.arch.word_bits))
+        self.layer_bits = _layer_bits(model, traced.layers, (wb, ib), self.arch.name)
         self.workload = dataclasses.replace(traced, layers=tuple(
-            dataclasses.replace(l, w_bits=wb, i_bits=ib, o_bits=ob) for l in traced.layers))
+            dataclasses.replace(l, w_bits=self.layer_bits.get(l.name, (wb, ib))[0],
+                                i_bits=self.layer_bits.get(l.name, (wb, ib))[1], o_bits=ob)
+            for l in traced.layers))
         self.layers = tuple(self.workload.layers)
+        self._bits = None
+        if self.layer_bits:
+            self._bits = (np.array([l.w_bits for l in self.layers], np.float32),
+                          np.array([l.i_bits for l in self.layers], np.float32))
         self.sites = models.gate_sites(model)
         self.bindings = _bind(self.sites, self.layers)
         self.mappings = hwmodel.stack_mappings(hwmodel.map_workload(
@@ -267,7 +324,14 @@ class HardwareObjective:
         dw = None
         if weight_density is not None:
             dw = self._per_layer(weight_density, "weight_density")
-        return hwmodel.Knobs(weight_density=dw, keep_out=ko, keep_in=ki, keep_groups=kg)
+        return hwmodel.Knobs(weight_density=dw, keep_out=ko, keep_in=ki, keep_groups=kg,
+                             **self._bit_knobs())
+
+    def _bit_knobs(self) -> dict[str, Any]:
+        """``w_bits`` / ``i_bits`` knobs ``[L]`` of a quantized model (else none)."""
+        if self._bits is None:
+            return {}
+        return {"w_bits": jnp.asarray(self._bits[0]), "i_bits": jnp.asarray(self._bits[1])}
 
     def _per_layer(self, values, what: str) -> jax.Array:
         if isinstance(values, Mapping):
@@ -354,6 +418,8 @@ class HardwareObjective:
         maps = hwmodel.map_workload(wl, self.arch, dataflow=self.dataflow,
                                     objective=self.mapper_objective)
         knobs = None
-        if weight_density is not None:
-            knobs = hwmodel.Knobs(weight_density=self._per_layer(weight_density, "weight_density"))
+        if weight_density is not None or self._bits is not None:
+            dw = (None if weight_density is None
+                  else self._per_layer(weight_density, "weight_density"))
+            knobs = hwmodel.Knobs(weight_density=dw, **self._bit_knobs())
         return hwmodel.cost(wl, self.arch, mappings=maps, knobs=knobs)

@@ -373,7 +373,7 @@ def frozen_teacher(config: Config, *, input_shape: tuple[int, int, int], num_cla
     yet), which already holds the ``init_from`` weights: they are copied from it instead
     of reading the checkpoint a second time. Without it the checkpoint is read.
     """
-    teacher = _build_model(config, input_shape, num_classes)
+    teacher = _build_model(config, input_shape, num_classes, quantized=False)  # the float run
     if student is None:
         energy.load_weights(teacher, config.init_from)
     else:
@@ -545,19 +545,23 @@ def create_train_state(config: Config, *, input_shape: tuple[int, int, int], num
     return model, optimizer
 
 
-def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int) -> nnx.Module:
+def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int, *,
+                 quantized: bool = True) -> nnx.Module:
     """``config.model`` with fresh parameters (``config.seed``) for ``input_shape`` (H, W, C)
-    and ``num_classes``, before any method touches it (no ``init_from`` weights, no gates).
+    and ``num_classes``, before any method touches it (no ``init_from`` weights, no gates),
+    quantization-aware when ``config.weight_bits`` / ``act_bits`` ask for it (and
+    ``quantized``).
 
     Raises:
-      ConfigError: the model cannot be built with ``config.model_kwargs``.
+      ConfigError: the model cannot be built with ``config.model_kwargs``, or cannot be
+        quantized.
     """
     import models
 
     try:
         dtype = ({} if config.compute_dtype == "float32"
                  else {"dtype": jnp.dtype(config.compute_dtype)})
-        return models.create(
+        model = models.create(
             config.model, rngs=nnx.Rngs(config.seed), num_classes=num_classes,
             input_shape=tuple(input_shape), **dtype, **config.model_kwargs,
         )
@@ -568,6 +572,13 @@ def _build_model(config: Config, input_shape: tuple[int, ...], num_classes: int)
             f"config field 'model_kwargs' {json.dumps(config.model_kwargs)}: {config.model} "
             f"cannot be built with them ({type(e).__name__}: {' '.join(str(e).split())})"
         ) from None
+    if quantized and (config.weight_bits or config.act_bits):
+        try:
+            models.quantize(model, weight_bits=config.weight_bits, act_bits=config.act_bits)
+        except ValueError as e:
+            raise ConfigError(f"config fields 'weight_bits' / 'act_bits': {config.model}: "
+                              f"{' '.join(str(e).split())}") from None
+    return model
 
 
 MACS_NOTE = "hwmodel.extract_workload (batch 1, dense)"

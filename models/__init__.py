@@ -109,6 +109,7 @@ from models._onednn import (
     resolve_conv_backend,
     set_conv_backend,
 )
+from models._quant import quant_bypassed, quantize, quantized_layers
 from models._registry import ModelInfo, create, get_info, list_models
 from models._workload import list_countable_models, model_param_count, model_workload
 
@@ -136,6 +137,9 @@ __all__ = [
     "model_workload",
     "onednn_available",
     "onednn_conv",
+    "quant_bypassed",
+    "quantize",
+    "quantized_layers",
     "resolve_conv_backend",
     "set_conv_backend",
     "set_gates",

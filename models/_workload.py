@@ -20,6 +20,7 @@ from flax import nnx
 import hwmodel
 from models import reference
 from models._gates import gates_bypassed
+from models._quant import quant_bypassed
 
 __all__ = ["default_input_shape", "list_countable_models", "model_param_count", "model_workload"]
 
@@ -176,7 +177,9 @@ def model_workload(
             f"model_workload: expected a model name or an nnx.Module, got {type(name_or_module).__name__}"
         )
     try:  # hwmodel.extract_workload splits an NNX module: its state becomes the parameters
-        with gates_bypassed():  # a gate is free on the hardware: its keep is a cost knob
+        # a gate is free on the hardware (its keep is a cost knob) and rounding is not
+        # arithmetic an integer datapath does (the bits are cost knobs)
+        with gates_bypassed(), quant_bypassed():
             return hwmodel.extract_workload(_eval_view(module), x, name=name or model_name, batch=batch)
     except hwmodel.ExtractionError as e:
         cause = e.__cause__

@@ -45,6 +45,9 @@ def test_design_writes_csv_plot_yaml(capsys, tmp_path):
     (["nosuchnet", "--area-mm2", "10"], "unknown model 'nosuchnet'; valid:"),
     (["lenet5", "--area-mm2", "10", "--weights", "1,2"], "--weights '1,2': expected 1"),
     (["lenet5"], "--area-mm2"),
+    (["lenet5", "--area-mm2", "10", "--word-bits", "X=8"], "--word-bits 'X=8': expected"),
+    (["lenet5", "--area-mm2", "10", "--word-bits", "W=8:4"], "expected integers 1 <= lo <= hi"),
+    (["lenet5", "--area-mm2", "10", "--word-bits", "W=32"], "<= 16 (the base architecture's W"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, args, msg):
     rc, out, err = _run(capsys, *args, "--workdir", str(tmp_path / "x"))

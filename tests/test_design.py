@@ -276,3 +276,48 @@ def test_co_design_hardware_block_searches_a_priced_bandwidth():
     assert best.legal and best.area_mm2 <= 12.3 * (1 + D.AREA_RTOL)
     assert best.objective <= cur.objective
     assert len({d.values[-1] for d in ev.designs}) > 1  # GLB.bw was moved
+
+
+# ---- word widths as knobs ---------------------------------------------------------------
+def test_word_bit_knobs_scale_energies_and_pack_words():
+    """``bits.W`` / ``bits.I``: absent by default; at the base widths the design is the
+    base; narrower widths give hwmodel.scale_word_bits's energies and leave the area."""
+    sp = D.design_space("eyeriss", word_bits={"W": (4, 16), "I": 8})
+    assert sp.names[-2:] == ("bits.W", "bits.I")
+    k = sp.knobs[-1]
+    assert (k.lo, k.hi, k.unit, k.field) == (8, 8, "bits", "word_bits")
+    base = sp.base_values()
+    np.testing.assert_array_equal(base[-2:], [16, 16])
+    at_base = sp.arch(base)
+    for x, y in zip(jax.tree_util.tree_leaves(at_base), jax.tree_util.tree_leaves(sp.base)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    v = base.copy()
+    v[-2:] = [4, 8]
+    a = sp.arch(v)
+    ref = hwmodel.scale_word_bits(sp.base, [4, 8, 16])
+    assert np.asarray(a.word_bits).tolist() == [4, 8, 16]
+    assert float(a.mac_energy_pj) == pytest.approx(float(ref.mac_energy_pj))
+    for x, y in zip(a.levels, ref.levels):
+        np.testing.assert_allclose(np.asarray(x.read_energy_pj), np.asarray(y.read_energy_pj))
+    assert sp.area(v) == pytest.approx(sp.area(base))
+    assert "words W 4 / I 8 b" in sp.describe(v)
+
+
+def test_word_bit_search_takes_the_narrowest_width_on_energy():
+    """Without accuracy in the loop a narrower word only saves energy: the search ends
+    at the lower bound (why the widths are knobs only when the user asks for them)."""
+    sp = D.design_space("eyeriss", dataflows=("rs",), word_bits={"W": (4, 16)},
+                        bounds={k: v for k, v in TINY_BOUNDS.items() if k != "RF.W"})
+    ev = D.Evaluator(sp, {"tiny": TINY}, area_mm2=8.0, objective="energy", reference=[1.0])
+    best = D.gradient_search(ev, restarts=2, rounds=1, steps=10, polish=10, seed=0).best
+    assert best.legal and int(best.values[sp.names.index("bits.W")]) == 4
+    e16 = ev.evaluate(np.where(np.array(sp.names) == "bits.W", 16, best.values),
+                      best.dataflow, "check")
+    assert best.energy_pj[0] < e16.energy_pj[0]
+
+
+def test_word_bits_bad_bounds_are_errors():
+    with pytest.raises(D.DesignError, match="unknown operand 'Q'"):
+        D.design_space("eyeriss", word_bits={"Q": 8})
+    with pytest.raises(D.DesignError, match=r"1 <= lo <= hi <= 16"):
+        D.design_space("eyeriss", word_bits={"W": (0, 8)})
