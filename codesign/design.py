@@ -570,20 +570,24 @@ def _metric(objective: str, energy_pj, latency_s):
 
 
 def exact_costs(workloads: Sequence[hwmodel.Workload], arch: hwmodel.Architecture,
-                dataflow: str, objective: str) -> list[hwmodel.Cost]:
-    """Map every network on ``arch`` with the exact mapper and cost the mappings.
+                dataflow: str, objective: str,
+                knobs: Sequence[hwmodel.Knobs | None] | None = None) -> list[hwmodel.Cost]:
+    """Map every network on ``arch`` with the exact mapper and cost the mappings
+    (``knobs``: optional per-network :class:`hwmodel.Knobs`, e.g. a quantized network's
+    bits on wider hardware; they do not change the mapping).
 
     Raises:
       hwmodel.NoLegalMapping: a layer has no legal mapping.
     """
     mobj = _MAPPER_OBJECTIVE[objective]
     out = []
-    for wl in workloads:
+    for i, wl in enumerate(workloads):
         maps = hwmodel.map_workload(wl, arch, dataflow=dataflow, objective=mobj)
         # one-shot evaluation: run eagerly instead of compiling a function that is
         # used once (every design has its own mappings)
         with jax.disable_jit():
-            out.append(hwmodel.cost(wl, arch, dataflow=dataflow, objective=mobj, mappings=maps))
+            out.append(hwmodel.cost(wl, arch, dataflow=dataflow, objective=mobj, mappings=maps,
+                                    knobs=None if knobs is None else knobs[i]))
     return out
 
 

@@ -7,7 +7,7 @@ Rows (energy per inference at the run's costing batch, the run's dataflow):
   ``codesign train --method gates`` run, fixed hardware);
 * (c) the sequential baseline: (b)'s final network, then a hardware-only search
   (:func:`codesign.joint.hardware_search`, the co-design run's engine, from the starting
-  preset, area <= the co-design run's budget, as many exact evaluations as the whole
+  preset (at the co-design run's word widths when it is quantized), area <= the co-design run's budget, as many exact evaluations as the whole
   co-design run spent unless ``--evaluations`` says otherwise); the design is written
   to ``WORKDIR/sequential.yaml`` and re-costed from that file;
 * (d) the co-design run (``--codesign``: ``codesign train --co-design``), its network on
@@ -31,10 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 import hwmodel  # noqa: E402
 import models  # noqa: E402
 from codesign import design, joint  # noqa: E402
 from codesign._run import load_run_model  # noqa: E402
+from codesign.objective import bit_knobs  # noqa: E402
 from codesign.config import Config  # noqa: E402
 
 
@@ -78,7 +81,9 @@ def main(argv=None) -> int:
     wl = models.model_workload(net.model, batch=cfg_b.hw_batch, input_shape=net.input_shape)
     space = joint.search_space(cfg_d)
     start = hwmodel.load_arch(cfg_b.hw_arch)
-    check = design.exact_costs([wl], start, cfg_b.hw_dataflow, cfg_d.hw_objective)[0]
+    # a quantized (b) is charged at its bits on the preset, as its report was
+    check = design.exact_costs([wl], start, cfg_b.hw_dataflow, cfg_d.hw_objective,
+                               knobs=[bit_knobs(net.model, wl, start)])[0]
     e_b = float(check.energy_per_inference_pj) * 1e-6
     if abs(e_b / rb["energy_per_inference_uj"] - 1) > args.network_rtol:
         raise SystemExit(f"(b)'s checkpoint network costs {e_b:.6g} uJ, its report says "
@@ -88,7 +93,7 @@ def main(argv=None) -> int:
         print(f"note: (c) searches for (b)'s checkpoint network, {e_b:.6g} uJ on {cfg_b.hw_arch} "
               f"(report: {rb['energy_per_inference_uj']:.6g} uJ)")
     current, best, ev = joint.hardware_search(
-        space, {cfg_b.model: wl}, space.base_values(), area_mm2=area,
+        space, {cfg_b.model: wl}, np.clip(space.base_values(), space.lo, space.hi), area_mm2=area,
         objective=cfg_d.hw_objective, dataflow=cfg_d.hw_dataflow, evaluations=evaluations,
         seed=args.seed)
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 import hwmodel  # noqa: E402
 import models  # noqa: E402
 from codesign import design, joint  # noqa: E402
 from codesign._run import load_run_model  # noqa: E402
 from codesign.config import Config  # noqa: E402
+from codesign.objective import bit_knobs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -47,7 +50,8 @@ def main(argv=None) -> int:
         area = a.area_mm2 or cfg.area_mm2 or float(hwmodel.area_mm2(start))
 
         def uj(arch):
-            c = design.exact_costs([wl], arch, cfg.hw_dataflow, "energy")[0]
+            c = design.exact_costs([wl], arch, cfg.hw_dataflow, "energy",
+                                   knobs=[bit_knobs(net.model, wl, arch)])[0]
             return float(c.energy_per_inference_pj) * 1e-6
 
         line = f"{run}: {cfg.model}, {cfg.hw_arch} {uj(start):.4g} uJ"
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
         for n in a.evaluations:
             t = time.perf_counter()
             _, best, ev = joint.hardware_search(
-                space, {cfg.model: wl}, space.base_values(), area_mm2=area,
+                space, {cfg.model: wl}, np.clip(space.base_values(), space.lo, space.hi), area_mm2=area,
                 objective="energy", dataflow=cfg.hw_dataflow, evaluations=n, seed=a.seed)
             print(f"  {n:>5} evaluations: best {best.energy_pj[0] * 1e-6:.4g} uJ "
                   f"({space.describe(best.values)}, {best.area_mm2:.4g} mm^2 of {area:g}; "

@@ -202,3 +202,14 @@ def test_word_bits_gradient_and_errors():
     for bad in ([8, 8], [8, 0, 16], [8, np.nan, 16]):
         with pytest.raises(ValueError, match="scale_word_bits"):
             hwmodel.scale_word_bits(ref, bad)
+
+
+def test_the_shipped_8_bit_eyeriss_is_the_rescaled_preset():
+    """experiments/archs/eyeriss_w8.yaml is hwmodel.scale_word_bits(eyeriss, [8, 8, 16])."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "archs" / "eyeriss_w8.yaml"
+    got = hwmodel.load_arch(str(path))
+    want = hwmodel.scale_word_bits(hwmodel.load_arch("eyeriss"), [8, 8, 16])
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=1e-6)
