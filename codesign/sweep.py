@@ -118,10 +118,13 @@ class SweepPoint:
 
     @property
     def setting(self) -> str:
+        bits = "".join(f",{tag}{self.fields[k]}" for k, tag in (("weight_bits", "w"),
+                                                                ("act_bits", "a"))
+                       if self.fields.get(k))
         if self.fields.get("energy_budget"):
-            return f"budget={self.fields['energy_budget']:g}"
+            return f"budget={self.fields['energy_budget']:g}{bits}"
         if "energy_weight" in self.fields:
-            return f"lambda={self.fields['energy_weight']:g}"
+            return f"lambda={self.fields['energy_weight']:g}{bits}"
         return ",".join(f"{k}={v}" for k, v in self.fields.items() if k != "method") or "-"
 
 

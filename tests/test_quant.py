@@ -212,3 +212,13 @@ def test_co_design_with_bits_refuses_unquantized_matmuls(tmp_path):
                area_mm2=12.25, co_design_evaluations=4, weight_bits=8, act_bits=8, epochs=2)
     with pytest.raises(ConfigError, match="are not quantized"):
         train_and_evaluate(cfg, tmp_path / "vit", print_table=False)
+
+
+def test_sweep_points_name_their_widths():
+    """A sweep over widths (spec fields weight_bits / act_bits) keeps its points apart."""
+    from codesign.sweep import SweepPoint
+
+    p = SweepPoint(0, "p", {"method": "gates", "energy_budget": 0.01, "weight_bits": 8,
+                            "act_bits": 4})
+    assert p.setting == "budget=0.01,w8,a4"
+    assert SweepPoint(1, "q", {"method": "gates", "energy_budget": 0.01}).setting == "budget=0.01"
