@@ -180,13 +180,19 @@ def bit_knobs(model: nnx.Module, workload: hwmodel.Workload, arch: hwmodel.Archi
       ValueError: a quantized layer wider than ``arch``'s words, or one the workload
         does not have.
     """
-    wb, ib = (int(round(float(b))) for b in np.asarray(arch.word_bits)[:2])
-    bits = _layer_bits(model, workload.layers, (wb, ib), arch.name)
+    words = tuple(int(round(float(b))) for b in np.asarray(arch.word_bits)[:2])
+    bits = _layer_bits(model, workload.layers, words, arch.name)
     if not bits:
         return None
-    return hwmodel.Knobs(
-        w_bits=np.array([bits.get(l.name, (wb, ib))[0] for l in workload.layers], np.float32),
-        i_bits=np.array([bits.get(l.name, (wb, ib))[1] for l in workload.layers], np.float32))
+    w, i = _costed_bits(bits, workload.layers, words)
+    return hwmodel.Knobs(w_bits=w, i_bits=i)
+
+
+def _costed_bits(bits, layers, words) -> tuple[np.ndarray, np.ndarray]:
+    """``[L]`` weight and input bits charged per layer: ``bits`` (:func:`_layer_bits`)
+    where the layer is quantized, else the word widths ``words``."""
+    costed = np.array([bits.get(l.name, words) for l in layers], np.float32).reshape(-1, 2)
+    return costed[:, 0], costed[:, 1]
 
 
 def _gate_keeps(model: nnx.Module, hard: bool) -> dict[str, jax.Array]:
@@ -257,15 +263,12 @@ class HardwareObjective:
         # traced dtypes are float32): record the bits actually costed in the layers.
         wb, ib, ob = (int(round(float(b))) for b in np.asarray(self.arch.word_bits))
         self.layer_bits = _layer_bits(model, traced.layers, (wb, ib), self.arch.name)
+        costed = _costed_bits(self.layer_bits, traced.layers, (wb, ib))
         self.workload = dataclasses.replace(traced, layers=tuple(
-            dataclasses.replace(l, w_bits=self.layer_bits.get(l.name, (wb, ib))[0],
-                                i_bits=self.layer_bits.get(l.name, (wb, ib))[1], o_bits=ob)
-            for l in traced.layers))
+            dataclasses.replace(l, w_bits=int(w), i_bits=int(i), o_bits=ob)
+            for l, w, i in zip(traced.layers, *costed)))
         self.layers = tuple(self.workload.layers)
-        self._bits = None
-        if self.layer_bits:
-            self._bits = (np.array([l.w_bits for l in self.layers], np.float32),
-                          np.array([l.i_bits for l in self.layers], np.float32))
+        self._bits = costed if self.layer_bits else None
         self.sites = models.gate_sites(model)
         self.bindings = _bind(self.sites, self.layers)
         self.mappings = hwmodel.stack_mappings(hwmodel.map_workload(
