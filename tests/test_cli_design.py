@@ -39,6 +39,26 @@ def test_design_writes_csv_plot_yaml(capsys, tmp_path):
     assert d["latency_s"] == pytest.approx(float(best["lenet5_latency_s"]), rel=1e-6)
 
 
+def test_design_at_given_word_widths_round_trips(capsys, tmp_path):
+    """--word-bits W=8,I=8: the design has 8-bit W / I words, the CSV names the width
+    knobs, and the YAML costs what the CSV says."""
+    wd = tmp_path / "w8"
+    rc, out, err = _run(capsys, "lenet5", "--area-mm2", "12.25", "--dataflow", "rs",
+                        "--word-bits", "W=8,I=8", "--restarts", "1", "--rounds", "1", "--steps",
+                        "3", "--polish", "4", "--no-presets", "--quiet", "--workdir", str(wd))
+    assert rc == 0, err
+    rows = list(csv.DictReader((wd / "designs.csv").read_text().splitlines()))
+    assert {r["bits.W"] for r in rows} == {"8"} and {r["bits.I"] for r in rows} == {"8"}
+    arch = hwmodel.load_arch(str(wd / "design.yaml"))
+    assert [float(b) for b in arch.word_bits] == [8, 8, 16]
+    best = min((r for r in rows if r["feasible"] == "1"), key=lambda r: float(r["objective"]))
+    assert cli.main(["cost", "lenet5", "--arch", str(wd / "design.yaml"), "--objective", "edp",
+                     "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["energy_pj"] == pytest.approx(float(best["lenet5_energy_pj"]), rel=1e-6)
+    assert "words W 8 / I 8 b" in out
+
+
 @pytest.mark.parametrize("args, msg", [
     (["lenet5", "--area-mm2", "1"], "smaller than the smallest legal eyeriss design"),
     (["lenet5", "--area-mm2", "10", "--objective", "power"], "invalid choice: 'power'"),
