@@ -35,7 +35,8 @@ The workload extractor (:func:`models.model_workload`) traces a quantized model 
 :func:`quant_bypassed`: the rounding is not arithmetic the accelerator does (it
 computes on integers), so it is not counted as element-wise work; the bit widths reach
 the cost model as its ``w_bits`` / ``i_bits`` knobs instead
-(:class:`codesign.objective.HardwareObjective`'s ``weight_bits`` / ``act_bits``).
+(:class:`codesign.objective.HardwareObjective` reads them from the model with
+:func:`quantized_layers`).
 """
 
 from __future__ import annotations
