@@ -262,6 +262,13 @@ class DesignSpace:
             out.append(float(bits) / k.unit_bits)
         return np.array(out, np.float64)
 
+    def start_values(self) -> np.ndarray:
+        """The base architecture's knob values clipped into the bounds (int64
+        ``[n_knobs]``): the base design itself, or, where a knob is fixed elsewhere (a
+        word width set to the network's bits), the base design at that value. Where
+        searches start."""
+        return np.clip(np.rint(self.base_values()), self.lo, self.hi).astype(np.int64)
+
     def arch(self, values, name: str | None = None) -> hwmodel.Architecture:
         """The base architecture with the knobs set to ``values`` (``[n_knobs]``),
         each resized buffer's energy per access scaled to its size

@@ -143,8 +143,7 @@ class CoDesignHooks:
         self.reference = start.dense_value
         self.area_budget = float(config.area_mm2)
         # the starting preset, at the network's word widths when it is quantized
-        self.start_values = np.clip(np.rint(self.space.base_values()), self.space.lo,
-                                    self.space.hi).astype(np.int64)
+        self.start_values = self.space.start_values()
         self.widths = any(k.field == "word_bits" for k in self.space.knobs)
         if self.widths:
             _check_all_quantized(model, start)
@@ -292,10 +291,7 @@ def _check_all_quantized(model: nnx.Module, start: HardwareObjective) -> None:
     """A quantized co-design run builds hardware with the network's word widths: every
     layer that multiplies must then be quantized (else it would be charged at widths it
     does not have)."""
-    import models
-
-    q = models.quantized_layers(model)
-    left = [l.name for l in start.layers if l.macs > 0 and l.name not in q]
+    left = [l.name for l in start.layers if l.macs > 0 and l.name not in start.layer_bits]
     if left:
         raise ConfigError(
             f"co_design with weight_bits / act_bits sets the hardware's word widths to the "

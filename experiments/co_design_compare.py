@@ -31,8 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import hwmodel  # noqa: E402
 import models  # noqa: E402
 from codesign import design, joint  # noqa: E402
@@ -93,7 +91,7 @@ def main(argv=None) -> int:
         print(f"note: (c) searches for (b)'s checkpoint network, {e_b:.6g} uJ on {cfg_b.hw_arch} "
               f"(report: {rb['energy_per_inference_uj']:.6g} uJ)")
     current, best, ev = joint.hardware_search(
-        space, {cfg_b.model: wl}, np.clip(space.base_values(), space.lo, space.hi), area_mm2=area,
+        space, {cfg_b.model: wl}, space.start_values(), area_mm2=area,
         objective=cfg_d.hw_objective, dataflow=cfg_d.hw_dataflow, evaluations=evaluations,
         seed=args.seed)
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import hwmodel  # noqa: E402
 import models  # noqa: E402
 from codesign import design, joint  # noqa: E402
@@ -62,7 +60,7 @@ def main(argv=None) -> int:
         for n in a.evaluations:
             t = time.perf_counter()
             _, best, ev = joint.hardware_search(
-                space, {cfg.model: wl}, np.clip(space.base_values(), space.lo, space.hi), area_mm2=area,
+                space, {cfg.model: wl}, space.start_values(), area_mm2=area,
                 objective="energy", dataflow=cfg.hw_dataflow, evaluations=n, seed=a.seed)
             print(f"  {n:>5} evaluations: best {best.energy_pj[0] * 1e-6:.4g} uJ "
                   f"({space.describe(best.values)}, {best.area_mm2:.4g} mm^2 of {area:g}; "
