@@ -15,8 +15,8 @@ fraction of the dense model's objective, e.g. 0.05 for 20x less) replaces the fi
 weight by a Lagrange multiplier ``mu`` updated by dual ascent every step on the gap
 ``g = log(H / (B H_dense))`` (the constraint ``H <= B H_dense`` in log form, so that a
 budget 30x below dense does not start with a 30x larger gap than one at half;
-``--budget-ramp-epochs R`` lowers the target geometrically from dense to ``B`` over the
-first ``R`` epochs, gradual pruning in the manner of Zhu and Gupta 2017, so the weights
+``--budget-ramp-epochs R`` lowers the target geometrically from dense (a quantized
+network's dense cost at its bits: :func:`open_relative`) to ``B`` over the first ``R`` epochs, gradual pruning in the manner of Zhu and Gupta 2017, so the weights
 adapt while the gates close instead of after):
 ``mu <- mu + dual_lr * g``; the loss is ``task + lam * g`` with ``lam = mu + g`` (a proportional term on top of the integral one: the "PI
 Lagrangian" of Stooke, Achiam, Abbeel, ICML 2020, which damps the overshoot of plain
@@ -217,6 +217,13 @@ def build_objective(model: nnx.Module, config, image_shape) -> HardwareObjective
     return obj
 
 
+def open_relative(obj: HardwareObjective) -> float:
+    """The objective with every gate open, relative to the reference (1 for a float
+    network on the reference hardware; below 1 for a quantized one, charged at its bits):
+    where a budget ramp starts."""
+    return float(obj.relative({b.path: np.ones(b.size, np.float32) for b in obj.bindings}))
+
+
 def min_relative(obj: HardwareObjective) -> float:
     """The objective with one unit kept per gate, relative to dense (what a budget can reach)."""
     keeps = {b.path: np.eye(1, b.size, dtype=np.float32)[0] for b in obj.bindings}
@@ -240,8 +247,14 @@ class EnergyAwareLoss:
       weight: ``lambda`` (penalty mode).
       budget: the budget as a fraction of the dense objective (0: penalty mode).
       dual_lr: the dual ascent step.
-      ramp_steps: budget mode: the target falls geometrically from 1 (dense) to ``budget``
-        over this many steps (counted in ``model.hw_step``), then stays (0: no ramp).
+      ramp_steps: budget mode: the target falls geometrically from ``ramp_start`` to
+        ``budget`` over this many steps (counted in ``model.hw_step``), then stays (0: no
+        ramp).
+      ramp_start: where the ramp starts, a fraction of dense: the objective of the
+        network with every gate open (:func:`open_relative`). 1 for a float network; a
+        quantized one is charged at its bits and starts below 1 (8-bit resnet20: 0.66),
+        and a ramp from 1 would spend its first steps above the network's own cost,
+        winding the multiplier negative. A start at or below ``budget`` means no ramp.
     """
 
     objective: HardwareObjective
@@ -250,13 +263,15 @@ class EnergyAwareLoss:
     budget: float = 0.0
     dual_lr: float = 0.002
     ramp_steps: int = 0
+    ramp_start: float = 1.0
 
     def target(self, step):
         """The budget-mode target at optimizer step ``step`` (a fraction of dense)."""
-        if self.ramp_steps <= 0:
+        if self.ramp_steps <= 0 or self.ramp_start <= self.budget:
             return jnp.asarray(self.budget, jnp.float32)
         frac = jnp.minimum(1.0, step / self.ramp_steps)
-        return jnp.exp(frac * jnp.log(jnp.float32(self.budget)))
+        lo, hi = jnp.log(jnp.float32(self.budget)), jnp.log(jnp.float32(self.ramp_start))
+        return jnp.exp(hi + frac * (lo - hi))
 
     def __call__(self, model, images, labels):
         total, metrics = self.task(model, images, labels)

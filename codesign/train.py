@@ -1272,7 +1272,9 @@ def _energy_aware_parts(config: Config, model: nnx.Module, image_shape, num_clas
                                       student=model),
             weight=float(config.energy_weight), budget=float(config.energy_budget),
             dual_lr=float(config.dual_lr),
-            ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)))
+            ramp_steps=int(round(config.budget_ramp_epochs * steps_per_epoch)),
+            # a quantized network's dense cost is below the float reference: ramp from it
+            ramp_start=energy.open_relative(objective) if objective.layer_bits else 1.0)
     return objective, co_design, loss_fn
 
 

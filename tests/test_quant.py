@@ -222,3 +222,33 @@ def test_sweep_points_name_their_widths():
                             "act_bits": 4})
     assert p.setting == "budget=0.01,w8,a4"
     assert SweepPoint(1, "q", {"method": "gates", "energy_budget": 0.01}).setting == "budget=0.01"
+
+
+def test_budget_ramp_starts_at_the_quantized_networks_own_cost():
+    """A quantized network's dense cost (charged at its bits) is below the float
+    reference; the budget ramp starts there, not at 1 (which would spend the first steps
+    above the network's own cost and wind the multiplier negative)."""
+    from codesign import energy, train
+    from codesign.objective import objective_value
+
+    def parts(**kw):
+        cfg = tiny(method="gates", energy_budget=0.3, budget_ramp_epochs=2, **kw)
+        m = energy.prepare_model(train._build_model(cfg, (28, 28, 1), 10), cfg)
+        return train._energy_aware_parts(cfg, m, (28, 28, 1), 10, 5, None)
+
+    obj, _, loss = parts(weight_bits=8, act_bits=8)
+    L = len(obj.layers)
+    at8 = hwmodel.cost(obj.workload, obj.arch, mappings=obj.mappings, knobs=hwmodel.Knobs(
+        w_bits=jnp.full((L,), 8.0), i_bits=jnp.full((L,), 8.0)))
+    start = float(objective_value(at8, "energy")) / obj.dense_value
+    assert start < 0.9
+    assert loss.ramp_start == pytest.approx(start, rel=1e-5)
+    assert energy.open_relative(obj) == pytest.approx(start, rel=1e-5)
+    t = [float(loss.target(jnp.float32(s))) for s in (0, 5, 10, 20)]
+    assert t[0] == pytest.approx(start, rel=1e-5)
+    assert t[1] == pytest.approx((start * 0.3) ** 0.5, rel=1e-5)  # geometric
+    assert t[2] == t[3] == pytest.approx(0.3)
+    # a float network ramps from 1, exactly as before; a start below the budget: no ramp
+    assert parts()[2].ramp_start == 1.0
+    below = dataclasses.replace(loss, ramp_start=0.2)
+    assert float(below.target(jnp.float32(0))) == pytest.approx(0.3)
