@@ -192,7 +192,7 @@ def test_quantized_gates_run_reports_and_costs_the_bits(tmp_path, capsys):
 def test_co_design_builds_hardware_at_the_networks_widths(tmp_path, capsys):
     wd = tmp_path / "co"
     cfg = tiny(method="gates", energy_weight=3.0, co_design=True, area_mm2=12.25,
-               co_design_evaluations=6, gate_lr=0.2, epochs=3, gate_freeze_epochs=1,
+               co_design_evaluations=6, gate_lr=0.2, epochs=2, gate_freeze_epochs=1,
                weight_bits=8, act_bits=8)
     space = joint.search_space(cfg)
     assert [(k.name, k.lo, k.hi) for k in space.knobs if k.field == "word_bits"] == [
@@ -252,3 +252,52 @@ def test_budget_ramp_starts_at_the_quantized_networks_own_cost():
     assert parts()[2].ramp_start == 1.0
     below = dataclasses.replace(loss, ramp_start=0.2)
     assert float(below.target(jnp.float32(0))) == pytest.approx(0.3)
+
+
+def _ptq_main():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "experiments" / "ptq.py"
+    spec = importlib.util.spec_from_file_location("ptq", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_ptq_script_quantizes_a_float_run_without_training(tmp_path, capsys):
+    """experiments/ptq.py: the float row is the run's own report; a width costs what the
+    objective charges at that width, and the accuracy is the rounded model's."""
+    from codesign._run import load_run_model
+    from codesign.data import load_dataset, normalize
+    wd = tmp_path / "dense"
+    rep = train_and_evaluate(tiny(), wd, print_table=False)
+    main = _ptq_main()
+    capsys.readouterr()
+    assert main([str(wd), "--bits", "8,3"]) == 0
+    rows = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [r["bits"] for r in rows] == ["float", 8, 3]
+    assert rows[0]["test_accuracy"] == pytest.approx(rep["test_accuracy"])
+    assert rows[0]["energy_per_inference_uj"] == pytest.approx(
+        rep["energy_per_inference_uj"], rel=1e-6)
+    # 8 bits: the objective of the quantized model, and the accuracy of that model
+    net = load_run_model(wd)
+    models.quantize(net.model, weight_bits=8, act_bits=8)
+    obj = HardwareObjective(net.model, net.input_shape)
+    assert rows[1]["energy_per_inference_uj"] == pytest.approx(
+        float(obj.exact_cost(net.model).energy_per_inference_pj) * 1e-6, rel=1e-6)
+    assert rows[0]["energy_per_inference_uj"] > rows[1]["energy_per_inference_uj"] > rows[2][
+        "energy_per_inference_uj"]
+    splits = load_dataset("synthetic", **tiny().dataset_kwargs)
+    x = normalize(jnp.asarray(splits["test"].images), tuple(splits["train"].mean),
+                  tuple(splits["train"].std))
+    pred = np.asarray(jnp.argmax(net.model(x), -1))
+    assert rows[1]["test_accuracy"] == pytest.approx(np.mean(pred == splits["test"].labels))
+    # bad input: a width out of range, a quantized run, not a run
+    assert main([str(wd), "--bits", "1"]) == 2
+    assert "--bits 1" in capsys.readouterr().err
+    q = tmp_path / "q"
+    train_and_evaluate(tiny(weight_bits=8, act_bits=8, epochs=1), q, print_table=False)
+    assert main([str(q)]) == 2
+    assert "trained quantized" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2
+    assert "not a codesign train run" in capsys.readouterr().err
