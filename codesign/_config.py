@@ -166,8 +166,9 @@ class Config:
                                "KL(teacher || student) at temperature --distill-temperature (0: off)")
     distill_temperature: float = _f(4.0, "distillation temperature T (> 0)")
     budget_ramp_epochs: float = _f(0.0, "budget mode: the target falls geometrically from the dense "
-                                   "objective (at the network's bits) to energy_budget over the first N epochs (gradual "
-                                   "pruning; 0: the budget applies from the first step)")
+                                   "objective (at the network's bits) to energy_budget over the "
+                                   "first N epochs (gradual pruning; 0: the budget applies from "
+                                   "the first step)")
     gate_freeze_epochs: int = _f(1, "gates methods: for the last N epochs (at most epochs - 1) the "
                                  "gates are frozen at their inference values (budget mode: first fitted "
                                  "to the budget) and only the weights train")

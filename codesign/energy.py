@@ -16,8 +16,9 @@ weight by a Lagrange multiplier ``mu`` updated by dual ascent every step on the 
 ``g = log(H / (B H_dense))`` (the constraint ``H <= B H_dense`` in log form, so that a
 budget 30x below dense does not start with a 30x larger gap than one at half;
 ``--budget-ramp-epochs R`` lowers the target geometrically from dense (a quantized
-network's dense cost at its bits: :func:`open_relative`) to ``B`` over the first ``R`` epochs, gradual pruning in the manner of Zhu and Gupta 2017, so the weights
-adapt while the gates close instead of after):
+network's dense cost at its bits: :func:`open_relative`) to ``B`` over the first ``R``
+epochs, gradual pruning in the manner of Zhu and Gupta 2017, so the weights adapt while
+the gates close instead of after):
 ``mu <- mu + dual_lr * g``; the loss is ``task + lam * g`` with ``lam = mu + g`` (a proportional term on top of the integral one: the "PI
 Lagrangian" of Stooke, Achiam, Abbeel, ICML 2020, which damps the overshoot of plain
 dual ascent; gates trained by Adam close at a rate set by their learning rate, not by
@@ -360,9 +361,9 @@ def calibrate_to_exact(model: nnx.Module, obj: HardwareObjective, budget: float,
     exact`` (kept strictly between the largest target known to fit and the smallest
     known not to, else their geometric mean) and the gates are fitted to it again from
     their state before the calibration, at most ``rounds`` times (not when every unit
-    is open below the budget: nothing to reopen). A calibration that
-    ends above the band refits to the largest target that fitted, when one did. Each
-    round is one exact re-mapping (a second or two for resnet20). In place.
+    is open below the budget: nothing to reopen). A calibration that ends above the band
+    refits to the largest target that fitted, when one did. Each round is one exact
+    re-mapping (a second or two for resnet20). In place.
 
     Returns:
       ``{"budget_closed": n, "budget_reopened": n}`` (units the final fit closed /
@@ -379,14 +380,14 @@ def calibrate_to_exact(model: nnx.Module, obj: HardwareObjective, budget: float,
         c, r = fit_to_budget(model, obj, target, reopen=True)
         return c, r, obj.relative_of(obj.exact_cost(model))
 
+    def all_open() -> bool:
+        return all(bool(np.all(np.asarray(s.gate.hard_keep()) > 0)) for s in sites)
+
     hi_ok = budget * (1 + rtol)
     target = budget
     closed, reopened, exact = fit(target)
     fits, fails = 0.0, np.inf  # the largest target known to fit, the smallest known not to
     n = 0
-    def all_open() -> bool:
-        return all(bool(np.all(np.asarray(s.gate.hard_keep()) > 0)) for s in sites)
-
     while not budget * (1 - rtol) <= exact <= hi_ok and n < rounds:
         if exact < budget and all_open():
             break  # under the budget with every unit open: nothing to reopen
