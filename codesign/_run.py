@@ -142,8 +142,6 @@ def load_run_model(workdir: str | os.PathLike) -> RunModel:
             raise RunError(f"run {workdir}: {' '.join(str(e).split())}") from None
         kept = sum(len(k) for k in spec.sites.values())
         what += f", gates pruned ({kept} of {sum(spec.sizes.values())} gated units kept)"
-        if config.weight_bits or config.act_bits:  # the pruned model is built afresh
-            models.quantize(model, weight_bits=config.weight_bits, act_bits=config.act_bits)
     if config.weight_bits or config.act_bits:
         what += f", quantized ({config.weight_bits or 'float'} / {config.act_bits or 'float'} bits)"
     return RunModel(model, shape, config.model, what)

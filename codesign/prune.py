@@ -187,12 +187,17 @@ class PruneSpec:
         (``input_shape``, ``num_classes`` and options), JSON values.
       sites: ``{gate path: kept unit indices}`` (sorted, at least one each).
       sizes: ``{gate path: units before pruning}``.
+      weight_bits, act_bits: the widths of a model quantized with :func:`models.quantize`
+        (quantization-aware training), which the rebuilt model is quantized at again
+        (0: float).
     """
 
     model: str | None
     model_kwargs: dict
     sites: dict
     sizes: dict
+    weight_bits: int = 0
+    act_bits: int = 0
 
     def kept_units(self) -> dict[str, int]:
         """``{gate path: number of kept units}``."""
@@ -205,6 +210,8 @@ class PruneSpec:
             "model": self.model,
             "model_kwargs": self.model_kwargs,
             "sites": {p: {"size": self.sizes[p], "kept": list(k)} for p, k in self.sites.items()},
+            "weight_bits": self.weight_bits,
+            "act_bits": self.act_bits,
         }
 
     @classmethod
@@ -231,10 +238,18 @@ class PruneSpec:
                 raise ValueError(f"{where}: site {p!r} must be {{'size': n, 'kept': [sorted distinct "
                                  f"indices in 0..n-1, at least one]}}, got {s!r}")
             kept[p], sizes[p] = tuple(s["kept"]), s["size"]
+        bits = {}
+        for b in ("weight_bits", "act_bits"):  # absent in specs written before widths
+            v = d.get(b, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or not (
+                    v == 0 or models.MIN_BITS <= v <= models.MAX_BITS):
+                raise ValueError(f"{where}: {b!r} must be 0 (float) or an int in "
+                                 f"{models.MIN_BITS}..{models.MAX_BITS}, got {v!r}")
+            bits[b] = v
         kw = dict(kwargs)
         if "input_shape" in kw:
             kw["input_shape"] = tuple(kw["input_shape"])
-        return cls(name, kw, kept, sizes)
+        return cls(name, kw, kept, sizes, **bits)
 
 
 # ---- site plans ---------------------------------------------------------------------------
@@ -563,6 +578,7 @@ def prune_model(model: nnx.Module, *, name: str | None = None,
         kwargs.setdefault("num_classes", int(model.num_classes))
     plans = _plans(model)
     pruned = nnx.clone(model)
+    _drop_training_state(pruned)
     pruned.eval()
     kept, sizes, values = {}, {}, {}
     for p in plans:
@@ -574,7 +590,23 @@ def prune_model(model: nnx.Module, *, name: str | None = None,
         _shrink(pruned, p, kept[p.gate])
     _wire_streams(pruned, kept, values)
     pruned.eval()
-    return pruned, PruneSpec(name, kwargs, kept, sizes)
+    # a quantized model stays quantized (the clone keeps its layers' widths); the spec
+    # records them when they are uniform, as models.quantize makes them
+    widths = set(models.quantized_layers(pruned).values())
+    wb, ab = widths.pop() if len(widths) == 1 else (0, 0)
+    return pruned, PruneSpec(name, kwargs, kept, sizes, wb, ab)
+
+
+def _drop_training_state(model: nnx.Module) -> None:
+    """Removes what an energy-aware run adds to a model besides the network (the budget
+    multiplier and step count, a co-design run's hardware knobs:
+    :func:`codesign.energy.prepare_model`), so that a trained run's pruned model is the
+    network alone and :func:`save_pruned` can rebuild it from its spec."""
+    from codesign.energy import HardwareDesign, HardwareDual
+
+    for name in [k for k, v in vars(model).items()
+                 if isinstance(v, (HardwareDual, HardwareDesign))]:
+        delattr(model, name)
 
 
 def _rebuild(spec: PruneSpec) -> nnx.Module:
@@ -590,6 +622,8 @@ def _rebuild(spec: PruneSpec) -> nnx.Module:
                              f"{spec.model}, the spec says {spec.sizes[path]}")
         _shrink(model, plans[path], keep)
     _wire_streams(model, spec.sites)
+    if spec.weight_bits or spec.act_bits:
+        models.quantize(model, weight_bits=spec.weight_bits, act_bits=spec.act_bits)
     model.eval()
     return model
 
@@ -628,6 +662,14 @@ def save_pruned(pruned: nnx.Module, spec: PruneSpec, directory: str | os.PathLik
     if bad:
         raise ValueError(f"save_pruned: the spec does not rebuild this model (model_kwargs "
                          f"{spec.model_kwargs}); mismatched variables: {bad[:6]}")
+    got = models.quantized_layers(pruned)
+    want = models.quantized_layers(_rebuild(spec))
+    if got != want:
+        raise ValueError(
+            f"save_pruned: the spec does not rebuild this model's quantization (spec: "
+            f"{spec.weight_bits} / {spec.act_bits} bits on {len(want)} layers; the model: "
+            f"{sorted(set(got.values())) or 'float'} on {len(got)} layers); valid: a model "
+            "quantized with models.quantize at one width before prune_model, or a float one")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

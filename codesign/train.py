@@ -602,7 +602,8 @@ def hardware_report(model: nnx.Module, input_shape: tuple[int, ...], arch: str,
 
     The dense model is mapped with ``hwmodel.map_workload`` (objective: energy) and
     costed with ``hwmodel.cost``: simulated figures from the analytical loop-nest
-    model, not measurements.
+    model, not measurements. A quantized model (:func:`models.quantize`) is charged at
+    its weight / input bits, its layers mapped with those widths.
 
     Args:
       model: the (trained) model; traced in eval mode, no FLOPs run.
@@ -616,15 +617,24 @@ def hardware_report(model: nnx.Module, input_shape: tuple[int, ...], arch: str,
       ``dram_bytes_per_inference`` (bytes), ``hw_utilization`` (0-1),
       ``hw_area_mm2`` (mm^2).
     """
-    return _hardware_figures(_workload(model, input_shape), arch, dataflow)
+    return _hardware_figures(_workload(model, input_shape), arch, dataflow, model, input_shape)
 
 
-def _hardware_figures(workload, arch: str, dataflow: str) -> dict[str, Any]:
-    """:func:`hardware_report` of an already extracted batch-1 workload."""
+def _hardware_figures(workload, arch: str, dataflow: str, model: nnx.Module,
+                      input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """:func:`hardware_report` of ``model``'s already extracted batch-1 workload. A
+    quantized model (:func:`models.quantize`) is charged at its bits, as
+    :class:`codesign.objective.HardwareObjective` charges it (and ``codesign cost
+    --run``): its layers re-mapped with their widths."""
     import hwmodel
+    import models
 
     hw = hwmodel.load_arch(arch)
-    c = hwmodel.cost(workload, hw, dataflow=dataflow)
+    if models.quantized_layers(model):
+        from codesign.objective import HardwareObjective
+        c = HardwareObjective(model, input_shape, arch=hw, dataflow=dataflow).exact_cost(model)
+    else:
+        c = hwmodel.cost(workload, hw, dataflow=dataflow)
     return {
         "hw_arch": hw.name,
         "hw_dataflow": dataflow,
@@ -1155,7 +1165,8 @@ def setup(config: Config, workdir: str | Path, *, resume: bool = False, overwrit
     n_params = count_params(model)
     workload = _workload(model, image_shape)  # traced once: MACs and hardware figures
     hw_figures = ({} if config.hw_arch == "none"
-                  else _hardware_figures(workload, config.hw_arch, config.hw_dataflow))
+                  else _hardware_figures(workload, config.hw_arch, config.hw_dataflow, model,
+                                         image_shape))
     schedule = make_schedule(config, data.steps_per_epoch)
     graphdef_train, graphdef_eval, state = _train_eval_split(model, optimizer)
     objective, co_design, loss_fn = _energy_aware_parts(

@@ -8,6 +8,13 @@ test accuracy on the run's dataset and the energy per inference charged at that 
 (re-mapped on the run's ``hw_arch`` / ``hw_dataflow`` at ``hw_batch``), with its
 reduction against the float network of the same run.
 
+A run trained quantized (``--weight-bits`` / ``--act-bits``) is not rounded again: without
+``--bits`` the script prints its one row, the model as deployed (pruned if gated, at its
+trained widths), which is how the README checks a quantization-aware run's figures.
+A kept result directory without checkpoints (``experiments/results/...``: the run's
+``config.json``) is evaluated from its ``pruned/`` model (:func:`codesign.prune.save_pruned`)
+when it has one.
+
 Usage::
 
     python experiments/ptq.py RUN [--bits 8,6,4] [--data-dir DIR]
@@ -38,8 +45,9 @@ def _widths(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="a codesign train work directory (config.json + checkpoints)")
-    ap.add_argument("--bits", type=_widths, default=[8, 6, 4],
-                    help="weight = input widths to try (default 8,6,4)")
+    ap.add_argument("--bits", type=_widths, default=None,
+                    help="weight = input widths to try (default 8,6,4; none for a run "
+                         "trained quantized)")
     ap.add_argument("--data-dir", default=None,
                     help="dataset directory (default: the run's data_dir, else the default)")
     args = ap.parse_args(argv)
@@ -61,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ptq: {run}: not a codesign train run ({' '.join(str(e).split())})",
               file=sys.stderr)
         return 2
-    if config.weight_bits or config.act_bits:
-        print(f"ptq: {run} was trained quantized ({config.weight_bits} / {config.act_bits} "
-              "bits); give a float run", file=sys.stderr)
+    trained = (f"{config.weight_bits or 32}/{config.act_bits or 32}"
+               if config.weight_bits or config.act_bits else None)
+    if trained and args.bits:
+        print(f"ptq: {run} was trained quantized ({trained} bits): --bits rounds a float "
+              "run; leave it out to evaluate this run as deployed", file=sys.stderr)
         return 2
+    widths = [] if trained else (args.bits or [8, 6, 4])
     splits = load_dataset(config.dataset, data_dir=args.data_dir or config.data_dir,
                           download=False, **config.dataset_kwargs)
     train, test = splits["train"], splits["test"]
@@ -85,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                                 batch=config.hw_batch)
         return float(obj.exact_cost(model).energy_per_inference_pj) * 1e-6
 
+    from codesign.prune import is_pruned_dir
+    source = (run / "pruned" if not (run / "checkpoints").is_dir() and is_pruned_dir(run / "pruned")
+              else run)
     rows = []
-    for bits in [0, *args.bits]:
+    for bits in [0, *widths]:
         try:
-            net = load_run_model(run)
+            net = load_run_model(source)
         except RunError as e:
             print(f"ptq: {e}", file=sys.stderr)
             return 2
@@ -98,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as e:
                 print(f"ptq: --bits {bits}: {' '.join(str(e).split())}", file=sys.stderr)
                 return 2
-        rows.append({"bits": bits or "float", "test_accuracy": accuracy(net.model),
+        rows.append({"bits": bits or (f"{trained} trained" if trained else "float"),
+                     "test_accuracy": accuracy(net.model),
                      "energy_per_inference_uj": energy_uj(net.model, net.input_shape)})
     base = rows[0]
     print(f"{net.what}; {config.hw_arch} {config.hw_dataflow} batch {config.hw_batch}")
-    print(f"{'bits (W = I)':>12} {'accuracy':>9} {'vs float':>9} {'energy uJ':>10} {'x less':>7}")
+    vs = "vs row 1" if trained else "vs float"
+    print(f"{'bits (W = I)':>12} {'accuracy':>9} {vs:>9} {'energy uJ':>10} {'x less':>7}")
     for r in rows:
         r["energy_reduction"] = base["energy_per_inference_uj"] / r["energy_per_inference_uj"]
         print(f"{r['bits']!s:>12} {100 * r['test_accuracy']:8.2f}% "

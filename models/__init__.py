@@ -109,7 +109,7 @@ from models._onednn import (
     resolve_conv_backend,
     set_conv_backend,
 )
-from models._quant import quant_bypassed, quantize, quantized_layers
+from models._quant import MAX_BITS, MIN_BITS, quant_bypassed, quantize, quantized_layers
 from models._registry import ModelInfo, create, get_info, list_models
 from models._workload import list_countable_models, model_param_count, model_workload
 
@@ -119,6 +119,8 @@ __all__ = [
     "GateParam",
     "GateSite",
     "HardConcreteGate",
+    "MAX_BITS",
+    "MIN_BITS",
     "ModelInfo",
     "OneDNNUnavailable",
     "ScaleGate",

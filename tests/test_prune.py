@@ -286,6 +286,54 @@ def test_save_and_load_without_the_original(key, digits, tmp_path):
     np.testing.assert_array_equal(np.asarray(_fwd(loaded, x)), np.asarray(_fwd(pruned, x)))
 
 
+@pytest.mark.parametrize("key", ["resnet20-S", "lenet5"])
+def test_a_quantized_model_saves_and_loads_at_its_widths(key, digits, tmp_path):
+    """A model quantized before pruning (quantization-aware training) keeps its widths
+    through save / load: the loaded model is quantized alike, computes the same logits
+    and costs what the pruned one costs (it used to reload as float)."""
+    gated = _gated(key, seed=7)
+    models.quantize(gated, weight_bits=6, act_bits=8)
+    pruned, spec = prune_model(gated, model_kwargs=SMALL[key])
+    assert (spec.weight_bits, spec.act_bits) == (6, 8)
+    save_pruned(pruned, spec, tmp_path / "p")
+    d = json.loads((tmp_path / "p" / "pruned.json").read_text())
+    assert (d["weight_bits"], d["act_bits"]) == (6, 8)
+    loaded = load_pruned(tmp_path / "p")
+    assert models.quantized_layers(loaded) == models.quantized_layers(pruned) != {}
+    x = _inputs(digits, gated.input_shape)[:64]
+    np.testing.assert_array_equal(np.asarray(_fwd(loaded, x)), np.asarray(_fwd(pruned, x)))
+    shape = gated.input_shape
+    e = [float(HardwareObjective(m, shape).exact_cost(m).energy_per_inference_pj)
+         for m in (pruned, loaded)]
+    assert e[0] == e[1]
+    # a spec written before widths were recorded reads as float; a bad width is an error
+    old = {k: v for k, v in d.items() if k not in ("weight_bits", "act_bits")}
+    assert PruneSpec.from_dict(old).weight_bits == 0
+    with pytest.raises(ValueError, match="'act_bits' must be 0"):
+        PruneSpec.from_dict(dict(d, act_bits=1))
+    # a model whose quantization the spec cannot say: a clear error, nothing written
+    mixed = dataclasses.replace(spec, weight_bits=0, act_bits=0)
+    with pytest.raises(ValueError, match="quantization"):
+        save_pruned(pruned, mixed, tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_trained_runs_model_prunes_to_the_network_alone(tmp_path):
+    """A budget / co-design run's model carries the multiplier, the step count and the
+    hardware knobs (codesign.energy.prepare_model): the pruned model is the network
+    alone, and it saves (save_pruned refused it: variables its spec does not rebuild)."""
+    from codesign.energy import HardwareDesign, HardwareDual
+    gated = _gated("lenet5")
+    gated.hw_dual = HardwareDual(jnp.float32(2.0))
+    gated.hw_step = HardwareDual(jnp.float32(7.0))
+    gated.hw_design = HardwareDesign(jnp.zeros((3,), jnp.float32))
+    pruned, spec = prune_model(gated)
+    assert not any(hasattr(pruned, k) for k in ("hw_dual", "hw_step", "hw_design"))
+    assert hasattr(gated, "hw_dual")  # the original is not modified
+    save_pruned(pruned, spec, tmp_path / "p")
+    assert load_pruned(tmp_path / "p") is not None
+
+
 def test_save_checks_the_spec_rebuilds_the_model(tmp_path):
     gated = _gated("vgg_small")
     pruned, spec = prune_model(gated)  # stages not given: the default ones do not fit

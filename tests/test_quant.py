@@ -296,8 +296,29 @@ def test_ptq_script_quantizes_a_float_run_without_training(tmp_path, capsys):
     assert main([str(wd), "--bits", "1"]) == 2
     assert "--bits 1" in capsys.readouterr().err
     q = tmp_path / "q"
-    train_and_evaluate(tiny(weight_bits=8, act_bits=8, epochs=1), q, print_table=False)
-    assert main([str(q)]) == 2
+    qrep = train_and_evaluate(tiny(weight_bits=8, act_bits=8, epochs=1), q, print_table=False)
+    assert main([str(q), "--bits", "4"]) == 2
     assert "trained quantized" in capsys.readouterr().err
+    # a run trained quantized, without --bits: one row, the run as deployed
+    assert main([str(q)]) == 0
+    (row,) = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert row["bits"] == "8/8 trained"
+    assert row["test_accuracy"] == pytest.approx(qrep["test_accuracy"])
+    assert row["energy_per_inference_uj"] == pytest.approx(qrep["energy_per_inference_uj"],
+                                                           rel=1e-6)
+    # a kept result (config.json, no checkpoints) with its pruned model saved: the same row
+    from codesign.prune import prune_model, save_pruned
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "config.json").write_text((q / "config.json").read_text())
+    qnet = load_run_model(q)
+    save_pruned(*prune_model(qnet.model, model_kwargs={"input_shape": qnet.input_shape,
+                                                       "num_classes": 10}), kept / "pruned")
+    assert main([str(kept)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == [row]
+    # the report of a quantized run without gates charges its bits too (it used to give
+    # the float figure): the same as the float run's 8-bit row, re-mapped
+    assert qrep["energy_per_inference_uj"] == pytest.approx(rows[1]["energy_per_inference_uj"],
+                                                            rel=1e-6)
     assert main([str(tmp_path)]) == 2
     assert "not a codesign train run" in capsys.readouterr().err
