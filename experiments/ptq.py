@@ -44,7 +44,8 @@ def _widths(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", help="a codesign train work directory (config.json + checkpoints)")
+    ap.add_argument("run", help="a codesign train work directory (config.json + checkpoints), "
+                                "or a kept result (config.json + pruned/)")
     ap.add_argument("--bits", type=_widths, default=None,
                     help="weight = input widths to try (default 8,6,4; none for a run "
                          "trained quantized)")
