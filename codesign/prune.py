@@ -653,17 +653,18 @@ def save_pruned(pruned: nnx.Module, spec: PruneSpec, directory: str | os.PathLik
         raise ValueError(f"save_pruned: model_kwargs must be JSON values: {e}") from None
     flat = flatten_state(nnx.state(pruned))
     try:
-        like = flatten_state(nnx.state(_rebuild(PruneSpec.from_dict(json.loads(text)))))
+        rebuilt = _rebuild(PruneSpec.from_dict(json.loads(text)))
     except ValueError as e:
         raise ValueError(f"save_pruned: the spec does not rebuild this model (model_kwargs "
                          f"{spec.model_kwargs}): {e}") from None
+    like = flatten_state(nnx.state(rebuilt))
     bad = sorted(k for k in set(flat) | set(like)
                  if k not in flat or k not in like or flat[k].shape != like[k].shape)
     if bad:
         raise ValueError(f"save_pruned: the spec does not rebuild this model (model_kwargs "
                          f"{spec.model_kwargs}); mismatched variables: {bad[:6]}")
     got = models.quantized_layers(pruned)
-    want = models.quantized_layers(_rebuild(spec))
+    want = models.quantized_layers(rebuilt)
     if got != want:
         raise ValueError(
             f"save_pruned: the spec does not rebuild this model's quantization (spec: "
